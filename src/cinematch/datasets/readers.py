@@ -1,0 +1,511 @@
+"""Readers for every ratings and movies format CineMatch accepts, with format auto-detection.
+
+Each reader returns a *raw* Arrow table (values as found, nothing dropped) with a ``row_number``
+column; :func:`normalize_ratings` / :func:`normalize_movies` then type and validate it in DuckDB
+(vectorized) and split it into good rows and quarantined rows with a reason.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from cinematch.errors import BadInput
+
+RATINGS_FORMATS = ("parquet", "movielens_csv", "csv", "ml100k", "ml1m", "streaming_csv", "netflix")
+MOVIES_FORMATS = ("parquet", "movielens_movies", "ml100k_items", "ml1m_movies")
+ALL_FORMATS = ("auto", *sorted(set(RATINGS_FORMATS) | set(MOVIES_FORMATS)))
+
+RATING_COLUMNS = ("user_id", "movie_id", "rating", "rated_at")
+MOVIE_COLUMNS = ("movie_id", "title", "genres", "release_year")
+
+# Column-name aliases seen in the wild, mapped onto CineMatch's names.
+_ALIASES = {
+    "user_id": ("user_id", "userid", "user", "cust_id", "customer_id", "customerid"),
+    "movie_id": ("movie_id", "movieid", "item_id", "itemid", "item", "movie"),
+    "rating": ("rating", "score", "stars"),
+    "rated_at": ("rated_at", "timestamp", "date", "ts", "rated", "time"),
+    "title": ("title", "name"),
+    "genres": ("genres", "genre"),
+    "release_year": ("release_year", "year"),
+}
+
+ML100K_GENRES = (
+    None, "Action", "Adventure", "Animation", "Children", "Comedy", "Crime", "Documentary", "Drama",
+    "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western",
+)  # fmt: skip
+
+_FIX = "convert it to one of the formats in the README (Parquet or MovieLens ratings.csv) or pass --format"
+
+
+def _duck() -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect()
+    con.execute("set TimeZone='UTC'")
+    return con
+
+
+def _head_text(path: Path, size: int = 65536) -> tuple[bytes, list[str]]:
+    raw = path.open("rb").read(size)
+    text = raw.decode("utf-8", errors="replace")
+    lines = [ln.strip("\r") for ln in text.split("\n")]
+    if len(raw) == size:
+        lines = lines[:-1]  # the last line may be cut in the middle
+    return raw, [ln for ln in lines if ln.strip()]
+
+
+def check_file(path: Path) -> None:
+    """Refuse missing, unreadable or empty files with one clear line."""
+    if not path.exists():
+        raise BadInput(f"file not found: {path}; check the path")
+    if path.is_dir():
+        raise BadInput(f"{path} is a folder, not a file; pass one batch file (or use --landing)")
+    if path.stat().st_size == 0:
+        raise BadInput(f"file is empty: {path}; nothing to load")
+
+
+def detect_format(path: Path, kind: str = "ratings") -> str:
+    """Guess the format of ``path`` from its magic bytes and first lines."""
+    check_file(path)
+    raw, lines = _head_text(path)
+    if raw[:4] == b"PAR1":
+        return "parquet"
+    if path.suffix.lower() == ".parquet":
+        raise BadInput(f"{path} is named .parquet but is not a Parquet file; re-export it as Parquet")
+    if b"\x00" in raw[:4096]:
+        raise BadInput(f"{path} is a binary file of unknown format; {_FIX}")
+    if not lines:
+        raise BadInput(f"file is empty: {path}; nothing to load")
+    first = lines[0]
+    fields = [f.strip().strip('"').lower() for f in first.split(",")]
+    if re.fullmatch(r"\d+:\s*", first):
+        return "netflix"
+    if "::" in first:
+        n = len(first.split("::"))
+        if n == 3:
+            return "ml1m_movies"
+        if n == 4:
+            return "ml1m"
+    if "\t" in first and len(first.split("\t")) == 4:
+        return "ml100k"
+    if "|" in first and len(first.split("|")) >= 20 and first.split("|")[0].strip().isdigit():
+        return "ml100k_items"
+    if {"movieid", "title", "genres"} <= set(fields):
+        return "movielens_movies"
+    if {"date", "cust_id", "movie_id", "rating"} <= set(fields):
+        return "streaming_csv"
+    if {"userid", "movieid", "rating"} <= set(fields):
+        return "movielens_csv"
+    if {"user_id", "movie_id", "rating"} <= set(fields):
+        return "csv"
+    if len(fields) == 4 and re.fullmatch(r"\d{4}-\d{2}-\d{2}.*", fields[0]) and fields[1].isdigit():
+        return "streaming_csv"
+    raise BadInput(f"cannot recognise the format of {path} (first line: {first[:60]!r}); {_FIX}")
+
+
+def _read_csv(path: Path, header: bool, delim: str, names: list[str] | None, encoding: str = "utf-8") -> pa.Table:
+    con = _duck()
+    opts = [f"delim='{delim}'", f"header={'true' if header else 'false'}", "all_varchar=true", "quote='\"'"]
+    if names:
+        cols = ", ".join(f"'{n}': 'VARCHAR'" for n in names)
+        opts.append(f"columns={{{cols}}}")
+        opts.append("null_padding=true")
+    if encoding != "utf-8":
+        opts.append(f"encoding='{encoding}'")
+    try:
+        return con.sql(f"select * from read_csv(?, {', '.join(opts)})", params=[str(path)]).to_arrow_table()
+    except duckdb.InvalidInputException as exc:
+        msg = str(exc)
+        if "unicode" in msg.lower() or "utf-8" in msg.lower():
+            line = re.search(r"Line: (\d+)", msg)
+            where = f" (line {line.group(1)})" if line else ""
+            raise BadInput(f"{path} is not valid UTF-8{where}; re-encode it, e.g. `iconv -f latin1 -t utf-8`") from None
+        first = msg.splitlines()[0][:160]
+        raise BadInput(f"cannot parse {path} as CSV: {first}; {_FIX}") from None
+    finally:
+        con.close()
+
+
+def _rename(table: pa.Table, wanted: tuple[str, ...], path: Path, optional: tuple[str, ...] = ()) -> pa.Table:
+    """Map aliased column names onto ``wanted``; refuse a table that lacks any of them."""
+    lower = {c.lower().strip(): c for c in table.column_names}
+    out = {}
+    for name in wanted:
+        src = next((lower[a] for a in _ALIASES[name] if a in lower), None)
+        if src is None:
+            if name in optional:
+                continue
+            raise BadInput(
+                f"{path} lacks a {name!r} column (found: {', '.join(table.column_names)}); "
+                f"expected columns {', '.join(wanted)}"
+            )
+        out[name] = table.column(src)
+    return pa.table(out)
+
+
+@dataclass(frozen=True)
+class ParquetSource:
+    """A Parquet file read by DuckDB itself (no copy through Python): column map and schema."""
+
+    path: Path
+    columns: dict[str, str]  # canonical name -> column in the file
+    schema: pa.Schema  # with canonical names
+
+    @property
+    def num_rows(self) -> int:
+        return pq.ParquetFile(self.path).metadata.num_rows
+
+
+RawSource = pa.Table | ParquetSource
+
+
+def _parquet_source(path: Path, wanted: tuple[str, ...]) -> ParquetSource:
+    try:
+        schema = pq.read_schema(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise BadInput(
+            f"cannot read Parquet file {path} ({str(exc).splitlines()[0][:120]}); "
+            "the file is truncated or corrupt: re-export it"
+        ) from None
+    empty = _rename(schema.empty_table(), wanted, path)
+    lower = {c.lower().strip(): c for c in schema.names}
+    columns = {name: next(lower[a] for a in _ALIASES[name] if a in lower) for name in empty.column_names}
+    return ParquetSource(path, columns, empty.schema)
+
+
+def register_raw(con: duckdb.DuckDBPyConnection, source: RawSource, name: str = "raw") -> None:
+    """Expose a raw source to ``con`` as relation ``name`` with a 1-based ``row_number``."""
+    if isinstance(source, ParquetSource):
+        cols = ", ".join(f'"{src}" as {dst}' for dst, src in source.columns.items())
+        path = str(source.path).replace("'", "''")
+        con.execute(
+            f"create or replace temp view {name} as select {cols}, file_row_number + 1 as row_number "
+            f"from read_parquet('{path}', file_row_number=true)"
+        )
+    else:
+        con.register(name, source)
+
+
+def _with_row_numbers(table: pa.Table) -> pa.Table:
+    return table.append_column("row_number", pa.array(np.arange(1, table.num_rows + 1, dtype=np.int64)))
+
+
+def _read_parquet(path: Path) -> pa.Table:
+    try:
+        return pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise BadInput(
+            f"cannot read Parquet file {path} ({str(exc).splitlines()[0][:120]}); "
+            "the file is truncated or corrupt: re-export it"
+        ) from None
+
+
+def _read_netflix(path: Path) -> pa.Table:
+    """Netflix Prize combined_data: a ``MovieID:`` line, then ``CustomerID,Rating,Date`` lines."""
+    lines = _read_csv(path, header=False, delim="\x1f", names=["line"]).column("line")
+    lines = pc.utf8_trim_whitespace(lines)
+    is_movie = pc.fill_null(pc.ends_with(lines, ":"), False)
+    movie = pc.if_else(is_movie, pc.utf8_slice_codeunits(lines, 0, -1), pa.scalar(None, pa.string()))
+    movie = pc.fill_null_forward(movie)
+    keep = pc.invert(is_movie)
+    parts = pc.split_pattern(pc.filter(lines, keep), ",")
+    movie = pc.filter(movie, keep)
+
+    def part(i: int) -> pa.Array:
+        padded = pc.list_slice(parts, i, i + 1)
+        return pc.list_flatten(
+            pc.if_else(pc.greater(pc.list_value_length(padded), 0), padded, pa.scalar([None], pa.list_(pa.string())))
+        )
+
+    return pa.table({"user_id": part(0), "movie_id": movie, "rating": part(1), "rated_at": part(2)})
+
+
+def read_ratings_raw(path: Path, fmt: str = "auto") -> tuple[RawSource, str]:
+    """Read a ratings file of any supported format as raw columns (+ ``row_number``).
+
+    Parquet is not read here: DuckDB scans it directly when the batch is staged.
+    """
+    path = Path(path)
+    check_file(path)
+    fmt = detect_format(path, "ratings") if fmt == "auto" else fmt
+    if fmt == "parquet":
+        return _parquet_source(path, RATING_COLUMNS), fmt
+    if fmt in ("movielens_csv", "csv"):
+        table = _rename(_read_csv(path, True, ",", None), RATING_COLUMNS, path)
+    elif fmt == "ml100k":
+        table = _read_csv(path, False, "\t", list(RATING_COLUMNS))
+    elif fmt == "ml1m":
+        table = _read_csv(path, False, "::", list(RATING_COLUMNS))
+    elif fmt == "streaming_csv":
+        _, lines = _head_text(path, 4096)
+        has_header = "cust_id" in lines[0].lower()
+        names = ["rated_at", "user_id", "movie_id", "rating"]
+        table = _read_csv(path, has_header, ",", None if has_header else names)
+        table = _rename(table, RATING_COLUMNS, path)
+    elif fmt == "netflix":
+        table = _read_netflix(path)
+    elif fmt in MOVIES_FORMATS:
+        raise BadInput(f"{path} looks like a movies file ({fmt}); load it with --kind movies")
+    else:
+        raise BadInput(f"unknown ratings format {fmt!r}; choose one of {', '.join(RATINGS_FORMATS)}")
+    return _with_row_numbers(table), fmt
+
+
+def read_movies_raw(path: Path, fmt: str = "auto") -> tuple[pa.Table, str]:
+    """Read a movies file (MovieLens movies.csv / movies.dat, ml-100k u.item, Parquet) as raw columns."""
+    path = Path(path)
+    check_file(path)
+    fmt = detect_format(path, "movies") if fmt == "auto" else fmt
+    if fmt == "parquet":
+        table = _rename(_read_parquet(path), MOVIE_COLUMNS, path, optional=("genres", "release_year"))
+    elif fmt == "movielens_movies":
+        table = _rename(_read_csv(path, True, ",", None), ("movie_id", "title", "genres"), path)
+    elif fmt == "ml1m_movies":
+        table = _read_csv(path, False, "::", ["movie_id", "title", "genres"], encoding="latin-1")
+    elif fmt == "ml100k_items":
+        names = ["movie_id", "title", "release_date", "video_release_date", "imdb_url"]
+        names += [f"g{i}" for i in range(len(ML100K_GENRES))]
+        raw = _read_csv(path, False, "|", names, encoding="latin-1")
+        flags = [pc.equal(raw.column(f"g{i}"), "1") for i, g in enumerate(ML100K_GENRES) if g]
+        labels = [g for g in ML100K_GENRES if g]
+        # Join the flagged genre names with '|' column-wise (vectorized over rows).
+        pieces = [pc.if_else(f, pa.scalar(g + "|"), pa.scalar("")) for f, g in zip(flags, labels, strict=True)]
+        joined = pc.binary_join_element_wise(*pieces, "")
+        genres = pc.utf8_rtrim(joined, "|")
+        table = pa.table({"movie_id": raw.column("movie_id"), "title": raw.column("title"), "genres": genres})
+    elif fmt in RATINGS_FORMATS:
+        raise BadInput(f"{path} looks like a ratings file ({fmt}); load it with --kind ratings")
+    else:
+        raise BadInput(f"unknown movies format {fmt!r}; choose one of {', '.join(MOVIES_FORMATS)}")
+    return _with_row_numbers(table), fmt
+
+
+# Typing and validation in one vectorized query. Reasons are checked in order; the first one wins.
+_NORMALIZE_RATINGS = """
+with typed as (
+    select row_number, {user_id} as user_id, {movie_id} as movie_id, {rating} as rating, {rated_at} as rated_at,
+           user_id as user_id_raw, movie_id as movie_id_raw, rating as rating_raw, rated_at as rated_at_raw
+    from raw
+),
+checked as (
+    select
+        row_number, user_id, movie_id, rating, rated_at,
+        case
+            when {missing_user_id} then 'missing user_id'
+            when user_id is null then 'user_id is not an integer'
+            when {missing_movie_id} then 'missing movie_id'
+            when movie_id is null then 'movie_id is not an integer'
+            when {missing_rating} then 'missing rating'
+            when rating is null then 'rating is not a number'
+            -- isnan() is not used: DuckDB folds it to false from Parquet statistics that ignore NaN
+            when not (rating >= 0.5 and rating <= 5.0) then
+                case when lower(cast(rating as varchar)) like '%nan%' then 'rating is NaN'
+                     else 'rating outside 0.5-5.0' end
+            when rating * 2 <> round(rating * 2) then 'rating not on a half step'
+            when {missing_rated_at} then 'missing timestamp'
+            when rated_at is null then 'unparsable timestamp'
+            when rated_at < timestamp '1970-01-01' or rated_at > {latest}
+                then 'timestamp out of range'
+        end as reason
+    from typed
+),
+hashed as (
+    select *, hash(user_id, movie_id, rated_at) as key_hash from checked
+),
+candidates as (
+    -- one-column hash aggregation finds possible repeats cheaply; the exact key is compared below
+    select key_hash from hashed where reason is null group by key_hash having count(*) > 1
+),
+dupes as (
+    select h.row_number
+    from hashed h semi join candidates c on h.key_hash = c.key_hash
+    where h.reason is null
+    qualify row_number() over (partition by h.user_id, h.movie_id, h.rated_at order by h.row_number) > 1
+),
+final as (
+    select
+        h.row_number, h.user_id, h.movie_id, h.rating, h.rated_at,
+        case when d.row_number is not null then 'duplicate row in batch' else h.reason end as final_reason
+    from hashed h left join dupes d on h.row_number = d.row_number
+)
+select * from final
+"""
+
+_TEXT_TIMESTAMP = """(case
+    when regexp_full_match(trim(cast(rated_at as varchar)), '-?[0-9]+(\\.[0-9]+)?') then
+        case when abs(try_cast(trim(cast(rated_at as varchar)) as double)) >= 1e11
+             then to_timestamp(try_cast(trim(cast(rated_at as varchar)) as double) / 1000)
+             else to_timestamp(try_cast(trim(cast(rated_at as varchar)) as double)) end
+    else try_cast(trim(cast(rated_at as varchar)) as timestamptz)
+end at time zone 'UTC')"""
+
+
+def _typed_expressions(schema: pa.Schema) -> dict[str, str]:
+    """Per-column casts chosen from the Arrow type, so typed Parquet skips the text round trip."""
+
+    def integer(col: str) -> str:
+        t = schema.field(col).type
+        if pa.types.is_integer(t):
+            return f"cast({col} as bigint)"
+        if pa.types.is_floating(t):
+            return f"case when {col} = floor({col}) then try_cast({col} as bigint) end"
+        return f"try_cast(trim(cast({col} as varchar)) as bigint)"
+
+    t_rating = schema.field("rating").type
+    rating = (
+        "cast(rating as double)"
+        if pa.types.is_integer(t_rating) or pa.types.is_floating(t_rating) or pa.types.is_decimal(t_rating)
+        else "try_cast(trim(cast(rating as varchar)) as double)"
+    )
+    t_ts = schema.field("rated_at").type
+    if pa.types.is_timestamp(t_ts):
+        rated_at = "cast(rated_at as timestamp)" if t_ts.tz is None else "(rated_at at time zone 'UTC')"
+    elif pa.types.is_date(t_ts):
+        rated_at = "cast(rated_at as timestamp)"
+    elif pa.types.is_integer(t_ts) or pa.types.is_floating(t_ts):
+        rated_at = (
+            "(case when abs(rated_at) >= 1e11 then to_timestamp(rated_at / 1000) "
+            "else to_timestamp(rated_at) end at time zone 'UTC')"
+        )
+    else:
+        rated_at = _TEXT_TIMESTAMP
+    exprs = {
+        "user_id": integer("user_id"),
+        "movie_id": integer("movie_id"),
+        "rating": rating,
+        "rated_at": rated_at,
+    }
+    for col in RATING_COLUMNS:
+        # Only text can be blank; casting typed columns to text for the check would dominate the run time.
+        is_text = pa.types.is_string(schema.field(col).type) or pa.types.is_large_string(schema.field(col).type)
+        exprs[f"missing_{col}"] = f"{col}_raw is null" + (f" or trim({col}_raw) = ''" if is_text else "")
+    return exprs
+
+
+def stage_ratings(con: duckdb.DuckDBPyConnection, source: RawSource) -> tuple[int, int]:
+    """Type and validate ``source`` into temp table ``_checked`` of ``con``; return (good, quarantined) counts.
+
+    ``_checked`` has the typed columns, ``row_number`` and ``final_reason`` (null for good rows).
+    """
+    register_raw(con, source)
+    con.execute("set TimeZone='UTC'")
+    latest = f"timestamp '{datetime.now(UTC).replace(tzinfo=None) + timedelta(days=1):%Y-%m-%d %H:%M:%S}'"
+    try:
+        con.execute(
+            f"create or replace temp table _checked as {_NORMALIZE_RATINGS.format(**_typed_expressions(source.schema), latest=latest)}"
+        )
+    except duckdb.Error as exc:
+        where = source.path if isinstance(source, ParquetSource) else "the batch"
+        raise BadInput(
+            f"cannot read {where}: {' '.join(str(exc).split())[:160]}; the file is corrupt or truncated: re-export it"
+        ) from None
+    good, bad = con.execute(
+        "select count(*) filter (where final_reason is null), count(*) filter (where final_reason is not null) "
+        "from _checked"
+    ).fetchall()[0]
+    return good, bad
+
+
+QUARANTINE_SELECT = """
+    select c.row_number, c.final_reason as reason, cast(r.user_id as varchar) as user_id,
+           cast(r.movie_id as varchar) as movie_id, cast(r.rating as varchar) as rating,
+           cast(r.rated_at as varchar) as rated_at
+    from _checked c join raw r using (row_number)
+    where c.final_reason is not null
+"""
+
+
+def normalize_ratings(raw: RawSource, ordered: bool = True) -> tuple[pa.Table, pa.Table]:
+    """Type and validate raw ratings; return (good rows, quarantined rows with a reason).
+
+    Staging runs in a private in-memory DuckDB: much faster than temp tables of a file database.
+    """
+    con = _duck()
+    order = " order by row_number" if ordered else ""
+    try:
+        stage_ratings(con, raw)
+        good = con.sql(
+            f"select user_id, movie_id, rating, rated_at from _checked where final_reason is null{order}"
+        ).to_arrow_table()
+        bad = con.sql(QUARANTINE_SELECT + " order by c.row_number").to_arrow_table()
+    finally:
+        con.close()
+    return good, bad
+
+
+_NORMALIZE_MOVIES = """
+with src as (
+    select row_number, cast(movie_id as varchar) as movie_id_raw, cast(title as varchar) as title_raw,
+           {genres} as genres_raw, {year} as year_raw
+    from raw
+),
+typed as (
+    select
+        *,
+        try_cast(trim(movie_id_raw) as bigint) as movie_id,
+        trim(regexp_replace(trim(title_raw), '\\s*\\((\\d{{4}})\\)\\s*$', '')) as title,
+        coalesce(try_cast(year_raw as integer),
+                 try_cast(regexp_extract(trim(title_raw), '\\((\\d{{4}})\\)\\s*$', 1) as integer)) as release_year,
+        list_filter(list_transform(string_split(coalesce(genres_raw, ''), '|'), lambda g: trim(g)),
+                    lambda g: g <> '' and g <> '(no genres listed)') as genres
+    from src
+),
+final as (
+    select *,
+        case
+            when movie_id is null then 'movie_id is not an integer'
+            when title_raw is null or trim(title_raw) = '' then 'missing title'
+            when row_number() over (partition by movie_id order by row_number desc) > 1
+                then 'duplicate movie_id in batch (the last row wins)'
+        end as reason
+    from typed
+)
+select * from final
+"""
+
+
+def normalize_movies(raw: pa.Table) -> tuple[pa.Table, pa.Table]:
+    """Type and validate raw movies; titles lose their ``(YYYY)`` which becomes ``release_year``."""
+    cols = set(raw.column_names)
+    if "genres" in cols and pa.types.is_list(raw.schema.field("genres").type):
+        genres = "array_to_string(genres, '|')"
+    else:
+        genres = "cast(genres as varchar)" if "genres" in cols else "null"
+    year = "release_year" if "release_year" in cols else "null"
+    con = _duck()
+    try:
+        con.register("raw", raw)
+        con.execute(f"create temp table checked as {_NORMALIZE_MOVIES.format(genres=genres, year=year)}")
+        good = con.sql(
+            "select movie_id, title, genres, release_year from checked where reason is null order by movie_id"
+        ).to_arrow_table()
+        bad = con.sql(
+            """select row_number, reason, movie_id_raw as movie_id, title_raw as title, genres_raw as genres
+               from checked where reason is not null order by row_number"""
+        ).to_arrow_table()
+    finally:
+        con.close()
+    return good, bad
+
+
+def read_ratings(path: Path, fmt: str = "auto") -> tuple[pa.Table, int]:
+    """Typed, valid ratings of a file (for `train --ratings` and `drift --reference`); returns (table, n_invalid)."""
+    raw, _ = read_ratings_raw(path, fmt)
+    good, bad = normalize_ratings(raw)
+    if good.num_rows == 0:
+        raise BadInput(f"{path} holds no valid ratings ({bad.num_rows} invalid rows); check the file")
+    return good, bad.num_rows
+
+
+def read_movies(path: Path, fmt: str = "auto") -> tuple[pa.Table, int]:
+    """Typed, valid movies of a file; returns (table, n_invalid)."""
+    raw, _ = read_movies_raw(path, fmt)
+    good, bad = normalize_movies(raw)
+    return good, bad.num_rows

@@ -1,0 +1,40 @@
+"""`cinematch sql`: read-only queries on a read-only connection with no file access."""
+
+from __future__ import annotations
+
+import duckdb
+
+from cinematch.errors import BadInput
+from cinematch.settings import Settings
+from cinematch.warehouse import HomeLock, write_session
+
+
+def run_readonly(settings: Settings, query: str, limit: int = 1000) -> list[dict]:
+    """Run ``query`` on a read-only DuckDB connection that cannot reach files or other databases.
+
+    Safety comes from the connection (``read_only`` and ``enable_external_access=false``, locked),
+    not from inspecting the SQL text.
+    """
+    if not settings.duckdb_path.exists():
+        with write_session(settings, "init"):
+            pass
+    with HomeLock(settings, exclusive=False):
+        con = duckdb.connect(
+            str(settings.duckdb_path),
+            read_only=True,
+            config={"enable_external_access": False, "lock_configuration": True},
+        )
+        try:
+            rel = con.sql(query)
+            if rel is None:
+                raise BadInput("the statement returned no rows; `cinematch sql` runs read-only SELECT queries")
+            cols = rel.columns
+            rows = rel.limit(limit).fetchall() if limit else rel.fetchall()
+        except duckdb.Error as exc:
+            first = " ".join(str(exc).split())[:240]
+            if "read-only" in first.lower() or "read_only" in first.lower() or "disabled" in first.lower():
+                raise BadInput(f"refused: the warehouse is read-only here ({first})") from None
+            raise BadInput(f"query failed: {first}") from None
+        finally:
+            con.close()
+    return [dict(zip(cols, r, strict=True)) for r in rows]

@@ -1,0 +1,90 @@
+"""One settings object for the whole platform, read from ``CINEMATCH_*`` environment variables."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every tunable of CineMatch. Environment variables use the ``CINEMATCH_`` prefix."""
+
+    model_config = SettingsConfigDict(env_prefix="CINEMATCH_", extra="ignore")
+
+    home: Path = Field(default=Path("./cinematch-home"), description="where all local state lives")
+    database_url: SecretStr | None = Field(default=None, description="postgresql://... for the warehouse")
+    engine: Literal["duckdb", "spark"] = "duckdb"
+    spark_master: str = "local[*]"
+    tmdb_api_key: SecretStr | None = None
+    tmdb_base_url: str = "https://api.themoviedb.org/3"
+    api_key: SecretStr | None = None
+    alert_webhook_url: str | None = None
+
+    # ingestion
+    lock_timeout_seconds: float = 120.0
+
+    # quality gates
+    soft_check_tolerance: float = 0.01
+
+    # retention, in days (applied only by `cinematch retention`)
+    retention_bronze_days: int = 90
+    retention_silver_days: int = 730
+    retention_gold_days: int = 1825
+
+    # recommender
+    als_rank: int = 32
+    als_reg: float = 0.05
+    als_iterations: int = 12
+    seed: int = 42
+    top_n: int = 10
+    relevance_threshold: float = 4.0
+    promotion_tolerance: float = 0.0
+
+    # drift (the original's thresholds and weights)
+    drift_kl_threshold: float = 0.1
+    drift_mean_threshold: float = 0.2
+    drift_median_threshold: float = 0.5
+    drift_kl_weight: float = 0.5
+    drift_mean_weight: float = 0.3
+    drift_median_weight: float = 0.2
+    drift_retrain_score: float = 1.0
+    drift_warning_score: float = 0.5
+    drift_min_records: int = 1000
+    model_drift_threshold: float = 0.10
+
+    @cached_property
+    def home_dir(self) -> Path:
+        return self.home.expanduser().resolve()
+
+    @property
+    def duckdb_path(self) -> Path:
+        return self.home_dir / "warehouse.duckdb"
+
+    @property
+    def lake_dir(self) -> Path:
+        return self.home_dir / "lake"
+
+    @property
+    def landing_dir(self) -> Path:
+        return self.home_dir / "landing"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home_dir / "models"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.home_dir / "reports"
+
+    @property
+    def serving_dir(self) -> Path:
+        return self.home_dir / "serving"
+
+
+def get_settings(**overrides: object) -> Settings:
+    """A fresh settings object (environment read at call time, never at import time)."""
+    return Settings(**overrides)  # type: ignore[arg-type]
