@@ -1,0 +1,114 @@
+"""`cinematch etl`: bronze → silver → gold, each layer in its own transaction behind a quality gate."""
+
+from __future__ import annotations
+
+import time
+from datetime import date, datetime, timedelta
+from datetime import time as dtime
+from typing import Any
+
+import duckdb
+
+from cinematch._log import get_logger, log_event
+from cinematch.errors import QualityGateFailed
+from cinematch.lakehouse import gold as gold_layer
+from cinematch.lakehouse import lake
+from cinematch.lakehouse.quality import CheckResult, describe_failure, failures, run_checks
+from cinematch.lakehouse.silver import BRONZE_CHECKS, SILVER_CHECKS, build_silver
+from cinematch.settings import Settings
+from cinematch.warehouse import new_run_id, record_run, utcnow
+
+log = get_logger(__name__)
+
+SILVER_TABLES = ("silver.ratings", "silver.movies")
+
+
+def logical_end(day: date) -> datetime:
+    """The last instant of a logical date: gold "as of" a day includes that whole day."""
+    return datetime.combine(day + timedelta(days=1), dtime()) - timedelta(microseconds=1)
+
+
+def _gold_exists(con: duckdb.DuckDBPyConnection) -> bool:
+    n = con.execute(
+        "select count(*) from information_schema.tables where table_schema = 'gold' and table_name = 'movie_kpis'"
+    ).fetchall()[0][0]
+    return n > 0
+
+
+def _gate(con: duckdb.DuckDBPyConnection, layer: str, results: list[CheckResult], run: dict, started: datetime) -> None:
+    """Stop the run when a check fails: roll back the layer and record why."""
+    failed = failures(results)
+    if not failed:
+        return
+    con.execute("rollback")
+    message = describe_failure(failed[0])
+    record_run(
+        con, "etl", layer, started, "failed", None,
+        {"checks": [r.to_dict() for r in results], "error": message}, run["run_id"],
+    )  # fmt: skip
+    log_event(log, "quality_gate_failed", layer=layer, check=failed[0].check.name)
+    raise QualityGateFailed(message + f"; the {layer} layer was rolled back, fix the input and rerun `cinematch etl`")
+
+
+def run_etl(
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    full_refresh: bool = False,
+    as_of: datetime | None = None,
+    write_lake: bool = True,
+) -> dict[str, Any]:
+    """Bring silver and gold up to date and return per-layer counts and every check's result.
+
+    Rerunning with nothing new changes nothing. ``as_of`` pins gold to a logical date (backfills).
+    """
+    run: dict[str, Any] = {"run_id": new_run_id(), "full_refresh": full_refresh, "layers": {}}
+    tol = settings.soft_check_tolerance
+
+    started = utcnow()
+    bronze_results = run_checks(con, BRONZE_CHECKS, tol)
+    run["layers"]["bronze"] = {"checks": [r.to_dict() for r in bronze_results]}
+    con.execute("begin transaction")
+    _gate(con, "bronze", bronze_results, run, started)
+    con.execute("commit")
+
+    started, t0 = utcnow(), time.perf_counter()
+    con.execute("begin transaction")
+    silver = build_silver(con, full_refresh=full_refresh)
+    silver_results = run_checks(con, SILVER_CHECKS, tol)
+    _gate(con, "silver", silver_results, run, started)
+    silver_info = {**silver, "seconds": round(time.perf_counter() - t0, 3),
+                   "checks": [r.to_dict() for r in silver_results]}  # fmt: skip
+    record_run(con, "etl", "silver", started, "completed", silver["rows"]["ratings"], silver_info, run["run_id"])
+    con.execute("commit")
+    run["layers"]["silver"] = silver_info
+    run["new_batches"] = silver["batches"]
+    run["placeholders"] = silver["rows"]["placeholders"]
+
+    changed = bool(silver["batches"]) or full_refresh or as_of is not None or not _gold_exists(con)
+    if not changed:
+        run["layers"]["gold"] = {"skipped": True, "reason": "no new batches since the last run"}
+        run["up_to_date"] = True
+        run["status"] = "completed"
+        return run
+
+    started, t0 = utcnow(), time.perf_counter()
+    con.execute("begin transaction")
+    gold_rows = gold_layer.build_gold(con, as_of=as_of)
+    gold_results = run_checks(con, gold_layer.GOLD_CHECKS, tol)
+    _gate(con, "gold", gold_results, run, started)
+    resolved = con.execute("select max(as_of) from gold.movie_kpis").fetchall()[0][0]
+    gold_info = {"rows": gold_rows, "as_of": resolved, "seconds": round(time.perf_counter() - t0, 3),
+                 "checks": [r.to_dict() for r in gold_results]}  # fmt: skip
+    record_run(con, "etl", "gold", started, "completed", sum(gold_rows.values()), gold_info, run["run_id"])
+    con.execute("commit")
+    run["layers"]["gold"] = gold_info
+    run["as_of"] = resolved
+
+    if write_lake:
+        t0 = time.perf_counter()
+        tables = [*SILVER_TABLES, *(f"gold.{m}" for m in gold_layer.GOLD_MODELS)]
+        run["lake"] = {t: str(lake.write_table(con, t, settings.lake_dir)) for t in tables}
+        run["lake_seconds"] = round(time.perf_counter() - t0, 3)
+    run["up_to_date"] = False
+    run["status"] = "completed"
+    return run

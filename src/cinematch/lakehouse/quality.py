@@ -1,0 +1,96 @@
+"""Data-quality checks and gates: hard checks stop a layer; soft checks are reported against a tolerance."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+
+from cinematch._log import get_logger, log_event
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Check:
+    """A data-quality check: ``sql`` returns the offending rows, so an empty result means it passed."""
+
+    name: str
+    table: str
+    sql: str
+    severity: str = "hard"
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.severity not in ("hard", "soft"):
+            raise ValueError(f"check {self.name}: severity must be 'hard' or 'soft', not {self.severity!r}")
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """Outcome of one check: how many rows offended and the first few of them."""
+
+    check: Check
+    n_offending: int
+    sample: list[tuple[Any, ...]] = field(default_factory=list)
+    n_rows: int | None = None  # size of the checked table, for soft checks' share
+    tolerance: float = 0.0
+
+    @property
+    def share(self) -> float | None:
+        return self.n_offending / self.n_rows if self.n_rows else None
+
+    @property
+    def passed(self) -> bool:
+        if self.check.severity == "soft" and self.n_rows:
+            return self.n_offending / self.n_rows <= self.tolerance
+        return self.n_offending == 0
+
+    def to_dict(self) -> dict:
+        return {
+            "check": self.check.name,
+            "table": self.check.table,
+            "severity": self.check.severity,
+            "passed": self.passed,
+            "offending_rows": self.n_offending,
+            "share": self.share,
+            "tolerance": self.tolerance if self.check.severity == "soft" else None,
+            "example": [str(v) for v in self.sample[0]] if self.sample else None,
+            "description": self.check.description,
+        }
+
+
+def run_checks(
+    con: duckdb.DuckDBPyConnection, checks: tuple[Check, ...], tolerance: float = 0.0, sample_size: int = 5
+) -> list[CheckResult]:
+    """Run ``checks`` and return one result per check, in order; soft checks get ``tolerance``."""
+    results = []
+    for check in checks:
+        sql = check.sql.strip().rstrip(";")
+        n = con.execute(f"select count(*) from ({sql}) as offending").fetchall()[0][0]
+        sample = con.execute(f"select * from ({sql}) as offending limit {int(sample_size)}").fetchall() if n else []
+        n_rows = None
+        if check.severity == "soft":
+            table = check.table if "." in check.table else f"gold.{check.table}"
+            n_rows = con.execute(f"select count(*) from {table}").fetchall()[0][0]
+        result = CheckResult(check, n, sample, n_rows, tolerance)
+        if n:
+            log_event(log, "check_offending", name=check.name, severity=check.severity, rows=n, passed=result.passed)
+        results.append(result)
+    return results
+
+
+def failures(results: list[CheckResult]) -> list[CheckResult]:
+    """The results that stop a layer: failed hard checks. Soft checks beyond tolerance are only reported."""
+    return [r for r in results if not r.passed and r.check.severity == "hard"]
+
+
+def describe_failure(result: CheckResult) -> str:
+    """One line naming the table, the check and an example offending row."""
+    example = ", ".join(map(str, result.sample[0])) if result.sample else "n/a"
+    share = f" ({result.share:.2%} > {result.tolerance:.2%})" if result.check.severity == "soft" else ""
+    return (
+        f"quality gate failed on {result.check.table}: check {result.check.name} found "
+        f"{result.n_offending} offending row(s){share}, e.g. ({example})"
+    )

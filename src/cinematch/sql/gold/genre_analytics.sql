@@ -1,0 +1,104 @@
+-- gold.genre_analytics: one row per (genre, year, month) of rated_at.
+--
+-- Only ratings with rated_at <= $as_of count (point-in-time: a backfill for an old logical date reproduces
+-- what gold looked like then). $as_of defaults to the newest silver rated_at when null.
+-- A rating of a movie with k genres counts once for each of its k genres; movies with an empty or null genre
+-- list (placeholders) and ratings of movies missing from silver.movies count as '(no genres listed)'.
+-- share_of_ratings = n_ratings (ratings carrying the genre that month) / n_ratings_month (all ratings that
+-- month), so it lies in [0, 1]; the shares of one month sum to >= 1 because multi-genre ratings count twice.
+
+with
+
+params as (
+    select coalesce(cast($as_of as timestamp), (select max(rated_at) from silver.ratings)) as as_of
+),
+
+ratings as (
+    select
+        r.user_id,
+        r.movie_id,
+        r.rating,
+        cast(extract(year from r.rated_at) as integer) as year,
+        cast(extract(month from r.rated_at) as integer) as month,
+        cast(date_trunc('month', r.rated_at) as date) as month_start
+    from silver.ratings as r
+    cross join params as p
+    where r.rated_at <= p.as_of
+),
+
+movies as (
+    select movie_id, genres from silver.movies
+),
+
+exploded_genres as (
+    select movie_id, unnest(genres) as genre from movies
+),
+
+listed_genres as (
+    -- distinct: a genre listed twice must not double-count the rating
+    select distinct movie_id, genre
+    from exploded_genres
+    where genre is not null and genre <> ''
+),
+
+movie_genres as (
+    select movie_id, genre from listed_genres
+    union all
+    select m.movie_id, '(no genres listed)' as genre
+    from movies as m
+    left join (select distinct movie_id from listed_genres) as l on m.movie_id = l.movie_id
+    where l.movie_id is null
+),
+
+rating_genres as (
+    select
+        r.user_id,
+        r.movie_id,
+        r.rating,
+        r.year,
+        r.month,
+        r.month_start,
+        coalesce(g.genre, '(no genres listed)') as genre
+    from ratings as r
+    left join movie_genres as g on r.movie_id = g.movie_id
+),
+
+genre_months as (
+    select
+        genre,
+        year,
+        month,
+        month_start,
+        count(*) as n_ratings,
+        count(distinct user_id) as n_users,
+        count(distinct movie_id) as n_movies,
+        avg(rating) as avg_rating
+    from rating_genres
+    group by genre, year, month, month_start
+),
+
+month_totals as (
+    select year, month, count(*) as n_ratings_month
+    from ratings
+    group by year, month
+),
+
+final as (
+    select
+        g.genre,
+        g.year,
+        g.month,
+        g.month_start,
+        g.n_ratings,
+        g.n_users,
+        g.n_movies,
+        g.avg_rating,
+        t.n_ratings_month,
+        cast(g.n_ratings as double) / t.n_ratings_month as share_of_ratings,
+        p.as_of
+    from genre_months as g
+    inner join month_totals as t on g.year = t.year and g.month = t.month
+    cross join params as p
+)
+
+select * from final
