@@ -66,9 +66,7 @@ def _counts_pair(a: Any, b: Any) -> tuple[np.ndarray, np.ndarray]:
     x = np.asarray(a, dtype=np.float64)
     y = np.asarray(b, dtype=np.float64)
     if x.ndim != 1 or x.shape != y.shape or x.size == 0:
-        raise ValueError(
-            f"histograms must be 1-D, non-empty and of equal length, got {x.shape} and {y.shape}"
-        )
+        raise ValueError(f"histograms must be 1-D, non-empty and of equal length, got {x.shape} and {y.shape}")
     if not (np.isfinite(x).all() and np.isfinite(y).all()) or (x < 0).any() or (y < 0).any():
         raise ValueError("histogram counts must be finite and non-negative")
     return x, y
@@ -286,9 +284,7 @@ def _unique_sorted(ids: np.ndarray) -> np.ndarray:
     return _compact(np.unique(ids))
 
 
-def _new_shares(
-    reference_ids: np.ndarray | None, current: np.ndarray | None
-) -> tuple[float | None, float | None]:
+def _new_shares(reference_ids: np.ndarray | None, current: np.ndarray | None) -> tuple[float | None, float | None]:
     """(share of distinct current ids unseen in the reference, share of current ratings that carry one)."""
     if reference_ids is None or current is None:
         return None, None
@@ -654,9 +650,7 @@ def _reasons(r: DriftResult, s: Settings) -> list[str]:
     if abs(r.mean_shift) > s.drift_mean_threshold:
         out.append(f"|mean shift| {abs(r.mean_shift):.3g} > {s.drift_mean_threshold:g} ({r.mean_shift:+.3g})")
     if abs(r.median_shift) > s.drift_median_threshold:
-        out.append(
-            f"|median shift| {abs(r.median_shift):.3g} > {s.drift_median_threshold:g} ({r.median_shift:+.3g})"
-        )
+        out.append(f"|median shift| {abs(r.median_shift):.3g} > {s.drift_median_threshold:g} ({r.median_shift:+.3g})")
     if r.score > s.drift_retrain_score:
         out.append(f"score {r.score:.3g} > {s.drift_retrain_score:g} (retrain)")
     elif r.score > s.drift_warning_score:

@@ -54,7 +54,7 @@ class Settings(BaseSettings):
     drift_retrain_score: float = 1.0
     drift_warning_score: float = 0.5
     drift_min_records: int = 1000
-    model_drift_threshold: float = 0.10
+    model_drift_threshold: float = 0.25
 
     @cached_property
     def home_dir(self) -> Path:

@@ -171,6 +171,6 @@ def generate_cmd(
         ctx,
         summary,
         lambda: out.print(
-            f"wrote {out_dir}: " + ", ".join(f"{Path(k).name} ({v:,} rows)" for k, v in summary.get("rows", {}).items())
+            f"wrote {out_dir}: " + ", ".join(f"{Path(f['path']).name} ({f['rows']:,} rows)" for f in summary["files"].values())
         ),
     )

@@ -1,12 +1,14 @@
-"""Pipeline commands: etl (and later simulate, demo, publish, report)."""
+"""Pipeline commands: etl, drift, simulate, demo."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 
 import click
 
 from cinematch.cli._app import Ctx, cli, command, emit, out, table
+from cinematch.errors import BadInput
 from cinematch.warehouse import write_session
 
 
@@ -38,6 +40,86 @@ def etl_cmd(ctx: Ctx, full_refresh: bool, logical_date: datetime | None, no_lake
         bad = [c for c in checks if c["offending_rows"]]
         out.print(f"checks: {len(checks)} run, {sum(c['passed'] for c in checks)} passed")
         if bad:
-            out.print(table("checks with offending rows", bad, ["table", "check", "severity", "offending_rows", "passed"]))
+            out.print(
+                table("checks with offending rows", bad, ["table", "check", "severity", "offending_rows", "passed"])
+            )
+
+    emit(ctx, doc, human)
+
+
+@command(cli, "drift")
+@click.option("--reference", type=click.Path(path_type=Path), help="Reference ratings file (with --current).")
+@click.option("--current", type=click.Path(path_type=Path), help="Current ratings file (with --reference).")
+def drift_cmd(ctx: Ctx, reference: Path | None, current: Path | None) -> None:
+    """Data drift (and model drift when a champion exists) with the retrain decision."""
+    from cinematch.drift import check_drift, drift_files
+
+    if (reference is None) != (current is None):
+        raise BadInput("pass both --reference and --current (or neither, to check the warehouse buffer)")
+    if reference is not None:
+        doc = drift_files(ctx.settings, reference, current)
+    else:
+        with write_session(ctx.settings, "drift") as con:
+            doc = check_drift(con, ctx.settings)
+
+    def human() -> None:
+        out.print(f"decision: {doc['decision']} (score {doc['score']:.3f}; retrain above "
+                  f"{ctx.settings.drift_retrain_score}, warning above {ctx.settings.drift_warning_score})")  # fmt: skip
+        out.print(f"kl {doc['kl_divergence']:.4f}  mean shift {doc['mean_shift']:+.3f}  median shift "
+                  f"{doc['median_shift']:+.2f}  psi {doc['psi']:.4f}  ks {doc['ks_statistic']:.4f}  "
+                  f"n current {doc['n_current']:,}")  # fmt: skip
+        for reason in doc.get("reasons", []):
+            out.print(f"  - {reason}")
+
+    emit(ctx, doc, human)
+
+
+def _simulation_table(doc: dict) -> None:
+    rows = [{**w, "champion_version": (w["champion_version"] or "")[-22:]} for w in doc["weeks"]]
+    out.print(table("simulation", rows, ["week", "batch_id", "records", "buffered_records", "score", "decision",
+                                         "retrained", "promoted", "champion_version"]))  # fmt: skip
+
+
+@command(cli, "simulate")
+@click.option("--weeks", type=click.IntRange(min=1, max=52), default=3, show_default=True)
+@click.option("--seed", type=int, default=42, show_default=True)
+@click.option("--scale", type=click.Choice(["small", "medium", "large"]), default="small", show_default=True)
+def simulate_cmd(ctx: Ctx, weeks: int, seed: int, scale: str) -> None:
+    """Week by week: new batch → ingest → ETL → drift check → retrain when needed → publish."""
+    from cinematch.simulate import simulate
+
+    say = (lambda line: None) if ctx.json else out.print
+    doc = simulate(ctx.settings, weeks=weeks, seed=seed, scale=scale, say=say)
+    emit(ctx, doc, lambda: _simulation_table(doc))
+
+
+@command(cli, "demo")
+def demo_cmd(ctx: Ctx) -> None:
+    """The main job: the 3-week simulation end to end on generated data, then where to look."""
+    from cinematch.settings import get_settings
+    from cinematch.simulate import demo_home, simulate
+
+    home = demo_home(ctx.settings)
+    settings = get_settings(home=home)
+    say = (lambda line: None) if ctx.json else out.print
+    say(f"CineMatch demo in {home}")
+    doc = simulate(settings, say=say)
+    report = None
+    try:
+        from cinematch.report import write_report
+        from cinematch.warehouse import read_session
+
+        with read_session(settings) as con:
+            report = str(write_report(con, settings))
+    except ImportError:
+        pass
+    doc["report"] = report
+
+    def human() -> None:
+        _simulation_table(doc)
+        if report:
+            out.print(f"report: {report}")
+        out.print(f"API: CINEMATCH_HOME={home} .venv/bin/cinematch serve   (then open http://127.0.0.1:8000/)")
+        out.print(f'SQL: CINEMATCH_HOME={home} .venv/bin/cinematch sql "select * from gold.trending_movies limit 5"')
 
     emit(ctx, doc, human)

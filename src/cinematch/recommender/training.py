@@ -1,0 +1,355 @@
+"""Training runs: the training set of merged batches, train → evaluate → register → promote, batch top-N."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from cinematch._log import get_logger, log_event
+from cinematch.errors import BadInput
+from cinematch.recommender import registry
+from cinematch.recommender.als import ALSModel, ALSParams, _user_item_csr
+from cinematch.recommender.metrics import evaluate, rmse
+from cinematch.settings import Settings
+from cinematch.warehouse import utcnow
+
+log = get_logger(__name__)
+
+TRAINING_DDL = (
+    """create table if not exists ops.training_batches (
+        batch_id varchar primary key, merged_at timestamp not null, model_version varchar)""",
+    """create table if not exists serving.recommendations (
+        user_id bigint not null, rank integer not null, movie_id bigint not null, score double not null,
+        model_version varchar not null, generated_at timestamp not null)""",
+)
+
+RESULT_KEYS = ("rmse", "mae", "precision_at_10", "recall_at_10", "ndcg_at_10", "coverage")
+
+
+def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
+    for ddl in TRAINING_DDL:
+        con.execute(ddl)
+    registry.ensure_tables(con)
+
+
+def params_from_settings(settings: Settings, **overrides: Any) -> ALSParams:
+    base = {"rank": settings.als_rank, "reg": settings.als_reg, "iterations": settings.als_iterations,
+            "seed": settings.seed}  # fmt: skip
+    base.update({k: v for k, v in overrides.items() if v is not None})
+    params = ALSParams(**base)
+    params.validate()
+    return params
+
+
+def stable_split(table: pa.Table, test_fraction: float = 0.2, seed: int = 42) -> tuple[pa.Table, pa.Table]:
+    """80/20 split decided per rating by a seeded hash of (user, movie, time).
+
+    Unlike a permutation, a rating keeps its side when the data grows, so a champion trained on earlier
+    data never saw any of a challenger's test ratings: both are compared on truly held-out data.
+    """
+    if not 0 < test_fraction < 1:
+        raise BadInput(f"test fraction must be between 0 and 1, got {test_fraction}")
+    users = table.column("user_id").to_numpy().astype(np.uint64)
+    movies = table.column("movie_id").to_numpy().astype(np.uint64)
+    ts = table.column("rated_at").cast(pa.int64()).to_numpy().astype(np.uint64)
+    with np.errstate(over="ignore"):
+        h = users * np.uint64(0x9E3779B97F4A7C15) ^ movies * np.uint64(0xC2B2AE3D27D4EB4F)
+        h ^= ts * np.uint64(0x165667B19E3779F9) ^ np.uint64(seed) * np.uint64(0x27D4EB2F165667C5)
+        # splitmix64 finaliser: spreads the bits so the low ones are uniform
+        h ^= h >> np.uint64(30)
+        h *= np.uint64(0xBF58476D1CE4E5B9)
+        h ^= h >> np.uint64(27)
+        h *= np.uint64(0x94D049BB133111EB)
+        h ^= h >> np.uint64(31)
+    test = (h >> np.uint64(11)).astype(np.float64) / float(1 << 53) < test_fraction
+    return table.filter(pa.array(~test)), table.filter(pa.array(test))
+
+
+def unmerged_batches(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Ratings batches in silver that no model has been trained on yet (the buffer), oldest first."""
+    ensure_tables(con)
+    return [
+        r[0]
+        for r in con.execute(
+            """select p.batch_id from silver.processed_batches p
+               join bronze.ingestion_metadata m using (batch_id)
+               where p.kind = 'ratings' and p.batch_id not in (select batch_id from ops.training_batches)
+               order by m.ingestion_date, p.batch_id"""
+        ).fetchall()
+    ]
+
+
+def training_batches(con: duckdb.DuckDBPyConnection) -> list[str]:
+    ensure_tables(con)
+    return [r[0] for r in con.execute("select batch_id from ops.training_batches order by batch_id").fetchall()]
+
+
+def merge_batches(con: duckdb.DuckDBPyConnection, batch_ids: list[str], version: str) -> list[str]:
+    """Mark batches as part of the training set, exactly once (the primary key refuses a second merge)."""
+    ensure_tables(con)
+    already = set(training_batches(con))
+    fresh = [b for b in dict.fromkeys(batch_ids) if b not in already]
+    if fresh:
+        now = utcnow()
+        con.executemany("insert into ops.training_batches values (?, ?, ?)", [[b, now, version] for b in fresh])
+    return fresh
+
+
+def ratings_of(con: duckdb.DuckDBPyConnection, batch_ids: list[str]) -> pa.Table:
+    """Silver ratings of the given batches."""
+    if not batch_ids:
+        return pa.table({"user_id": pa.array([], pa.int64()), "movie_id": pa.array([], pa.int64()),
+                         "rating": pa.array([], pa.float64()), "rated_at": pa.array([], pa.timestamp("us")),
+                         "batch_id": pa.array([], pa.string())})  # fmt: skip
+    con.execute("create or replace temp table _batches(batch_id varchar)")
+    con.executemany("insert into _batches values (?)", [[b] for b in batch_ids])
+    return con.sql(
+        """select user_id, movie_id, rating, rated_at, batch_id from silver.ratings
+           where batch_id in (select batch_id from _batches)"""
+    ).to_arrow_table()
+
+
+def data_checksum(table: pa.Table) -> str:
+    """Order-independent checksum of a ratings table."""
+    con = duckdb.connect()
+    try:
+        con.register("t", table)
+        value = con.execute(
+            "select coalesce(bit_xor(hash(user_id, movie_id, rating, rated_at)), 0), count(*) from t"
+        ).fetchall()[0]
+    finally:
+        con.close()
+    return hashlib.sha256(f"{value[0]}:{value[1]}".encode()).hexdigest()[:32]
+
+
+def fit(table: pa.Table, params: ALSParams, progress: Callable[[int, float], None] | None = None) -> ALSModel:
+    if table.num_rows == 0:
+        raise BadInput("no ratings to train on: ingest a batch and run `cinematch etl` first")
+    return ALSModel.fit(
+        table.column("user_id").to_numpy(),
+        table.column("movie_id").to_numpy(),
+        table.column("rating").to_numpy(),
+        params,
+        progress=progress,
+    )
+
+
+def _rmse_on(model: ALSModel, test: pa.Table) -> float:
+    predicted, _ = model.predict(test.column("user_id").to_numpy(), test.column("movie_id").to_numpy())
+    return rmse(test.column("rating").to_numpy(), predicted)
+
+
+def _result(version: str, metrics: dict, seconds: float, **extra: Any) -> dict[str, Any]:
+    return {"version": version, **{k: metrics.get(k) for k in RESULT_KEYS}, "train_seconds": round(seconds, 3),
+            "n_test": metrics.get("n_test"), **extra}  # fmt: skip
+
+
+def train_warehouse(
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    params: ALSParams,
+    merge: list[str] | None = None,
+    progress: Callable[[int, float], None] | None = None,
+) -> dict[str, Any]:
+    """Train on the training set plus ``merge`` (default: every batch not trained on yet), then register.
+
+    The challenger is evaluated beside the champion on the challenger's held-out ratings and promoted only
+    if it is not worse (``promotion_tolerance``); the decision and both scores are stored in its row.
+    """
+    ensure_tables(con)
+    to_merge = unmerged_batches(con) if merge is None else merge
+    batch_ids = sorted(set(training_batches(con)) | set(to_merge))
+    data = ratings_of(con, batch_ids)
+    train, test = stable_split(data, seed=settings.seed)
+    if train.num_rows == 0 or test.num_rows == 0:
+        raise BadInput(f"too few ratings to train and evaluate ({data.num_rows}); ingest more data first")
+    t0 = time.perf_counter()
+    model = fit(train, params, progress)
+    seconds = time.perf_counter() - t0
+    metrics = evaluate(model, train, test, k=settings.top_n, threshold=settings.relevance_threshold)
+
+    # Champion and challenger are compared on the held-out ratings of the newly merged batches: the data
+    # the retraining is for. The first model (or a run with nothing new) uses the whole test split.
+    fresh = pa.array(sorted(set(to_merge) - set(training_batches(con))), pa.string())
+    new_test = test.filter(pc.is_in(test.column("batch_id"), value_set=fresh)) if len(fresh) else test
+    eval_test = new_test if new_test.num_rows else test
+    current = registry.champion(con)
+    champion_rmse = None
+    challenger_rmse = metrics["rmse"] if eval_test is test else _rmse_on(model, eval_test)
+    if current is not None:
+        champion_rmse = _rmse_on(registry.load_model(settings, current["version"]), eval_test)
+    version = registry.new_version()
+    promotion = registry.decide_promotion(
+        challenger_rmse, champion_rmse, settings.promotion_tolerance, current["version"] if current else None
+    )
+    promotion["eval_rows"] = eval_test.num_rows
+    promotion["eval_data"] = "held-out ratings of the new batches" if eval_test is new_test else "whole test split"
+    metadata = {
+        "params": asdict(params),
+        "metrics": metrics,
+        "batch_ids": batch_ids,
+        "data_checksum": data_checksum(data),
+        "n_train": train.num_rows,
+        "n_test": test.num_rows,
+        "train_seconds": seconds,
+        "promotion": promotion,
+        "source": "warehouse",
+        "split": "stable-hash 80/20",
+    }
+    registry.save_version(settings, model, metadata, version)
+    con.execute("begin transaction")
+    try:
+        merged = merge_batches(con, to_merge, version)
+        registry.register(con, settings, version, metadata, "candidate" if promotion["decision"] == "promoted"
+                          else "rejected")  # fmt: skip
+        if promotion["decision"] == "promoted":
+            registry._set_champion(con, settings, version, "auto", promotion["reason"])
+            write_recommendations(con, settings, model, version)
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
+    champ = registry.champion(con)
+    log_event(log, "model_trained", version=version, rmse=round(metrics["rmse"], 4), decision=promotion["decision"],
+              seconds=round(seconds, 2), n_train=train.num_rows)  # fmt: skip
+    return _result(version, metrics, seconds, promoted=promotion["decision"] == "promoted",
+                   champion_version=champ["version"] if champ else None, promotion=promotion,
+                   merged_batches=merged, batch_ids=batch_ids, n_train=train.num_rows)  # fmt: skip
+
+
+def train_files(
+    settings: Settings,
+    ratings_path: Path,
+    test_path: Path | None,
+    params: ALSParams,
+    progress: Callable[[int, float], None] | None = None,
+) -> dict[str, Any]:
+    """Train and evaluate on files of any supported format; the warehouse is not touched.
+
+    With no test file, a seeded 80/20 split of the ratings file is used. The model is saved as a
+    version folder (marked ``source: files``) but not registered, so it never becomes champion.
+    """
+    from cinematch.datasets.readers import read_ratings
+
+    data, _ = read_ratings(Path(ratings_path))
+    if test_path is not None:
+        train, test = data, read_ratings(Path(test_path))[0]
+    else:
+        train, test = stable_split(data, seed=settings.seed)
+    t0 = time.perf_counter()
+    model = fit(train, params, progress)
+    seconds = time.perf_counter() - t0
+    metrics = evaluate(model, train, test, k=settings.top_n, threshold=settings.relevance_threshold)
+    version = registry.new_version()
+    metadata = {"params": asdict(params), "metrics": metrics, "source": "files", "ratings_file": str(ratings_path),
+                "test_file": str(test_path) if test_path else None, "n_train": train.num_rows,
+                "n_test": test.num_rows, "train_seconds": seconds}  # fmt: skip
+    registry.save_version(settings, model, metadata, version)
+    return _result(version, metrics, seconds, n_train=train.num_rows, registered=False)
+
+
+def _excluding_all_rated(model: ALSModel, con: duckdb.DuckDBPyConnection) -> ALSModel:
+    """A shallow copy of ``model`` whose "seen" set is every rating in silver, not only its training split."""
+    rated = con.sql("select user_id, movie_id from silver.ratings").to_arrow_table()
+    users = rated.column("user_id").to_numpy()
+    items = rated.column("movie_id").to_numpy()
+    u = np.searchsorted(model.user_ids, users).clip(0, max(model.n_users - 1, 0))
+    i = np.searchsorted(model.item_ids, items).clip(0, max(model.n_items - 1, 0))
+    known = (model.user_ids[u] == users) & (model.item_ids[i] == items)
+    seen = _user_item_csr(u[known], i[known], np.ones(int(known.sum()), np.float32), model.n_users, model.n_items)
+    out = copy.copy(model)
+    out.seen_indptr, out.seen_indices = seen.indptr, seen.indices
+    return out
+
+
+def write_recommendations(
+    con: duckdb.DuckDBPyConnection, settings: Settings, model: ALSModel, version: str, n: int | None = None
+) -> int:
+    """Top-N for every known user into ``serving.recommendations`` (replaced inside the caller's transaction).
+
+    Everything a user has rated is excluded, including the ratings held out for evaluation.
+    """
+    ensure_tables(con)
+    n = n or settings.top_n
+    model = _excluding_all_rated(model, con)
+    users = model.user_ids
+    ids, scores = model.recommend(users, n=n, exclude_seen=True)
+    ranks = np.tile(np.arange(1, n + 1, dtype=np.int32), len(users))
+    valid = ids.reshape(-1) >= 0
+    table = pa.table({
+        "user_id": np.repeat(users, n)[valid],
+        "rank": ranks[valid],
+        "movie_id": ids.reshape(-1)[valid],
+        "score": scores.reshape(-1)[valid].astype(np.float64),
+    })  # fmt: skip
+    con.register("_recs", table)
+    try:
+        con.execute("delete from serving.recommendations")
+        con.execute("insert into serving.recommendations select *, ?, ? from _recs", [version, utcnow()])
+    finally:
+        con.unregister("_recs")
+    return table.num_rows
+
+
+def predict_pairs(settings: Settings, pairs_path: Path, out_path: Path, version: str | None = None) -> dict[str, Any]:
+    """The original "futures": predicted ratings for (user, movie[, date]) pairs from the champion.
+
+    Pairs come as CSV/TSV (header optional) or Parquet; unknown users or movies get the fallback
+    prediction and ``fallback = true``. Writes CSV ``user_id,movie_id[,date],predicted_rating,fallback``.
+    """
+    from cinematch.datasets.readers import check_file
+
+    version = version or registry.champion_alias(settings)
+    if version is None:
+        raise BadInput("no champion model yet: run `cinematch train` (or `cinematch models promote VERSION`) first")
+    model = registry.load_model(settings, version)
+    pairs_path, out_path = Path(pairs_path), Path(out_path)
+    check_file(pairs_path)
+    con = duckdb.connect()
+    try:
+        if pairs_path.read_bytes()[:4] == b"PAR1":
+            query, params = "select * from read_parquet(?)", [str(pairs_path)]
+        else:
+            first = pairs_path.read_text(errors="replace").lstrip().split("\n", 1)[0]
+            delim = "\t" if "\t" in first else ("::" if "::" in first else ",")
+            query = ("select * from read_csv(?, delim=?, header=false, null_padding=true, auto_detect=false, "
+                     "columns={'user': 'VARCHAR', 'movie': 'VARCHAR', 'date': 'VARCHAR'})")  # fmt: skip
+            params = [str(pairs_path), delim]
+        try:
+            raw = con.sql(query, params=params).to_arrow_table()
+        except duckdb.Error as exc:
+            raise BadInput(f"cannot read pairs from {pairs_path}: {' '.join(str(exc).split())[:160]}") from None
+        if raw.num_columns < 2:
+            raise BadInput(f"{pairs_path} needs at least two columns (user, movie[, date]); found {raw.num_columns}")
+        if raw.num_rows and not str(raw.column(0)[0].as_py() or "").strip().lstrip("-").isdigit():
+            raw = raw.slice(1)  # a header row
+        cols = raw.column_names
+        con.register("raw", raw)
+        has_date = raw.num_columns >= 3 and raw.column(2).null_count < raw.num_rows
+        date_expr = f', "{cols[2]}" as date' if has_date else ""
+        typed = con.sql(
+            f'select try_cast("{cols[0]}" as bigint) as user_id, try_cast("{cols[1]}" as bigint) as movie_id'
+            f"{date_expr} from raw"
+        ).to_arrow_table()
+        pred, fallback = model.predict(typed.column("user_id").to_numpy(), typed.column("movie_id").to_numpy())
+        out = typed.append_column("predicted_rating", pa.array(np.round(pred, 4))).append_column(
+            "fallback", pa.array(fallback)
+        )
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out_path.with_name(f".{out_path.name}.tmp")
+        con.register("out", out)
+        con.execute(f"copy out to '{tmp}' (header, delimiter ',')")
+        tmp.replace(out_path)
+    finally:
+        con.close()
+    return {"version": version, "pairs": out.num_rows, "fallbacks": int(np.sum(fallback)), "out": str(out_path)}

@@ -1,0 +1,183 @@
+"""Registry and training runs: versions, never promoting a worse model, promote/rollback, batch top-N, predict."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from cinematch.datasets.generate import GenerateConfig, generate_tables
+from cinematch.errors import BadInput, CineMatchError
+from cinematch.ingest import ingest_file
+from cinematch.lakehouse.etl import run_etl
+from cinematch.recommender import registry
+from cinematch.recommender.training import (
+    merge_batches,
+    params_from_settings,
+    predict_pairs,
+    stable_split,
+    train_files,
+    train_warehouse,
+    training_batches,
+    unmerged_batches,
+)
+from cinematch.settings import Settings
+from cinematch.warehouse import write_session
+from tests.conftest import make_ratings
+
+SMALL = {"rank": 8, "iterations": 6}
+
+
+@pytest.fixture
+def warehouse(home: Settings, tmp_path: Path):
+    # learnable (low-rank) ratings, so a good model and a bad one differ
+    tables = generate_tables(GenerateConfig(users=250, movies=200, ratings=6000, weeks=1, batch_ratings=2500, seed=3))
+    paths = [tmp_path / "batch_w1.parquet", tmp_path / "batch_w2.parquet"]
+    pq.write_table(tables["ratings"], paths[0])
+    pq.write_table(tables["batch_w1"], paths[1])
+    with write_session(home) as con:
+        ingest_file(con, paths[0])
+        run_etl(con, home, write_lake=False)
+        yield home, con, paths
+
+
+def test_first_model_is_champion_with_files_and_row(warehouse) -> None:
+    home, con, _ = warehouse
+    doc = train_warehouse(con, home, params_from_settings(home, **SMALL))
+    assert {"version", "rmse", "mae", "precision_at_10", "recall_at_10", "ndcg_at_10", "train_seconds"} <= set(doc)
+    assert doc["promoted"] and doc["champion_version"] == doc["version"]
+    folder = registry.model_dir(home, doc["version"])
+    assert (folder / "metadata.json").is_file() and (folder / "user_factors.npy").is_file()
+    meta = registry.load_metadata(home, doc["version"])
+    assert meta["batch_ids"] == ["batch_w1"] and len(meta["data_checksum"]) == 32
+    assert registry.champion_alias(home) == doc["version"]
+    assert training_batches(con) == ["batch_w1"] and unmerged_batches(con) == []
+    n_users = registry.load_model(home, doc["version"]).n_users  # users with training ratings
+    recs = con.execute("select count(*), count(distinct user_id), min(model_version) from serving.recommendations")
+    assert recs.fetchall()[0] == (n_users * home.top_n, n_users, doc["version"])
+    seen = con.execute(
+        """select count(*) from serving.recommendations r join silver.ratings s using (user_id, movie_id)"""
+    ).fetchall()[0][0]
+    assert seen == 0  # recommendations never repeat what the user rated
+
+
+def test_a_worse_model_is_registered_but_not_promoted(warehouse) -> None:
+    home, con, _ = warehouse
+    good = train_warehouse(con, home, params_from_settings(home, **SMALL))
+    bad = train_warehouse(con, home, params_from_settings(home, rank=1, iterations=1, reg=50.0))
+    assert not bad["promoted"] and bad["promotion"]["decision"] == "rejected"
+    assert bad["promotion"]["challenger_rmse"] > bad["promotion"]["champion_rmse"]
+    assert registry.champion(con)["version"] == good["version"]
+    row = registry.get_model(con, bad["version"])
+    assert row["status"] == "rejected" and row["promotion"]["champion_version"] == good["version"]
+
+
+def test_promote_and_rollback(warehouse) -> None:
+    home, con, _ = warehouse
+    first = train_warehouse(con, home, params_from_settings(home, **SMALL))
+    second = train_warehouse(con, home, params_from_settings(home, rank=1, iterations=1, reg=50.0))
+    registry.promote(con, home, second["version"])
+    assert registry.champion(con)["version"] == second["version"]
+    back = registry.rollback(con, home)
+    assert back["champion"] == first["version"] and back["previous"] == second["version"]
+    assert registry.champion_alias(home) == first["version"]
+
+
+def test_rollback_skips_models_whose_files_are_gone(warehouse) -> None:
+    import shutil
+
+    home, con, _ = warehouse
+    a = train_warehouse(con, home, params_from_settings(home, **SMALL))
+    b = train_warehouse(con, home, params_from_settings(home, rank=1, iterations=1, reg=50.0))
+    registry.promote(con, home, b["version"])
+    shutil.rmtree(registry.model_dir(home, a["version"]))
+    with pytest.raises(BadInput, match="no earlier champion"):
+        registry.rollback(con, home)
+    with pytest.raises(CineMatchError, match="missing"):
+        registry.promote(con, home, a["version"])
+
+
+@pytest.mark.parametrize("bad", ["../etc", "version_x", "version_20240101T000000_000000Z/../..", ""])
+def test_versions_are_validated(bad: str) -> None:
+    with pytest.raises(BadInput):
+        registry.validate_version(bad)
+
+
+def test_a_batch_is_never_merged_twice(warehouse) -> None:
+    home, con, _ = warehouse
+    assert merge_batches(con, ["batch_w1"], "v1") == ["batch_w1"]
+    assert merge_batches(con, ["batch_w1", "batch_w1"], "v2") == []
+    with pytest.raises(Exception, match="(?i)constraint|duplicate"):
+        con.execute("insert into ops.training_batches values ('batch_w1', now()::timestamp, 'v3')")
+
+
+def test_retrain_compares_on_the_new_batches(warehouse) -> None:
+    home, con, paths = warehouse
+    train_warehouse(con, home, params_from_settings(home, **SMALL))
+    ingest_file(con, paths[1])
+    run_etl(con, home, write_lake=False)
+    doc = train_warehouse(con, home, params_from_settings(home, **SMALL))
+    assert doc["merged_batches"] == ["batch_w2"]
+    assert doc["promotion"]["eval_data"] == "held-out ratings of the new batches"
+    assert 0 < doc["promotion"]["eval_rows"] < 2500
+    assert doc["promoted"]  # trained on the new batch: better than the champion on it
+
+
+def test_stable_split_keeps_each_rating_on_its_side(rng) -> None:
+    table = make_ratings(rng, n=4000)
+    train, test = stable_split(table)
+    assert abs(test.num_rows / 4000 - 0.2) < 0.03
+    bigger = make_ratings(np.random.default_rng(99), n=1000)
+    import pyarrow as pa
+
+    _, test_all = stable_split(pa.concat_tables([table, bigger]))
+    keys = {tuple(r.values()) for r in test.to_pylist()}
+    keys_all = {tuple(r.values()) for r in test_all.to_pylist()}
+    assert keys <= keys_all  # growing the data never moves a test rating into train
+
+
+def test_predict_pairs_flags_unknown_ids(warehouse, tmp_path: Path) -> None:
+    home, con, _ = warehouse
+    train_warehouse(con, home, params_from_settings(home, **SMALL))
+    user, movie = con.execute("select user_id, movie_id from silver.ratings limit 1").fetchall()[0]
+    pairs = tmp_path / "future.txt"
+    pairs.write_text(f"user,movie,date\n{user},{movie},2024-05-01\n999999,{movie},2024-05-01\n")
+    out = tmp_path / "pred.csv"
+    doc = predict_pairs(home, pairs, out)
+    assert doc["pairs"] == 2 and doc["fallbacks"] == 1
+    lines = out.read_text().splitlines()
+    assert lines[0] == "user_id,movie_id,date,predicted_rating,fallback"
+    assert lines[1].endswith(",false") and lines[2].endswith(",true")
+    assert 0.5 <= float(lines[1].split(",")[3]) <= 5.0
+
+
+U_DATA_ROWS = 3000
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "u.data", "ratings.csv", "ratings.dat"])
+def test_train_files_in_each_format(home: Settings, tmp_path: Path, rng, fmt: str) -> None:
+    table = make_ratings(rng, n=U_DATA_ROWS, users=100, movies=120)
+    train_t, test_t = stable_split(table)
+
+    def write(t, stem: str) -> Path:
+        rows = zip(*(t.column(c).to_pylist() for c in ("user_id", "movie_id", "rating")), strict=True)
+        ts = [int(x.timestamp()) for x in t.column("rated_at").to_pylist()]
+        if fmt == "parquet":
+            path = tmp_path / f"{stem}.parquet"
+            pq.write_table(t, path)
+        elif fmt == "u.data":
+            path = tmp_path / f"{stem}.data"
+            path.write_text("".join(f"{u}\t{m}\t{int(r) if r == int(r) else r}\t{s}\n" for (u, m, r), s in zip(rows, ts, strict=True)))
+        elif fmt == "ratings.csv":
+            path = tmp_path / f"{stem}.csv"
+            path.write_text("userId,movieId,rating,timestamp\n" + "".join(f"{u},{m},{r},{s}\n" for (u, m, r), s in zip(rows, ts, strict=True)))
+        else:
+            path = tmp_path / f"{stem}.dat"
+            path.write_text("".join(f"{u}::{m}::{r}::{s}\n" for (u, m, r), s in zip(rows, ts, strict=True)))
+        return path
+
+    doc = train_files(home, write(train_t, "train"), write(test_t, "test"), params_from_settings(home, **SMALL))
+    assert doc["n_test"] == test_t.num_rows and 0.5 < doc["rmse"] < 2.0
+    assert not home.duckdb_path.exists()  # the warehouse is not touched
