@@ -23,7 +23,8 @@ from cinematch._log import configure
 from cinematch.errors import CineMatchError
 from cinematch.settings import Settings, get_settings
 
-out = Console(highlight=False, soft_wrap=True)
+# Piped output keeps whole table cells (rich would squeeze them to 80 columns).
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, highlight=False)
 
 

@@ -75,7 +75,7 @@ def drift_cmd(ctx: Ctx, reference: Path | None, current: Path | None) -> None:
 
 
 def _simulation_table(doc: dict) -> None:
-    rows = [{**w, "champion_version": (w["champion_version"] or "")[-22:]} for w in doc["weeks"]]
+    rows = doc["weeks"]
     out.print(table("simulation", rows, ["week", "batch_id", "records", "buffered_records", "score", "decision",
                                          "retrained", "promoted", "champion_version"]))  # fmt: skip
 
@@ -104,22 +104,57 @@ def demo_cmd(ctx: Ctx) -> None:
     say = (lambda line: None) if ctx.json else out.print
     say(f"CineMatch demo in {home}")
     doc = simulate(settings, say=say)
-    report = None
-    try:
-        from cinematch.report import write_report
-        from cinematch.warehouse import read_session
+    from cinematch.report import write_report
+    from cinematch.warehouse import query_rows, read_session
 
-        with read_session(settings) as con:
-            report = str(write_report(con, settings))
-    except ImportError:
-        pass
+    with read_session(settings) as con:
+        report = str(write_report(con, settings))
     doc["report"] = report
+    with read_session(settings) as con:
+        doc["gold"] = {
+            "trending_30d": query_rows(con, """select trending_rank as rank, title, n_ratings, round(avg_rating, 2)
+                as avg_rating, round(velocity, 2) as velocity from gold.trending_movies where "window" = '30d'
+                order by trending_rank limit 5"""),
+            "genres_latest_month": query_rows(con, """select genre, n_ratings, round(avg_rating, 2) as avg_rating,
+                round(share_of_ratings, 3) as share from gold.genre_analytics
+                where month_start = (select max(month_start) from gold.genre_analytics)
+                order by n_ratings desc limit 6"""),
+        }  # fmt: skip
 
     def human() -> None:
         _simulation_table(doc)
+        out.print(table("top trending movies (30 days)", doc["gold"]["trending_30d"]))
+        out.print(table("genres in the latest month", doc["gold"]["genres_latest_month"]))
         if report:
             out.print(f"report: {report}")
         out.print(f"API: CINEMATCH_HOME={home} .venv/bin/cinematch serve   (then open http://127.0.0.1:8000/)")
         out.print(f'SQL: CINEMATCH_HOME={home} .venv/bin/cinematch sql "select * from gold.trending_movies limit 5"')
 
     emit(ctx, doc, human)
+
+
+@command(cli, "retention")
+@click.option("--apply", "apply_", is_flag=True, help="Delete the rows (default: only count them).")
+def retention_cmd(ctx: Ctx, apply_: bool) -> None:
+    """Per-layer retention: bronze by ingestion age, silver/gold by rating age (settings say how long)."""
+    from cinematch.lakehouse.retention import apply_retention
+
+    with write_session(ctx.settings, "retention") as con:
+        doc = apply_retention(con, ctx.settings, dry_run=not apply_)
+
+    def human() -> None:
+        out.print(table("retention" + (" (dry run: pass --apply to delete)" if doc["dry_run"] else ""), doc["tables"]))
+
+    emit(ctx, doc, human)
+
+
+@command(cli, "report")
+@click.option("--out", "out_file", type=click.Path(path_type=Path), default=None, help="Where to write the HTML.")
+def report_cmd(ctx: Ctx, out_file: Path | None) -> None:
+    """Write the HTML report (drift, quality, model history) and print its path."""
+    from cinematch.report import report_doc, write_report
+    from cinematch.warehouse import read_session
+
+    with read_session(ctx.settings) as con:
+        doc = report_doc(write_report(con, ctx.settings, out_file))
+    emit(ctx, doc, lambda: out.print(doc["report"]))
