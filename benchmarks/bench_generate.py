@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing as mp
 import resource
 import shutil
@@ -59,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"scratch directory (default {DEFAULT_OUT})")
     parser.add_argument("--keep", action="store_true", help="keep the written files")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
     sizes = [100_000] if args.quick else (args.ratings or [1_000_000, 25_000_000])
 
@@ -86,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['write_cpu_s']:>12.2f} {r['size_mb']:>6.0f} {r['peak_rss_gb']:>8.2f}"
         )
     print("ratings/s counts base + batch rows; seconds are wall time except the cpu columns")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"benchmark": "generate", "results": results}, indent=2) + "\n")
     return 0
 
 
