@@ -1,6 +1,6 @@
 """ETL throughput: full refresh bronze → silver → gold (+ Parquet lake) and one incremental weekly batch.
 
-    .venv/bin/python benchmarks/bench_etl.py [--quick] [--ratings N] [--weekly N] [--json out.json]
+.venv/bin/python benchmarks/bench_etl.py [--quick] [--ratings N] [--weekly N] [--json out.json]
 """
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import SCRATCH, machine, peak_rss_gb, timed, write_json  # noqa: E402
+from _common import SCRATCH, machine, peak_rss_gb, timed, write_json
 
-from cinematch.datasets.generate import generate_dataset, scale_config  # noqa: E402
-from cinematch.ingest import ingest_file  # noqa: E402
-from cinematch.lakehouse.etl import run_etl  # noqa: E402
-from cinematch.settings import Settings  # noqa: E402
-from cinematch.warehouse import write_session  # noqa: E402
+from cinematch.datasets.generate import generate_dataset, scale_config
+from cinematch.ingest import ingest_file
+from cinematch.lakehouse.etl import run_etl
+from cinematch.settings import Settings
+from cinematch.warehouse import write_session
 
 
 def dataset(ratings: int, weekly: int) -> Path:
@@ -66,11 +66,15 @@ def main() -> None:
         "peak_rss_gb": round(peak_rss_gb(), 2),
     }
     print(f"ingest base        {ratings:>11,} ratings  {ingest_seconds:7.2f} s")
-    print(f"etl full refresh   {ratings:>11,} ratings  {full_seconds:7.2f} s  ({ratings / full_seconds:,.0f} rows/s; "
-          f"silver {doc['full_refresh_layers']['silver']} s, gold {doc['full_refresh_layers']['gold']} s, "
-          f"lake {doc['full_refresh_lake_seconds']} s)")
-    print(f"etl incremental    {weekly:>11,} new      {inc_seconds:7.2f} s  (silver {doc['incremental_layers']['silver']} s, "
-          f"gold {doc['incremental_layers']['gold']} s, lake {doc['incremental_lake_seconds']} s)")
+    print(
+        f"etl full refresh   {ratings:>11,} ratings  {full_seconds:7.2f} s  ({ratings / full_seconds:,.0f} rows/s; "
+        f"silver {doc['full_refresh_layers']['silver']} s, gold {doc['full_refresh_layers']['gold']} s, "
+        f"lake {doc['full_refresh_lake_seconds']} s)"
+    )
+    print(
+        f"etl incremental    {weekly:>11,} new      {inc_seconds:7.2f} s  (silver {doc['incremental_layers']['silver']} s, "
+        f"gold {doc['incremental_layers']['gold']} s, lake {doc['incremental_lake_seconds']} s)"
+    )
     print(f"peak RSS {doc['peak_rss_gb']} GB")
     write_json(args.json, doc)
 

@@ -1,6 +1,6 @@
 """Ingestion throughput: `cinematch ingest` of one Parquet batch vs pandas `DataFrame.to_sql` (the original path).
 
-    .venv/bin/python benchmarks/bench_ingest.py [--quick] [--rows N] [--pandas-rows N] [--json out.json]
+.venv/bin/python benchmarks/bench_ingest.py [--quick] [--rows N] [--pandas-rows N] [--json out.json]
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import SCRATCH, machine, timed, write_json  # noqa: E402
+from _common import SCRATCH, machine, timed, write_json
 
-from cinematch.datasets.generate import GenerateConfig, generate_tables  # noqa: E402
-from cinematch.ingest import ingest_file  # noqa: E402
-from cinematch.settings import Settings  # noqa: E402
-from cinematch.warehouse import write_session  # noqa: E402
+from cinematch.datasets.generate import GenerateConfig, generate_tables
+from cinematch.ingest import ingest_file
+from cinematch.settings import Settings
+from cinematch.warehouse import write_session
 
 
 def batch_file(rows: int) -> Path:
@@ -80,8 +80,10 @@ def main() -> None:
         "pandas_rows_per_second": round(theirs),
         "speedup": round(ours / theirs, 1),
     }
-    print(f"cinematch ingest  {rows:>10,} rows  {seconds:7.2f} s  {ours:>12,.0f} rows/s  (CLI incl. start-up "
-          f"{cli_seconds:.2f} s)")
+    print(
+        f"cinematch ingest  {rows:>10,} rows  {seconds:7.2f} s  {ours:>12,.0f} rows/s  (CLI incl. start-up "
+        f"{cli_seconds:.2f} s)"
+    )
     print(f"pandas to_sql     {pandas_rows:>10,} rows  {pandas_seconds:7.2f} s  {theirs:>12,.0f} rows/s  (SQLite)")
     print(f"speed-up {ours / theirs:.1f}x")
     write_json(args.json, doc)

@@ -13,7 +13,6 @@ import duckdb
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-
 from tests.conftest import make_ratings
 
 ROWS = 1_500_000

@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from tests.conftest import make_ratings
 
 from cinematch.errors import QualityGateFailed
 from cinematch.ingest import ingest_file
@@ -17,7 +18,6 @@ from cinematch.lakehouse.etl import logical_end, run_etl
 from cinematch.lakehouse.gold import GOLD_MODELS
 from cinematch.settings import Settings
 from cinematch.warehouse import write_session
-from tests.conftest import make_ratings
 
 MOVIES_CSV = "movieId,title,genres\n" + "".join(
     f"{i},Movie {i} ({1990 + i % 30}),{'Drama|Comedy' if i % 2 else 'Horror'}\n" for i in range(1, 70)

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from tests.conftest import make_ratings
 
 from cinematch.datasets.generate import GenerateConfig, generate_tables
 from cinematch.errors import BadInput, CineMatchError
@@ -25,7 +26,6 @@ from cinematch.recommender.training import (
 )
 from cinematch.settings import Settings
 from cinematch.warehouse import write_session
-from tests.conftest import make_ratings
 
 SMALL = {"rank": 8, "iterations": 6}
 
@@ -106,7 +106,7 @@ def test_versions_are_validated(bad: str) -> None:
 
 
 def test_a_batch_is_never_merged_twice(warehouse) -> None:
-    home, con, _ = warehouse
+    _, con, _ = warehouse
     assert merge_batches(con, ["batch_w1"], "v1") == ["batch_w1"]
     assert merge_batches(con, ["batch_w1", "batch_w1"], "v2") == []
     with pytest.raises(Exception, match="(?i)constraint|duplicate"):
@@ -127,7 +127,7 @@ def test_retrain_compares_on_the_new_batches(warehouse) -> None:
 
 def test_stable_split_keeps_each_rating_on_its_side(rng) -> None:
     table = make_ratings(rng, n=4000)
-    train, test = stable_split(table)
+    _, test = stable_split(table)
     assert abs(test.num_rows / 4000 - 0.2) < 0.03
     bigger = make_ratings(np.random.default_rng(99), n=1000)
     import pyarrow as pa
@@ -169,10 +169,17 @@ def test_train_files_in_each_format(home: Settings, tmp_path: Path, rng, fmt: st
             pq.write_table(t, path)
         elif fmt == "u.data":
             path = tmp_path / f"{stem}.data"
-            path.write_text("".join(f"{u}\t{m}\t{int(r) if r == int(r) else r}\t{s}\n" for (u, m, r), s in zip(rows, ts, strict=True)))
+            path.write_text(
+                "".join(
+                    f"{u}\t{m}\t{int(r) if r == int(r) else r}\t{s}\n" for (u, m, r), s in zip(rows, ts, strict=True)
+                )
+            )
         elif fmt == "ratings.csv":
             path = tmp_path / f"{stem}.csv"
-            path.write_text("userId,movieId,rating,timestamp\n" + "".join(f"{u},{m},{r},{s}\n" for (u, m, r), s in zip(rows, ts, strict=True)))
+            path.write_text(
+                "userId,movieId,rating,timestamp\n"
+                + "".join(f"{u},{m},{r},{s}\n" for (u, m, r), s in zip(rows, ts, strict=True))
+            )
         else:
             path = tmp_path / f"{stem}.dat"
             path.write_text("".join(f"{u}::{m}::{r}::{s}\n" for (u, m, r), s in zip(rows, ts, strict=True)))

@@ -25,15 +25,18 @@ FORMAT_VERSION = 1
 META_FILE = "als_model.json"
 
 # Budget (in float32 elements) for one padded block of the normal-equation build: the gathered rows
-# (B x L x k) plus the Gram stack (B x k x k). 24M elements ≈ 100 MB per block in flight.
+# (B x L x k) plus the Gram stack (B x k x k). 2M elements ≈ 8 MB keeps every temporary under glibc's
+# mmap threshold, so blocks reuse heap memory instead of page-faulting fresh allocations each time.
 _BLOCK_ELEMENTS = 2_000_000
 # Users of similar activity share a block; a block is cut when the longest row exceeds this factor
 # times the shortest, so padding wastes at most ~25% of the gather/GEMM work.
 _PAD_RATIO = 1.25
-# Scores matrix budget for recommend(): users x items float32 elements per block (≈128 MB).
-_SCORE_ELEMENTS = 32_000_000
+# Scores budget for recommend(): users x items float32 elements per block (64 MB; argpartition adds int64).
+_SCORE_ELEMENTS = 16_000_000
 # Conjugate-gradient steps per ALS half-step (warm-started from the previous iteration).
 _CG_STEPS = 3
+# Standard deviation × sqrt(rank) of the initial item factors; small, so the first half-steps fit biases.
+_INIT_SCALE = 0.1
 _ARRAYS = (
     "user_ids",
     "item_ids",
@@ -299,27 +302,35 @@ class ALSModel:
         Duplicate (user, item) pairs are averaged. ``progress(iteration, train_rmse)`` is called after
         every iteration (1-based) with the unclipped training RMSE. ``n_threads`` defaults to the CPUs
         available; BLAS is pinned to one thread per worker so results are bit-reproducible.
+
+        Each half-step groups rows (users, then items) of similar rating counts into blocks, gathers the
+        other side's augmented factors into a zero-padded (B, L, k) stack, forms all Gram matrices with
+        one batched GEMM, adds the ridge, and runs 3 warm-started conjugate-gradient steps on the whole
+        (B, k, k) batch. Cost per iteration is O(nnz·k²) BLAS work + O(n·k²) for CG; memory is the
+        ratings (CSR + CSC) plus ≈8 MB per block in flight.
         """
         params.validate()
         users = np.asarray(user_ids)
         items = np.asarray(item_ids)
-        values = np.asarray(ratings, dtype=np.float64)
+        values = np.asarray(ratings, dtype=np.float32)
         if not (users.ndim == items.ndim == values.ndim == 1) or not (len(users) == len(items) == len(values)):
             raise BadInput("user_ids, item_ids and ratings must be 1-D arrays of equal length")
         if len(values) == 0:
             raise BadInput("cannot fit ALS on zero ratings")
+        if not (np.issubdtype(users.dtype, np.integer) and np.issubdtype(items.dtype, np.integer)):
+            raise BadInput(f"user and item ids must be integers, got {users.dtype} and {items.dtype}")
         if not np.all(np.isfinite(values)):
             raise BadInput("ratings contain NaN or infinite values")
 
         start = time.perf_counter()
-        uniq_users, uidx = np.unique(users.astype(np.int64), return_inverse=True)
-        uniq_items, iidx = np.unique(items.astype(np.int64), return_inverse=True)
+        uniq_users, uidx = _index_ids(users)
+        uniq_items, iidx = _index_ids(items)
         n_users, n_items = len(uniq_users), len(uniq_items)
         by_user = _user_item_csr(uidx, iidx, values, n_users, n_items)
         by_item = by_user.tocsc()
         by_item = sp.csr_matrix((by_item.data, by_item.indices, by_item.indptr), shape=(n_items, n_users))
         del uidx, iidx
-        mu = float(by_user.data.astype(np.float64).mean())
+        mu = float(by_user.data.mean(dtype=np.float64))
         nnz = by_user.nnz
 
         rank = params.rank
@@ -328,7 +339,7 @@ class ALSModel:
         # rows [p_u, 1] meet item rows [q_i, c_i] in the item step, so each bias is learned as one more
         # coordinate of the least-squares solve. The extra last row is the zero padding sentinel.
         item_aug = np.zeros((n_items + 1, rank + 1), dtype=np.float32)
-        item_aug[:n_items, :rank] = rng.normal(0.0, 0.1 / np.sqrt(rank), size=(n_items, rank))
+        item_aug[:n_items, :rank] = rng.normal(0.0, _INIT_SCALE / np.sqrt(rank), size=(n_items, rank))
         item_aug[:n_items, rank] = 1.0
         user_aug = np.zeros((n_users + 1, rank + 1), dtype=np.float32)
         user_aug[:n_users, rank] = 1.0
@@ -516,23 +527,36 @@ class ALSModel:
         )
 
 
+def _index_ids(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct ids and each element's contiguous index: ``np.unique(ids, return_inverse=True)``.
+
+    MovieLens-style ids are small non-negative integers, so a presence bitmap + cumulative sum gives the
+    same answer in O(n) instead of np.unique's O(n log n) sort (≈10x faster at 25M ratings); sparse or
+    huge id ranges fall back to np.unique.
+    """
+    ids = ids.astype(np.int64, copy=False)
+    lo, hi = int(ids.min()), int(ids.max())
+    span = hi - lo + 1
+    if span > 2 * len(ids) + (1 << 20):
+        uniq, inverse = np.unique(ids, return_inverse=True)
+        return uniq, inverse.astype(np.int32 if len(uniq) < 2**31 else np.int64)
+    present = np.zeros(span, dtype=bool)
+    shifted = ids - lo
+    present[shifted] = True
+    uniq = np.flatnonzero(present) + lo
+    lookup = np.cumsum(present, dtype=np.int32) - 1
+    return uniq.astype(np.int64), lookup[shifted]
+
+
 def _user_item_csr(uidx: np.ndarray, iidx: np.ndarray, values: np.ndarray, n_users: int, n_items: int) -> sp.csr_matrix:
-    """Users x items CSR (float32 data, int32 indices), sorted, duplicate pairs averaged."""
-    key = uidx.astype(np.int64) * n_items + iidx.astype(np.int64)
-    order = np.argsort(key, kind="stable")
-    key = key[order]
-    vals = values[order]
-    del order
-    first = np.ones(len(key), dtype=bool)
-    first[1:] = key[1:] != key[:-1]
-    if not first.all():
-        starts = np.flatnonzero(first)
-        vals = np.add.reduceat(vals, starts) / np.diff(np.append(starts, len(key)))
-        key = key[starts]
-    rows = key // n_items
-    cols = (key - rows * n_items).astype(np.int32)
-    indptr = np.zeros(n_users + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows, minlength=n_users), out=indptr[1:])
-    if indptr[-1] < np.iinfo(np.int32).max:
-        indptr = indptr.astype(np.int32)
-    return sp.csr_matrix((vals.astype(np.float32), cols, indptr), shape=(n_users, n_items))
+    """Users x items CSR (float32 data), canonical (sorted indices), duplicate pairs averaged."""
+    shape = (n_users, n_items)
+    # COO -> CSR is an O(nnz) counting sort in scipy and sums duplicate entries.
+    csr = sp.coo_matrix((values.astype(np.float32), (uidx, iidx)), shape=shape).tocsr()
+    csr.sum_duplicates()
+    if csr.nnz < len(values):
+        ones = np.ones(len(values), dtype=np.float32)
+        counts = sp.coo_matrix((ones, (uidx, iidx)), shape=shape).tocsr()
+        counts.sum_duplicates()
+        csr.data /= counts.data  # identical canonical structure, so the data arrays line up
+    return csr

@@ -64,7 +64,8 @@ def temporal_split(data: Ratings, test_fraction: float = 0.2) -> tuple[Ratings, 
         column = data.column(TIME_COLUMN)
         if column.null_count:
             raise BadInput(f"{TIME_COLUMN} has {column.null_count} null value(s); cannot split by time")
-        order = pc.sort_indices(column, order="ascending").to_numpy()  # Arrow's sort is stable
+        order = pc.sort_indices(data.select([TIME_COLUMN]), sort_keys=[(TIME_COLUMN, "ascending")])
+        order = order.to_numpy()  # Arrow's sort_indices is stable
     else:
         column = data[TIME_COLUMN]
         nulls = int(column.isna().sum())

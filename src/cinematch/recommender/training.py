@@ -132,9 +132,18 @@ def data_checksum(table: pa.Table) -> str:
     return hashlib.sha256(f"{value[0]}:{value[1]}".encode()).hexdigest()[:32]
 
 
-def fit(table: pa.Table, params: ALSParams, progress: Callable[[int, float], None] | None = None) -> ALSModel:
+def fit(
+    table: pa.Table,
+    params: ALSParams,
+    progress: Callable[[int, float], None] | None = None,
+    settings: Settings | None = None,
+) -> ALSModel:
     if table.num_rows == 0:
         raise BadInput("no ratings to train on: ingest a batch and run `cinematch etl` first")
+    if settings is not None and settings.engine == "spark":
+        from cinematch.engines.spark_als import fit_spark_als
+
+        return fit_spark_als(table, params, progress, settings)
     return ALSModel.fit(
         table.column("user_id").to_numpy(),
         table.column("movie_id").to_numpy(),
@@ -174,7 +183,7 @@ def train_warehouse(
     if train.num_rows == 0 or test.num_rows == 0:
         raise BadInput(f"too few ratings to train and evaluate ({data.num_rows}); ingest more data first")
     t0 = time.perf_counter()
-    model = fit(train, params, progress)
+    model = fit(train, params, progress, settings)
     seconds = time.perf_counter() - t0
     metrics = evaluate(model, train, test, k=settings.top_n, threshold=settings.relevance_threshold)
 
@@ -204,6 +213,7 @@ def train_warehouse(
         "train_seconds": seconds,
         "promotion": promotion,
         "source": "warehouse",
+        "engine": settings.engine,
         "split": "stable-hash 80/20",
     }
     registry.save_version(settings, model, metadata, version)
@@ -247,7 +257,7 @@ def train_files(
     else:
         train, test = stable_split(data, seed=settings.seed)
     t0 = time.perf_counter()
-    model = fit(train, params, progress)
+    model = fit(train, params, progress, settings)
     seconds = time.perf_counter() - t0
     metrics = evaluate(model, train, test, k=settings.top_n, threshold=settings.relevance_threshold)
     version = registry.new_version()

@@ -1,0 +1,144 @@
+"""Metrics against hand-computed values on tiny fixtures."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from cinematch.errors import BadInput
+from cinematch.recommender.metrics import (
+    MostPopular,
+    catalog_coverage,
+    evaluate,
+    mae,
+    most_popular_baseline,
+    ndcg_at_k,
+    precision_at_k,
+    recall_at_k,
+    rmse,
+)
+
+# Test ratings of 3 users over items 1..5 (relevance: rating >= 4.0, inclusive):
+#   user 1: item 1 (5.0), item 2 (4.0), item 3 (2.0)  -> relevant {1, 2}
+#   user 2: item 4 (4.5), item 2 (4.0), item 5 (1.0)  -> relevant {4, 2}
+#   user 3: item 1 (3.0)                              -> nothing relevant: not scored
+TEST_USERS = np.array([1, 1, 1, 2, 2, 2, 3])
+TEST_ITEMS = np.array([1, 2, 3, 4, 2, 5, 1])
+TEST_RATINGS = np.array([5.0, 4.0, 2.0, 4.5, 4.0, 1.0, 3.0])
+USERS = np.array([1, 2, 3])
+# Top-3 lists: user 1 hits at ranks 1 and 3, user 2 hits at rank 3 only.
+RECOMMENDED = np.array([[1, 3, 2], [5, 1, 4], [2, 4, 5]])
+ARGS = (USERS, RECOMMENDED, TEST_USERS, TEST_ITEMS, TEST_RATINGS)
+
+
+def test_rmse_and_mae_by_hand() -> None:
+    y = [1.0, 2.0, 3.0, 4.0]
+    yhat = [1.0, 3.0, 3.0, 2.0]  # errors 0, 1, 0, 2
+    assert rmse(y, yhat) == pytest.approx(math.sqrt(5 / 4))
+    assert mae(y, yhat) == pytest.approx(3 / 4)
+
+
+def test_error_metrics_reject_bad_input() -> None:
+    with pytest.raises(BadInput):
+        rmse([1.0, 2.0], [1.0])
+    with pytest.raises(BadInput):
+        mae([], [])
+
+
+def test_precision_at_k_by_hand() -> None:
+    # user 1: 2 hits / 3, user 2: 1 hit / 3; user 3 has no relevant item and is not averaged
+    assert precision_at_k(*ARGS, k=3) == pytest.approx((2 / 3 + 1 / 3) / 2)
+    # at k=2: user 1 has 1 hit (item 1), user 2 none
+    assert precision_at_k(*ARGS, k=2) == pytest.approx((1 / 2 + 0 / 2) / 2)
+
+
+def test_recall_at_k_by_hand() -> None:
+    # user 1 finds both relevant items, user 2 one of two
+    assert recall_at_k(*ARGS, k=3) == pytest.approx((2 / 2 + 1 / 2) / 2)
+    assert recall_at_k(*ARGS, k=1) == pytest.approx((1 / 2 + 0 / 2) / 2)
+
+
+def test_ndcg_at_k_by_hand() -> None:
+    ideal = 1 + 1 / math.log2(3)  # two relevant items at ranks 1 and 2
+    user1 = (1 / math.log2(2) + 1 / math.log2(4)) / ideal  # hits at ranks 1 and 3
+    user2 = (1 / math.log2(4)) / ideal  # hit at rank 3
+    assert ndcg_at_k(*ARGS, k=3) == pytest.approx((user1 + user2) / 2)
+    # a perfect list scores 1
+    perfect = np.array([[1, 2, 3], [4, 2, 5], [2, 4, 5]])
+    assert ndcg_at_k(USERS, perfect, TEST_USERS, TEST_ITEMS, TEST_RATINGS, k=3) == pytest.approx(1.0)
+
+
+def test_threshold_changes_relevance() -> None:
+    # with threshold 4.5 only user 1's item 1 and user 2's item 4 are relevant
+    assert precision_at_k(*ARGS, k=3, threshold=4.5) == pytest.approx((1 / 3 + 1 / 3) / 2)
+    assert recall_at_k(*ARGS, k=3, threshold=4.5) == pytest.approx(1.0)
+
+
+def test_empty_slots_never_hit_and_precision_divides_by_k() -> None:
+    padded = np.array([[1, -1, -1], [-1, -1, -1], [-1, -1, -1]])
+    assert precision_at_k(USERS, padded, TEST_USERS, TEST_ITEMS, TEST_RATINGS, k=3) == pytest.approx((1 / 3) / 2)
+    # fewer columns than k: the missing slots count as misses
+    assert precision_at_k(USERS, padded[:, :1], TEST_USERS, TEST_ITEMS, TEST_RATINGS, k=3) == pytest.approx(1 / 6)
+
+
+def test_no_relevant_items_gives_nan() -> None:
+    assert math.isnan(precision_at_k(*ARGS, k=3, threshold=6.0))
+
+
+def test_catalog_coverage_by_hand() -> None:
+    assert catalog_coverage(RECOMMENDED, 10) == pytest.approx(5 / 10)
+    assert catalog_coverage(np.array([[7, -1], [7, 8]]), 4) == pytest.approx(2 / 4)
+    with pytest.raises(BadInput):
+        catalog_coverage(RECOMMENDED, 0)
+
+
+class StubModel:
+    """Fixed predictions and lists, to check evaluate()'s wiring."""
+
+    def predict(self, user_ids: np.ndarray, item_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return np.full(len(user_ids), 4.0), np.zeros(len(user_ids), dtype=bool)
+
+    def recommend(self, user_ids: np.ndarray, n: int = 10, exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        assert exclude_seen
+        table = {1: [1, 3, 2], 2: [5, 1, 4], 3: [2, 4, 5]}
+        ids = np.array([table[int(u)][:n] for u in user_ids])
+        return ids, np.zeros(ids.shape)
+
+
+@pytest.mark.parametrize("kind", ["pandas", "arrow"])
+def test_evaluate_wires_metrics(kind: str) -> None:
+    test = pd.DataFrame({"user_id": TEST_USERS, "movie_id": TEST_ITEMS, "rating": TEST_RATINGS})
+    train = pd.DataFrame({"user_id": [1, 2] * 5, "movie_id": np.arange(1, 11), "rating": [3.0] * 10})
+    if kind == "arrow":
+        test, train = pa.Table.from_pandas(test), pa.Table.from_pandas(train)
+    out = evaluate(StubModel(), train, test, k=3)
+    errors = TEST_RATINGS - 4.0
+    assert out["rmse"] == pytest.approx(math.sqrt(np.mean(errors**2)))
+    assert out["mae"] == pytest.approx(np.mean(np.abs(errors)))
+    assert out["precision_at_3"] == pytest.approx(0.5)
+    assert out["recall_at_3"] == pytest.approx(0.75)
+    assert out["n_test"] == 7 and out["n_users_evaluated"] == 2
+    assert out["coverage"] == pytest.approx(5 / 10)  # 5 distinct recommended items, 10 train movies
+    assert set(out) == {"rmse", "mae", "precision_at_3", "recall_at_3", "ndcg_at_3", "coverage", "n_test",
+                        "n_users_evaluated"}  # fmt: skip
+
+
+def test_most_popular_excludes_seen_items() -> None:
+    # item 10 rated 3 times, item 20 twice, item 30 once; user 1 has already rated item 10
+    train = pd.DataFrame({"user_id": [1, 2, 3, 2, 3, 3], "movie_id": [10, 10, 10, 20, 20, 30], "rating": [4.0] * 6})
+    ids, _ = MostPopular(train).recommend(np.array([1, 3, 99]), n=3)
+    assert ids[0].tolist() == [20, 30, -1]  # only two unseen items left
+    assert ids[1].tolist() == [-1, -1, -1]  # user 3 has rated everything
+    assert ids[2].tolist() == [10, 20, 30]  # unknown user: plain popularity
+    test = pd.DataFrame({"user_id": [1, 99], "movie_id": [30, 20], "rating": [5.0, 4.0]})
+    out = most_popular_baseline(train, test, k=2)
+    # user 1: [20, 30] hits item 30 at rank 2; user 99: [10, 20] hits item 20 at rank 2
+    assert out["precision_at_2"] == pytest.approx(0.5)
+    assert out["recall_at_2"] == pytest.approx(1.0)
+    assert out["ndcg_at_2"] == pytest.approx(1 / math.log2(3))
+    assert out["coverage"] == pytest.approx(3 / 3)
+    assert out["n_users_evaluated"] == 2
