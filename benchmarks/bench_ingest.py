@@ -53,7 +53,7 @@ def main() -> None:
         seconds, res = timed(lambda: ingest_file(con, path))
     assert res.inserted == rows, res
     shutil.rmtree(home, ignore_errors=True)
-    cli_seconds, proc = timed(lambda: subprocess.run(
+    cli_seconds, _proc = timed(lambda: subprocess.run(
         [sys.executable, "-m", "cinematch", "ingest", str(path), "--json"],
         env={"CINEMATCH_HOME": str(home), "PATH": "/usr/bin:/bin"}, capture_output=True, text=True, check=True))  # fmt: skip
     shutil.rmtree(home, ignore_errors=True)

@@ -122,7 +122,7 @@ def test_backfill_by_logical_date_equals_full_refresh(loaded) -> None:
 
 
 def test_gold_ignores_ratings_after_the_logical_date(loaded) -> None:
-    home, movies, batches = loaded
+    home, _movies, batches = loaded
     with write_session(home) as con:
         for b in batches:
             ingest_file(con, b)
@@ -133,7 +133,7 @@ def test_gold_ignores_ratings_after_the_logical_date(loaded) -> None:
 
 
 def test_silver_gate_stops_and_rolls_back(loaded, monkeypatch: pytest.MonkeyPatch) -> None:
-    home, movies, batches = loaded
+    home, _movies, batches = loaded
     with write_session(home) as con:
         ingest_file(con, batches[0])
         run_etl(con, home, write_lake=False)
