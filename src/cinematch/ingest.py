@@ -195,8 +195,11 @@ def ingest_file(
             {"batch_id": batch_id, "quarantined": n_bad, "format": fmt_used},
         )
         con.execute("commit")
-    except BaseException:
+    except BaseException as exc:
         con.execute("rollback")
+        if getattr(exc, "sqlstate", None) in ("23505", "40001"):
+            # PostgreSQL: a concurrent ingestion of this batch committed first (ingestion_metadata's key).
+            return _lost_race(con, batch_id, kind, checksum, source_file)
         raise
     log_event(
         log,
@@ -219,6 +222,24 @@ def ingest_file(
         fmt_used,
         round(seconds, 4),
         round(rps, 1) if rps else None,
+    )
+
+
+def _lost_race(
+    con: duckdb.DuckDBPyConnection, batch_id: str, kind: str, checksum: str, source_file: str
+) -> IngestResult:
+    """The outcome when another process loaded ``batch_id`` while this one was loading it: a skip or a refusal."""
+    by_id, by_sum = _existing(con, batch_id, checksum)
+    if by_id is not None and by_id["checksum"] == checksum:
+        log_event(log, "ingest_skipped", batch_id=batch_id, reason="loaded concurrently by another process")
+        return IngestResult(batch_id, kind, 0, 0, True, checksum, source_file,
+                            notes="batch already loaded with the same content (by a concurrent ingestion)")  # fmt: skip
+    if by_sum is not None:
+        note = f"same content already loaded as batch {by_sum['batch_id']} (by a concurrent ingestion)"
+        log_event(log, "ingest_skipped", batch_id=batch_id, reason=note)
+        return IngestResult(by_sum["batch_id"], kind, 0, 0, True, checksum, source_file, notes=note)
+    raise BadInput(
+        f"batch {batch_id} was loaded concurrently from different content; give the new file its own --batch-id"
     )
 
 

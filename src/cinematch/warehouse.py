@@ -1,4 +1,4 @@
-"""The warehouse: DuckDB connection, schemas and tables, and the home's write lock."""
+"""The warehouse: the DuckDB file in HOME (or PostgreSQL when configured), its tables, and the home's write lock."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import os
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -68,8 +68,16 @@ def new_run_id() -> str:
     return uuid.uuid4().hex[:16]
 
 
-def connect(settings: Settings, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open the warehouse DuckDB file in HOME (creating HOME on first write)."""
+def connect(settings: Settings, read_only: bool = False, command: str = "cinematch") -> duckdb.DuckDBPyConnection:
+    """Open the warehouse: the DuckDB file in HOME, or PostgreSQL when ``CINEMATCH_DATABASE_URL`` is set.
+
+    The PostgreSQL connection offers the same API (``cinematch.engines.postgres.PgConnection``).
+    """
+    if settings.database_url is not None:
+        from cinematch.engines.postgres import PgConnection, application_name
+
+        url = settings.database_url.get_secret_value()
+        return PgConnection(url, read_only=read_only, application_name=application_name(command))  # type: ignore[return-value]
     path = settings.duckdb_path
     if read_only:
         if not path.exists():
@@ -86,6 +94,9 @@ def connect(settings: Settings, read_only: bool = False) -> duckdb.DuckDBPyConne
 
 def init_schema(con: duckdb.DuckDBPyConnection) -> None:
     """Create every schema and table (idempotent)."""
+    if is_postgres(con):  # numbered migrations, serialized across processes (engines/postgres.py)
+        con.migrate()  # type: ignore[attr-defined]
+        return
     for schema in SCHEMAS:
         con.execute(f"create schema if not exists {schema}")
     for ddl in DDL:
@@ -153,23 +164,62 @@ class HomeLock:
 def write_session(settings: Settings, command: str = "cinematch") -> Iterator[duckdb.DuckDBPyConnection]:
     """Exclusive lock + read-write connection with every table created."""
     with HomeLock(settings, exclusive=True, command=command):
-        con = connect(settings)
+        con = connect(settings, command=command)
         try:
             init_schema(con)
-            yield con
+            if is_postgres(con):
+                from cinematch.engines.postgres import writer_lock
+
+                # across machines the HOME lock cannot help: writers queue on a PostgreSQL advisory lock
+                with writer_lock(con, command, settings.lock_timeout_seconds):  # type: ignore[arg-type]
+                    yield con
+            else:
+                yield con
         finally:
             con.close()
 
 
 @contextmanager
 def read_session(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
-    """Shared lock + read-only connection."""
-    with HomeLock(settings, exclusive=False):
-        con = connect(settings, read_only=True)
+    """Shared lock + read-only connection (PostgreSQL: no lock, readers see committed snapshots)."""
+    lock = HomeLock(settings, exclusive=False) if settings.database_url is None else nullcontext()
+    with lock:
+        con = connect(settings, read_only=True, command="read")
         try:
+            if is_postgres(con) and not warehouse_exists(settings, con):
+                raise CineMatchError("the PostgreSQL warehouse has no CineMatch schema yet: run `cinematch init` first")
             yield con
         finally:
             con.close()
+
+
+def is_postgres(con: object) -> bool:
+    """Whether ``con`` is the PostgreSQL warehouse rather than DuckDB."""
+    return getattr(con, "dialect", None) == "postgres"
+
+
+def warehouse_exists(settings: Settings, con: object | None = None) -> bool:
+    """Whether the warehouse has been created (DuckDB file in HOME, or the schema in PostgreSQL)."""
+    if settings.database_url is None:
+        return settings.duckdb_path.exists()
+    from cinematch.engines.postgres import schema_version
+
+    if con is not None:
+        return schema_version(con) is not None  # type: ignore[arg-type]
+    own = connect(settings, read_only=True, command="status")
+    try:
+        return schema_version(own) is not None  # type: ignore[arg-type]
+    finally:
+        own.close()
+
+
+def describe(settings: Settings) -> str:
+    """Where the warehouse lives, safe to print (a PostgreSQL URL without its password)."""
+    if settings.database_url is None:
+        return str(settings.duckdb_path)
+    from cinematch.secrets import redact
+
+    return redact(settings.database_url.get_secret_value())
 
 
 def record_run(

@@ -10,7 +10,7 @@ from cinematch.cli._app import Ctx, cli, command, emit, out, table
 from cinematch.datasets.readers import ALL_FORMATS
 from cinematch.errors import BadInput
 from cinematch.ingest import KINDS, buffer_status, ingest_file, ingest_landing
-from cinematch.warehouse import read_session, write_session
+from cinematch.warehouse import describe, read_session, warehouse_exists, write_session
 
 
 @command(cli, "init")
@@ -20,7 +20,7 @@ def init_cmd(ctx: Ctx) -> None:
         pass
     doc = {
         "home": str(ctx.settings.home_dir),
-        "warehouse": str(ctx.settings.duckdb_path),
+        "warehouse": describe(ctx.settings),  # a PostgreSQL URL is shown without its password
         "initialized": True,
     }
     emit(ctx, doc, lambda: out.print(f"warehouse ready at {doc['warehouse']}"))
@@ -77,7 +77,7 @@ def ingest_cmd(ctx: Ctx, file: Path | None, batch_id: str | None, kind: str, fmt
 @command(cli, "status")
 def status_cmd(ctx: Ctx) -> None:
     """Buffer status: total records, batches, ingestion history, quarantined rows."""
-    if not ctx.settings.duckdb_path.exists():
+    if not warehouse_exists(ctx.settings):
         doc = {
             "total_records": 0,
             "quarantined_records": 0,

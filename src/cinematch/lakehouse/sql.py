@@ -13,8 +13,13 @@ def run_readonly(settings: Settings, query: str, limit: int = 1000) -> list[dict
     """Run ``query`` on a read-only DuckDB connection that cannot reach files or other databases.
 
     Safety comes from the connection (``read_only`` and ``enable_external_access=false``, locked),
-    not from inspecting the SQL text.
+    not from inspecting the SQL text. With PostgreSQL, the query runs in a READ ONLY transaction
+    (``cinematch.engines.postgres.run_readonly``).
     """
+    if settings.database_url is not None:
+        from cinematch.engines.postgres import run_readonly as run_readonly_pg
+
+        return run_readonly_pg(settings.database_url.get_secret_value(), query, limit)
     if not settings.duckdb_path.exists():
         with write_session(settings, "init"):
             pass

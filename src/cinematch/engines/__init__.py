@@ -1,0 +1,1 @@
+"""Compute and storage engines behind the library: DuckDB (default), PostgreSQL, Spark."""
