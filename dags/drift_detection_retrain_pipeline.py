@@ -1,0 +1,84 @@
+"""
+### drift_detection_retrain_pipeline
+
+When the ratings buffer changes: process new data, find the champion, detect drift, and retrain only on drift.
+
+- **schedule**: the asset `cinematch://bronze/ratings_buffer` (emitted by `buffer_ingestion_weekly` when it
+  loads new ratings); it can also be triggered by hand.
+- **tasks**: `process_new_data` (incremental ETL) → `find_current_model` → `detect_drift` (stores a row in
+  `ops.drift_reports`; decision and scores in the log and XCom) → `decide` (branch on the stored decision) →
+  either `skip_retrain`, or `merge_and_retrain` (merge exactly the checked batches, train, promote if not worse)
+  → `find_latest_model` → `test_model`; both paths join at `validate_run` (`none_failed_min_one_success`) →
+  `notify`.
+- **no champion yet**: the decision is `no_champion` and the retrain branch trains the first model.
+- **idempotent**: a rerun finds the batches merged, so the buffer is empty and the decision is
+  `insufficient_data` (skip); a retried `merge_and_retrain` returns the version it already trained.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from airflow.sdk import Asset, TriggerRule, dag, task
+
+from cinematch import orchestration as orch
+
+
+@dag(
+    schedule=[Asset(orch.BUFFER_ASSET_URI)],
+    start_date=datetime(2024, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    tags=["cinematch", "drift", "training", "ml"],
+    default_args=orch.default_args(),
+)
+def drift_detection_retrain_pipeline() -> None:
+    @task(pool=orch.POOL)
+    def process_new_data() -> dict:
+        return orch.build_silver_gold()
+
+    @task(pool=orch.POOL)
+    def find_current_model(processed: dict) -> dict:
+        return orch.current_model()
+
+    @task(pool=orch.POOL)
+    def detect_drift(current: dict) -> dict:
+        return orch.check_drift(expected_version=current["version"])
+
+    @task.branch(pool=orch.POOL)
+    def decide(drift: dict) -> str:
+        return "merge_and_retrain" if orch.drift_decision(drift)["should_retrain"] else "skip_retrain"
+
+    @task
+    def skip_retrain(drift: dict) -> dict:
+        return {"retrained": False, "decision": drift["decision"], "score": drift["score"]}
+
+    @task(pool=orch.POOL)
+    def merge_and_retrain(drift: dict) -> dict:
+        return orch.merge_and_retrain(drift["batch_ids"])
+
+    @task(pool=orch.POOL)
+    def find_latest_model(trained: dict) -> dict:
+        return orch.latest_model()
+
+    @task(pool=orch.POOL)
+    def test_model(latest: dict) -> dict:
+        return orch.test_model(latest["version"])
+
+    @task(pool=orch.POOL, trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
+    def validate_run(drift: dict, skipped: dict | None, trained: dict | None, tested: dict | None) -> dict:
+        return orch.validate_run("drift_detection_retrain_pipeline", drift=drift, training=trained, test=tested)
+
+    @task
+    def notify(summary: dict, run_id: str | None = None) -> dict:
+        return orch.notify("drift_detection_retrain_pipeline", summary, run_id)
+
+    drift = detect_drift(find_current_model(process_new_data()))
+    skipped, trained = skip_retrain(drift), merge_and_retrain(drift)
+    decide(drift) >> [skipped, trained]
+    tested = test_model(find_latest_model(trained))
+    notify(validate_run(drift, skipped, trained, tested))
+
+
+drift_detection_retrain_pipeline()
