@@ -19,6 +19,8 @@ class Settings(BaseSettings):
     database_url: SecretStr | None = Field(default=None, description="postgresql://... for the warehouse")
     engine: Literal["duckdb", "spark"] = "duckdb"
     spark_master: str = "local[*]"
+    # s3://bucket/prefix (or any Hadoop URI) for the Spark engine's lake; unset: HOME/lake. See docs/spark.md.
+    lake_uri: str | None = Field(default=None, description="object-store URI of the Spark engine's lake")
     tmdb_api_key: SecretStr | None = None
     tmdb_base_url: str = "https://api.themoviedb.org/3"
     api_key: SecretStr | None = None

@@ -186,3 +186,21 @@ def test_lake_is_written_and_readable(loaded) -> None:
         ingest_file(con, batches[1])
         run_etl(con, home)
         assert link.resolve() != first and not first.exists()  # swapped, old version removed
+
+
+def test_incremental_lake_write_reuses_untouched_partitions(loaded) -> None:
+    home, movies, batches = loaded
+    with write_session(home) as con:
+        ingest_file(con, movies, kind="movies")
+        ingest_file(con, batches[0])  # January..March 2024
+        run_etl(con, home)
+        part = home.lake_dir / "silver" / "ratings" / "year=2024"
+        before = {p.parent.name: p.stat().st_ino for p in part.glob("month=*/*.parquet")}
+        ingest_file(con, batches[2])  # March..May 2024
+        run_etl(con, home)
+        after = {p.parent.name: p.stat().st_ino for p in part.glob("month=*/*.parquet")}
+        assert after["month=1"] == before["month=1"]  # untouched: hard-linked, not rewritten
+        assert after["month=3"] != before["month=3"]  # touched by the new batch: rewritten
+        glob = str(home.lake_dir / "silver" / "ratings" / "**" / "*.parquet")
+        lake = con.execute(f"select count(*), sum(rating) from read_parquet('{glob}', hive_partitioning=true)").fetchall()
+        assert lake == con.execute("select count(*), sum(rating) from silver.ratings").fetchall()

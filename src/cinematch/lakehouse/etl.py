@@ -35,6 +35,20 @@ def _gold_exists(con: duckdb.DuckDBPyConnection) -> bool:
     return n > 0
 
 
+def _changed_partitions(con: duckdb.DuckDBPyConnection, batch_ids: list[str]) -> set[tuple[int, int]]:
+    """(year, month) partitions of silver.ratings that this run's batches touched.
+
+    A replaced rating shares its key, rated_at included, with its replacement: same partition.
+    """
+    if not batch_ids:
+        return set()
+    marks = ", ".join("?" for _ in batch_ids)
+    rows = con.execute(
+        f"select distinct year(rated_at), month(rated_at) from silver.ratings where batch_id in ({marks})", batch_ids
+    ).fetchall()
+    return {(int(y), int(m)) for y, m in rows}
+
+
 def _gate(con: duckdb.DuckDBPyConnection, layer: str, results: list[CheckResult], run: dict, started: datetime) -> None:
     """Stop the run when a check fails: roll back the layer and record why."""
     failed = failures(results)
@@ -61,6 +75,10 @@ def run_etl(
 
     Rerunning with nothing new changes nothing. ``as_of`` pins gold to a logical date (backfills).
     """
+    if settings.engine == "spark":
+        from cinematch.engines.spark import run_etl_spark
+
+        return run_etl_spark(con, settings, full_refresh=full_refresh, as_of=as_of)
     run: dict[str, Any] = {"run_id": new_run_id(), "full_refresh": full_refresh, "layers": {}}
     tol = settings.soft_check_tolerance
 
@@ -107,7 +125,11 @@ def run_etl(
     if write_lake:
         t0 = time.perf_counter()
         tables = [*SILVER_TABLES, *(f"gold.{m}" for m in gold_layer.GOLD_MODELS)]
-        run["lake"] = {t: str(lake.write_table(con, t, settings.lake_dir)) for t in tables}
+        changed = None if full_refresh else _changed_partitions(con, silver["batches"])
+        run["lake"] = {
+            t: str(lake.write_table(con, t, settings.lake_dir, changed if t == "silver.ratings" else None))
+            for t in tables
+        }
         run["lake_seconds"] = round(time.perf_counter() - t0, 3)
     run["up_to_date"] = False
     run["status"] = "completed"

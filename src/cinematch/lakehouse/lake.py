@@ -25,19 +25,34 @@ def table_path(lake_dir: Path, table: str) -> Path:
     return lake_dir / schema / name
 
 
-def write_table(con: duckdb.DuckDBPyConnection, table: str, lake_dir: Path) -> Path:
+def write_table(
+    con: duckdb.DuckDBPyConnection, table: str, lake_dir: Path, changed: set[tuple[int, int]] | None = None
+) -> Path:
     """Write ``table`` as Parquet into a new version folder, then swap the table's symlink to it.
 
     The rename of a symlink is atomic, so a reader that resolves the path sees the old version or the
-    new one, never half a partition. Old versions are removed after the swap.
+    new one, never half a partition. Old versions are removed after the swap. For a partitioned table,
+    ``changed`` (year, month) partitions are rewritten and the others hard-linked from the current version,
+    so an incremental run writes only what it touched.
     """
     link = table_path(lake_dir, table)
     link.parent.mkdir(parents=True, exist_ok=True)
     version = link.parent / f".{link.name}-{new_run_id()}"
     extra, partition_by = PARTITIONS.get(table, ("", ""))
     select = f"select *{', ' + extra if extra else ''} from {table}"
+    current = link.resolve() if link.is_symlink() and link.exists() else None
     with timed(log, "lake_write", table=table) as info:
-        if partition_by:
+        if partition_by and changed is not None and current is not None:
+            version.mkdir()
+            if changed:
+                pairs = ", ".join(f"({int(y)}, {int(m)})" for y, m in sorted(changed))
+                con.execute(
+                    f"copy (select * from ({select}) where (year, month) in ({pairs})) to '{version}' "
+                    f"(format parquet, partition_by ({partition_by}), overwrite_or_ignore)"
+                )
+            reused = _link_unchanged(current, version, changed)
+            info.update(rewritten=len(changed), reused=reused)
+        elif partition_by:
             con.execute(f"copy ({select}) to '{version}' (format parquet, partition_by ({partition_by}))")
         else:
             version.mkdir()
@@ -50,6 +65,21 @@ def write_table(con: duckdb.DuckDBPyConnection, table: str, lake_dir: Path) -> P
         if old.name != version.name:
             shutil.rmtree(old, ignore_errors=True)
     return link
+
+
+def _link_unchanged(current: Path, version: Path, changed: set[tuple[int, int]]) -> int:
+    """Hard-link the files of every partition not in ``changed`` from ``current`` into ``version``."""
+    reused = 0
+    for month_dir in current.glob("year=*/month=*"):
+        year, month = int(month_dir.parent.name.split("=")[1]), int(month_dir.name.split("=")[1])
+        if (year, month) in changed:
+            continue
+        target = version / month_dir.parent.name / month_dir.name
+        target.mkdir(parents=True, exist_ok=True)
+        for f in month_dir.iterdir():
+            os.link(f, target / f.name)
+        reused += 1
+    return reused
 
 
 def read_glob(lake_dir: Path, table: str) -> str:

@@ -23,7 +23,9 @@ SILVER_DDL = (
 # The newest ingestion of a (user, movie, time) key wins; batch_id breaks ties so reruns agree.
 _LATEST = "row_number() over (partition by user_id, movie_id, rated_at order by ingested_at desc, batch_id desc) = 1"
 
-_RATINGS_FULL = f"""
+# RATINGS_FULL_SQL and MOVIES_SQL are the one definition of silver for both engines: DuckDB runs them as they are,
+# the Spark engine (cinematch.engines.spark) runs them transpiled by sqlglot.
+RATINGS_FULL_SQL = f"""
 with buffer as (
     select user_id, movie_id, rating, rated_at, batch_id, ingested_at from bronze.ratings_buffer
 ),
@@ -43,7 +45,7 @@ final as (
 select * from final
 """
 
-_MOVIES = """
+MOVIES_SQL = """
 with described as (
     select movie_id, title, genres, release_year
     from bronze.movies
@@ -89,7 +91,7 @@ def build_silver(con: duckdb.DuckDBPyConnection, full_refresh: bool = False) -> 
     rating_batches = [b["batch_id"] for b in batches if b["kind"] == "ratings"]
     with timed(log, "silver_build", full_refresh=full_refresh, new_batches=len(batches)) as info:
         if full_refresh:
-            con.execute(f"create or replace temp table _silver_full as {_RATINGS_FULL}")
+            con.execute(f"create or replace temp table _silver_full as {RATINGS_FULL_SQL}")
             con.execute("delete from silver.ratings")
             con.execute("insert into silver.ratings select * from _silver_full")
             con.execute("drop table _silver_full")
@@ -112,34 +114,44 @@ def build_silver(con: duckdb.DuckDBPyConnection, full_refresh: bool = False) -> 
             con.execute("drop table _new")
         else:
             merged = 0
-        con.execute(f"create or replace table silver.movies as {_MOVIES}")
-        processed = batches
-        if full_refresh:
-            con.execute("delete from silver.processed_batches")
-            processed = [
-                {"batch_id": b, "kind": k}
-                for b, k in con.execute(
-                    "select batch_id, kind from bronze.ingestion_metadata where status = 'completed'"
-                ).fetchall()
-            ]
-        if processed:
-            con.executemany(
-                """insert into silver.processed_batches
-                   select ?, ?, (select count(*) from bronze.ratings_buffer where batch_id = ?), now()::timestamp""",
-                [[b["batch_id"], b["kind"], b["batch_id"]] for b in processed],
-            )
-        counts = dict(
-            zip(
-                ("ratings", "movies", "placeholders"),
-                con.execute(
-                    """select (select count(*) from silver.ratings), (select count(*) from silver.movies),
-                              (select count(*) from silver.movies where is_placeholder)"""
-                ).fetchall()[0],
-                strict=True,
-            )
-        )
+        con.execute(f"create or replace table silver.movies as {MOVIES_SQL}")
+        mark_processed(con, batches, full_refresh)
+        counts = silver_counts(con)
         info.update(counts, merged=merged)
     return {"rows": counts, "merged": merged, "batches": [b["batch_id"] for b in batches]}
+
+
+def mark_processed(con: duckdb.DuckDBPyConnection, batches: list[dict], full_refresh: bool) -> None:
+    """Record ``batches`` in silver.processed_batches; a full refresh re-records every completed batch."""
+    processed = batches
+    if full_refresh:
+        con.execute("delete from silver.processed_batches")
+        processed = [
+            {"batch_id": b, "kind": k}
+            for b, k in con.execute(
+                "select batch_id, kind from bronze.ingestion_metadata where status = 'completed'"
+            ).fetchall()
+        ]
+    if processed:
+        con.executemany(
+            """insert into silver.processed_batches
+               select ?, ?, (select count(*) from bronze.ratings_buffer where batch_id = ?), now()::timestamp""",
+            [[b["batch_id"], b["kind"], b["batch_id"]] for b in processed],
+        )
+
+
+def silver_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Rows of silver.ratings and silver.movies, and how many movies are placeholders."""
+    return dict(
+        zip(
+            ("ratings", "movies", "placeholders"),
+            con.execute(
+                """select (select count(*) from silver.ratings), (select count(*) from silver.movies),
+                          (select count(*) from silver.movies where is_placeholder)"""
+            ).fetchall()[0],
+            strict=True,
+        )
+    )
 
 
 _KEY = "user_id, movie_id, rated_at"

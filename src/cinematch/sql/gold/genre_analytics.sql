@@ -50,31 +50,56 @@ movie_genres as (
     where l.movie_id is null
 ),
 
-rating_genres as (
+movie_months as (
+    -- pre-aggregate per movie and month: the genre join then multiplies thousands of rows, not millions
+    select movie_id, year, month, month_start, count(*) as n_ratings, sum(rating) as sum_rating
+    from ratings
+    group by movie_id, year, month, month_start
+),
+
+genre_months_movies as (
     select
-        r.user_id,
-        r.movie_id,
-        r.rating,
+        coalesce(g.genre, '(no genres listed)') as genre,
+        mm.year,
+        mm.month,
+        mm.month_start,
+        sum(mm.n_ratings) as n_ratings,
+        count(*) as n_movies,
+        sum(mm.sum_rating) / sum(mm.n_ratings) as avg_rating
+    from movie_months as mm
+    left join movie_genres as g on mm.movie_id = g.movie_id
+    group by coalesce(g.genre, '(no genres listed)'), mm.year, mm.month, mm.month_start
+),
+
+user_genre_months as (
+    -- distinct first, then count: much cheaper than count(distinct user_id) per group
+    select distinct
+        coalesce(g.genre, '(no genres listed)') as genre,
         r.year,
         r.month,
-        r.month_start,
-        coalesce(g.genre, '(no genres listed)') as genre
+        r.user_id
     from ratings as r
     left join movie_genres as g on r.movie_id = g.movie_id
 ),
 
+genre_month_users as (
+    select genre, year, month, count(*) as n_users
+    from user_genre_months
+    group by genre, year, month
+),
+
 genre_months as (
     select
-        genre,
-        year,
-        month,
-        month_start,
-        count(*) as n_ratings,
-        count(distinct user_id) as n_users,
-        count(distinct movie_id) as n_movies,
-        avg(rating) as avg_rating
-    from rating_genres
-    group by genre, year, month, month_start
+        m.genre,
+        m.year,
+        m.month,
+        m.month_start,
+        m.n_ratings,
+        u.n_users,
+        m.n_movies,
+        m.avg_rating
+    from genre_months_movies as m
+    inner join genre_month_users as u on m.genre = u.genre and m.year = u.year and m.month = u.month
 ),
 
 month_totals as (

@@ -1,0 +1,94 @@
+"""
+### etl_train_test_pipeline_spark
+
+`etl_train_test_pipeline` with its two heavy steps submitted to Spark: enable this DAG (and pause
+`etl_train_test_pipeline`) when the deployment runs `CINEMATCH_ENGINE=spark`.
+
+- **tasks**: `run_etl` (SparkSubmitOperator: `spark_jobs.py etl`) → `etl_result` → `create_futures` →
+  `needs_training` (short-circuit) → `train_model` (SparkSubmitOperator: `spark_jobs.py train`, Spark MLlib ALS) →
+  `training_result` → `find_latest_model` → `test_model` → `validate_run` → `notify`.
+- **spark**: connection `spark_default` (type `spark`, host `local[2]` or a cluster master, e.g.
+  `AIRFLOW_CONN_SPARK_DEFAULT='{"conn_type": "spark", "host": "local[2]"}'`); `spark-submit` of the CineMatch
+  environment on the worker's PATH. The driver runs this interpreter (`spark.pyspark.python`).
+- **hand-off**: each job stores its JSON reference under `CINEMATCH_HOME/runs/spark/<run id>-<step>.json`; the
+  task after it reads that reference (never data) for the next steps.
+- **params**: `pairs_file` (default: generated from the buffer), `force_train` (default false).
+- **idempotent**: as `etl_train_test_pipeline`: nothing new since the champion, no new version.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+from airflow.sdk import Param, TriggerRule, dag, task
+
+from cinematch import orchestration as orch
+from cinematch.engines import spark_jobs
+
+RUN_TAG = "{{ run_id }}"
+SPARK = {"conn_id": "spark_default", "application": spark_jobs.JOB, "pool": orch.POOL,
+         "conf": {"spark.pyspark.python": sys.executable}}  # fmt: skip
+
+
+@dag(
+    schedule=None,
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    tags=["cinematch", "training", "ml", "spark"],
+    default_args=orch.default_args(),
+    params={
+        "pairs_file": Param(None, type=["null", "string"], description="user,movie[,date] pairs to predict"),
+        "force_train": Param(False, type="boolean", description="train even if nothing new was merged"),
+    },
+)
+def etl_train_test_pipeline_spark() -> None:
+    run_etl = SparkSubmitOperator(task_id="run_etl", name="cinematch-etl", application_args=["etl", "--tag", RUN_TAG],
+                                  **SPARK)  # fmt: skip
+    train_model = SparkSubmitOperator(task_id="train_model", name="cinematch-train", **SPARK,
+                                      application_args=["train", "--tag", RUN_TAG,
+                                                        "--force={{ params.force_train }}"])  # fmt: skip
+
+    @task
+    def etl_result(run_id: str | None = None) -> dict:
+        return spark_jobs.read_ref("etl", run_id)
+
+    @task(pool=orch.POOL)
+    def create_futures(built: dict, params: dict | None = None, run_id: str | None = None) -> dict:
+        return orch.create_futures(pairs_file=params["pairs_file"], tag=run_id)
+
+    @task.short_circuit(pool=orch.POOL, ignore_downstream_trigger_rules=False)
+    def needs_training(futures: dict, params: dict | None = None) -> bool:
+        return orch.pending_batches(force=params["force_train"])["train"]
+
+    @task
+    def training_result(run_id: str | None = None) -> dict:
+        return spark_jobs.read_ref("train", run_id)
+
+    @task(pool=orch.POOL, trigger_rule=TriggerRule.NONE_FAILED)
+    def find_latest_model(trained: dict | None) -> dict:
+        return orch.latest_model()
+
+    @task(pool=orch.POOL)
+    def test_model(latest: dict) -> dict:
+        return orch.test_model(latest["version"])
+
+    @task(pool=orch.POOL, trigger_rule=TriggerRule.NONE_FAILED)
+    def validate_run(built: dict, trained: dict | None, tested: dict) -> dict:
+        return orch.validate_run("etl_train_test_pipeline_spark", etl=built, training=trained, test=tested)
+
+    @task
+    def notify(summary: dict, run_id: str | None = None) -> dict:
+        return orch.notify("etl_train_test_pipeline_spark", summary, run_id)
+
+    built = etl_result()
+    run_etl >> built
+    needs_training(create_futures(built)) >> train_model
+    trained = training_result()
+    train_model >> trained
+    tested = test_model(find_latest_model(trained))
+    notify(validate_run(built, trained, tested))
+
+
+etl_train_test_pipeline_spark()
