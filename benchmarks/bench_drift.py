@@ -20,9 +20,7 @@ from cinematch.drift_stats import HALF_STAR_BINS, MovieGenres, ReferenceStats, c
 from cinematch.settings import Settings
 
 # ML-25M's rating counts per half star, so the synthetic data has the real shape
-ML25M_COUNTS = np.array(
-    [393068, 776815, 399490, 1640868, 1262797, 4896928, 3177318, 6639798, 2200539, 3612474]
-)
+ML25M_COUNTS = np.array([393068, 776815, 399490, 1640868, 1262797, 4896928, 3177318, 6639798, 2200539, 3612474])
 GENRES = [
     *("Action", "Adventure", "Animation", "Children", "Comedy", "Crime", "Documentary", "Drama", "Fantasy"),
     *("Film-Noir", "Horror", "IMAX", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western"),
@@ -42,9 +40,7 @@ def make_data(n_ref: int, n_cur: int, n_users: int, n_movies: int, seed: int) ->
     rng = np.random.default_rng(seed)
     p = ML25M_COUNTS / ML25M_COUNTS.sum()
     # sparse movie ids (ML-25M: 59k movies with ids up to 209k) and Zipf-like popularity
-    catalog_ids = np.sort(rng.choice(np.arange(1, 3 * n_movies + 1), n_movies, replace=False)).astype(
-        np.int32
-    )
+    catalog_ids = np.sort(rng.choice(np.arange(1, 3 * n_movies + 1), n_movies, replace=False)).astype(np.int32)
     popularity = 1.0 / np.arange(1, n_movies + 1) ** 0.9
     popularity /= popularity.sum()
     n_genres = rng.integers(1, 4, n_movies)
@@ -144,9 +140,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # 3. what a user would otherwise write, on the raw arrays
     if importlib.util.find_spec("evidently") is None:
-        print(
-            "evidently: not installed, skipped (the DataDriftPreset comparison needs `pip install evidently`)"
-        )
+        print("evidently: not installed, skipped (the DataDriftPreset comparison needs `pip install evidently`)")
         results["evidently_s"] = None
     else:  # pragma: no cover - not installed in the project's environment
         import pandas as pd

@@ -188,9 +188,7 @@ def test_drift_score_formula(cfg: Settings) -> None:
         (0.7, 1000, -0.2, "warning"),  # a better model does not silence data drift
     ],
 )
-def test_decision_boundaries(
-    cfg: Settings, score: float, n: int, degradation: float | None, expected: str
-) -> None:
+def test_decision_boundaries(cfg: Settings, score: float, n: int, degradation: float | None, expected: str) -> None:
     assert decide(score, n, cfg, degradation) == expected
 
 
@@ -304,9 +302,7 @@ def test_genre_inputs_agree_and_genre_drift_is_local(cfg: Settings) -> None:
 
     by_string = reference_stats(ratings, movie_ids=movies, genres_per_rating=strings)
     by_list = reference_stats(ratings, movie_ids=movies, genres_per_rating=[s.split("|") for s in strings])
-    by_dict = reference_stats(
-        ratings, movie_ids=movies, genres_per_rating=pa.array(strings).dictionary_encode()
-    )
+    by_dict = reference_stats(ratings, movie_ids=movies, genres_per_rating=pa.array(strings).dictionary_encode())
     by_catalog = reference_stats(ratings, movie_ids=movies, movie_genres=catalog)
     assert by_string.genre_histograms == by_list.genre_histograms == by_dict.genre_histograms
     assert by_string.genre_histograms == by_catalog.genre_histograms
@@ -358,9 +354,7 @@ def test_result_is_json_serialisable(cfg: Settings) -> None:
 def test_ratings_of_movies_missing_from_the_catalog_are_ignored(catalog_ids: list[int]) -> None:
     catalog = MovieGenres.from_arrays(np.array(catalog_ids), [["Drama"], ["Comedy", "Drama"], None])
     movies = np.array([5, 7, 6, 11, -3, 10**16, catalog_ids[2]])  # 6, 11, -3, 10**16 are unknown
-    ref = reference_stats(
-        np.array([1.0, 2.0, 3.0, 4.0, 5.0, 5.0, 0.5]), movie_ids=movies, movie_genres=catalog
-    )
+    ref = reference_stats(np.array([1.0, 2.0, 3.0, 4.0, 5.0, 5.0, 0.5]), movie_ids=movies, movie_genres=catalog)
     assert ref.genre_histograms == {
         "Comedy": [0, 0, 0, 1, 0, 0, 0, 0, 0, 0],
         "Drama": [0, 1, 0, 1, 0, 0, 0, 0, 0, 0],

@@ -202,5 +202,7 @@ def test_incremental_lake_write_reuses_untouched_partitions(loaded) -> None:
         assert after["month=1"] == before["month=1"]  # untouched: hard-linked, not rewritten
         assert after["month=3"] != before["month=3"]  # touched by the new batch: rewritten
         glob = str(home.lake_dir / "silver" / "ratings" / "**" / "*.parquet")
-        lake = con.execute(f"select count(*), sum(rating) from read_parquet('{glob}', hive_partitioning=true)").fetchall()
+        lake = con.execute(
+            f"select count(*), sum(rating) from read_parquet('{glob}', hive_partitioning=true)"
+        ).fetchall()
         assert lake == con.execute("select count(*), sum(rating) from silver.ratings").fetchall()

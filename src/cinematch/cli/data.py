@@ -171,6 +171,7 @@ def generate_cmd(
         ctx,
         summary,
         lambda: out.print(
-            f"wrote {out_dir}: " + ", ".join(f"{Path(f['path']).name} ({f['rows']:,} rows)" for f in summary["files"].values())
+            f"wrote {out_dir}: "
+            + ", ".join(f"{Path(f['path']).name} ({f['rows']:,} rows)" for f in summary["files"].values())
         ),
     )
