@@ -47,7 +47,7 @@ def write_table(
             if changed:
                 pairs = ", ".join(f"({int(y)}, {int(m)})" for y, m in sorted(changed))
                 con.execute(
-                    f"copy (select * from ({select}) where (year, month) in ({pairs})) to '{version}' "
+                    f"copy (select * from ({select}) as t where (year, month) in ({pairs})) to '{version}' "
                     f"(format parquet, partition_by ({partition_by}), overwrite_or_ignore)"
                 )
             reused = _link_unchanged(current, version, changed)
