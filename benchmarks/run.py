@@ -36,6 +36,7 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[tuple[str, str, str]]]] = {
     "als": ("bench_als.py", [], []),
     "drift": ("bench_drift.py", [], []),
     "serving": ("bench_serving.py", [], []),
+    "spark": ("bench_spark.py", [], []),
     "postgres": ("bench_postgres.py", [], [
         ("cinematch ingest into PostgreSQL", "cinematch_rows_per_second", "rows/s"),
         ("  of which the COPY phase", "copy_rows_per_second", "rows/s"),
