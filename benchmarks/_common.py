@@ -14,6 +14,21 @@ from typing import Any
 SCRATCH = Path(os.environ.get("CINEMATCH_BENCH_DIR", Path(__file__).parent / ".data"))
 
 
+def ratings_batch_file(rows: int) -> Path:
+    """A cached generated Parquet batch of ``rows`` MovieLens-shaped ratings (shared by the ingestion benchmarks)."""
+    import pyarrow.parquet as pq
+
+    from cinematch.datasets.generate import GenerateConfig, generate_tables
+
+    path = SCRATCH / f"ingest_{rows}.parquet"
+    if not path.exists():
+        users, movies = max(1000, rows // 150), max(1000, rows // 400)
+        table = generate_tables(GenerateConfig(users=users, movies=movies, ratings=rows, weeks=1, batch_ratings=100))
+        SCRATCH.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table["ratings"], path)
+    return path
+
+
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     t0 = time.perf_counter()
     out = fn()

@@ -13,25 +13,13 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import SCRATCH, machine, timed, write_json
+from _common import SCRATCH, machine, ratings_batch_file, timed, write_json
 
-from cinematch.datasets.generate import GenerateConfig, generate_tables
 from cinematch.ingest import ingest_file
 from cinematch.settings import Settings
 from cinematch.warehouse import write_session
-
-
-def batch_file(rows: int) -> Path:
-    path = SCRATCH / f"ingest_{rows}.parquet"
-    if not path.exists():
-        users, movies = max(1000, rows // 150), max(1000, rows // 400)
-        table = generate_tables(GenerateConfig(users=users, movies=movies, ratings=rows, weeks=1, batch_ratings=100))
-        SCRATCH.mkdir(parents=True, exist_ok=True)
-        pq.write_table(table["ratings"], path)
-    return path
 
 
 def main() -> None:
@@ -42,7 +30,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     rows, pandas_rows = (500_000, 100_000) if args.quick else (args.rows, args.pandas_rows)
-    path = batch_file(rows)
+    path = ratings_batch_file(rows)
 
     home = SCRATCH / "ingest-home"
     shutil.rmtree(home, ignore_errors=True)

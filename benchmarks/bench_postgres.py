@@ -18,12 +18,10 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import SCRATCH, machine, timed, write_json
+from _common import SCRATCH, machine, ratings_batch_file, timed, write_json
 
-from cinematch.datasets.generate import GenerateConfig, generate_tables
 from cinematch.engines import postgres
 from cinematch.engines.pgserver import create_database, start_local_server
 from cinematch.ingest import ingest_file
@@ -32,16 +30,6 @@ from cinematch.warehouse import write_session
 
 SERVER_DURABLE = "PostgreSQL 15, local, default durability settings"
 SERVER_FAST = "PostgreSQL 15, local, fsync/full_page_writes/synchronous_commit off"
-
-
-def batch_file(rows: int) -> Path:
-    path = SCRATCH / f"ingest_{rows}.parquet"
-    if not path.exists():
-        users, movies = max(1000, rows // 150), max(1000, rows // 400)
-        table = generate_tables(GenerateConfig(users=users, movies=movies, ratings=rows, weeks=1, batch_ratings=100))
-        SCRATCH.mkdir(parents=True, exist_ok=True)
-        pq.write_table(table["ratings"], path)
-    return path
 
 
 def main() -> None:
@@ -53,7 +41,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     rows, pandas_rows = (500_000, 50_000) if args.quick else (args.rows, args.pandas_rows)
-    path, warmup = batch_file(rows), batch_file(10_000)
+    path, warmup = ratings_batch_file(rows), ratings_batch_file(10_000)
 
     url, stop = start_local_server(durable=not args.fast_server)
     home = SCRATCH / "pg-home"
