@@ -23,6 +23,13 @@ class Settings(BaseSettings):
     lake_uri: str | None = Field(default=None, description="object-store URI of the Spark engine's lake")
     tmdb_api_key: SecretStr | None = None
     tmdb_base_url: str = "https://api.themoviedb.org/3"
+    # TMDB client (cinematch.tmdb): requests per second (never more in any 1 s window), retries, timeouts
+    tmdb_rate_limit: float = Field(default=4.0, gt=0)
+    tmdb_max_attempts: int = Field(default=5, ge=1)
+    tmdb_timeout_seconds: float = Field(default=10.0, gt=0)
+    tmdb_backoff_seconds: float = Field(default=0.5, ge=0)
+    tmdb_workers: int = Field(default=4, ge=1)
+    tmdb_commit_every: int = Field(default=10, ge=1)
     api_key: SecretStr | None = None
     alert_webhook_url: str | None = None
 
@@ -41,6 +48,8 @@ class Settings(BaseSettings):
     als_rank: int = 32
     als_reg: float = 0.05
     als_iterations: int = 12
+    # weight of log(1 + ratings of the movie) in top-n ranking only (ALSParams.rank_popularity); 0 = by rating
+    als_rank_popularity: float = 0.5
     seed: int = 42
     top_n: int = 10
     relevance_threshold: float = 4.0

@@ -212,3 +212,27 @@ def test_fit_rejects_bad_input() -> None:
         ALSModel.fit(np.array([1.5]), np.array([1]), np.array([3.0]), SMALL)
     with pytest.raises(BadInput):
         ALSModel.fit(np.array([1]), np.array([1]), np.array([3.0]), ALSParams(rank=0))
+
+
+@pytest.mark.parametrize("weight", [0.0, 2.0])
+def test_ranking_adds_the_popularity_term(weight: float) -> None:
+    users, items, ratings = low_rank_ratings(n_users=60, n_items=80, density=0.25, seed=4)
+    model = ALSModel.fit(users, items, ratings, ALSParams(rank=4, iterations=5, rank_popularity=weight))
+    ids, _ = model.recommend(model.user_ids[:10], n=5)
+    counts = np.bincount(model.seen_indices, minlength=model.n_items)
+    for row, u in enumerate(range(10)):
+        # by hand: unclipped r̂(u, i) + w·log(1 + n_i) over the items u did not rate, best first
+        score = model.global_mean + model.user_bias[u] + model.item_bias + model.item_factors @ model.user_factors[u]
+        score = score + weight * np.log1p(counts)
+        seen = model.seen_indices[model.seen_indptr[u] : model.seen_indptr[u + 1]]
+        score[seen] = -np.inf
+        expected = model.item_ids[np.argsort(-score, kind="stable")[:5]]
+        assert ids[row].tolist() == expected.tolist()
+    # predicted ratings do not depend on the ranking weight
+    plain = ALSModel.fit(users, items, ratings, ALSParams(rank=4, iterations=5, rank_popularity=0.0))
+    np.testing.assert_array_equal(model.predict(users, items)[0], plain.predict(users, items)[0])
+
+
+def test_rank_popularity_must_be_non_negative() -> None:
+    with pytest.raises(BadInput, match="rank_popularity"):
+        ALSModel.fit(np.array([1]), np.array([2]), np.array([4.0]), ALSParams(rank_popularity=-1.0))

@@ -59,6 +59,12 @@ class ALSParams:
     few ratings from getting extreme biases/factors (ALS-WR alone barely shrinks them), which improves
     held-out RMSE and keeps barely-rated items out of the top-n. Defaults were tuned on seeded 80/20
     splits of MovieLens ml-latest-small (RMSE ≈ 0.847).
+
+    ``rank_popularity`` (w) only affects top-n lists, never predicted ratings: items are ranked by
+    r̂(u, i) + w·log(1 + n_i). A rating model answers "how much would u like i if u watched it"; ranking
+    also needs "would u watch it at all", which the number of ratings n_i estimates. On ml-latest-small
+    (seeded random 80/20 split) w = 0.5 lifts precision@10 from 0.102 to 0.135 and NDCG@10 from 0.132 to
+    0.177, above the most-popular baseline (0.119 / 0.159); w = 0 ranks by predicted rating alone.
     """
 
     rank: int = 32
@@ -67,6 +73,7 @@ class ALSParams:
     seed: int = 42
     reg_const: float = 5.0
     bias_reg: float = 10.0
+    rank_popularity: float = 0.5
 
     def validate(self) -> None:
         if self.rank < 1:
@@ -77,6 +84,8 @@ class ALSParams:
             raise BadInput("ALS reg_const and bias_reg must be >= 0")
         if self.iterations < 1:
             raise BadInput(f"ALS iterations must be >= 1, got {self.iterations}")
+        if not (self.rank_popularity >= 0 and np.isfinite(self.rank_popularity)):
+            raise BadInput(f"ALS rank_popularity must be a finite number >= 0, got {self.rank_popularity}")
 
 
 def _default_threads() -> int:
@@ -276,6 +285,9 @@ class ALSModel:
         self.seen_indices = seen_indices
         self.train_rmse = list(train_rmse or [])
         self._popular_order = np.lexsort((np.arange(len(item_ids)), -item_popularity))
+        # ranking-only item term: c_i + w·log(1 + n_i), n_i = training ratings of item i (see ALSParams)
+        counts = np.bincount(seen_indices, minlength=len(item_ids)).astype(np.float32)
+        self._rank_bias = (item_bias + np.float32(params.rank_popularity) * np.log1p(counts)).astype(np.float32)
 
     @property
     def n_users(self) -> int:
@@ -448,7 +460,8 @@ class ALSModel:
     def recommend(self, user_ids: np.ndarray, n: int = 10, exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Top-n item ids and scores per user, shape (len(user_ids), n), best first.
 
-        Known users are ranked by their unclipped predicted rating μ + b_u + c_i + p_u·q_i, with items
+        Known users are ranked by their unclipped predicted rating μ + b_u + c_i + p_u·q_i plus the
+        popularity term w·log(1 + n_i) of ``params.rank_popularity``, with items
         they rated in training excluded when ``exclude_seen``. Unknown users get the popularity
         fallback (see :func:`popularity_scores`); their scores are popularity scores, not ratings.
         Slots that cannot be filled (n larger than the unseen catalogue) hold item id -1 and NaN.
@@ -473,7 +486,7 @@ class ALSModel:
             rows = rows_known[s : s + block]
             uidx = u[rows]
             scores = self.user_factors[uidx] @ item_t
-            scores += self.item_bias[None, :]
+            scores += self._rank_bias[None, :]
             scores += (self.user_bias[uidx] + np.float32(self.global_mean))[:, None]
             if exclude_seen:
                 r, pos = _seen_positions(self.seen_indptr, uidx)

@@ -44,7 +44,7 @@ def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
 
 def params_from_settings(settings: Settings, **overrides: Any) -> ALSParams:
     base = {"rank": settings.als_rank, "reg": settings.als_reg, "iterations": settings.als_iterations,
-            "seed": settings.seed}  # fmt: skip
+            "seed": settings.seed, "rank_popularity": settings.als_rank_popularity}  # fmt: skip
     base.update({k: v for k, v in overrides.items() if v is not None})
     params = ALSParams(**base)
     params.validate()
