@@ -484,13 +484,15 @@ def test_each_check_trips_on_bad_input(con: duckdb.DuckDBPyConnection, check: Ch
 # --- randomized ---------------------------------------------------------------------------------------------
 
 
-def random_silver(seed: int = 7, n_ratings: int = 5_000) -> tuple[duckdb.DuckDBPyConnection, pd.DataFrame]:
+def random_silver(
+    seed: int = 7, n_ratings: int = 5_000, genres: list[str] | None = None, max_genres: int = 3
+) -> tuple[duckdb.DuckDBPyConnection, pd.DataFrame]:
     rng = np.random.default_rng(seed)
-    genres = ["Action", "Comedy", "Drama", "Horror", "Romance", "Sci-Fi", "Thriller", "Western"]
+    genres = genres or ["Action", "Comedy", "Drama", "Horror", "Romance", "Sci-Fi", "Thriller", "Western"]
     n_movies, n_users = 150, 300
     movies = []
     for movie_id in range(1, n_movies + 1):
-        k = int(rng.integers(0, 4))  # 0 genres -> placeholder-like; some lists are null
+        k = int(rng.integers(0, max_genres + 1))  # 0 genres -> placeholder-like; some lists are null
         listed = None if k == 0 and movie_id % 2 else list(rng.choice(genres, size=k, replace=False))
         movies.append((movie_id, f"Movie {movie_id}", listed, 1950 + movie_id % 70, k == 0))
     start = np.datetime64("2022-01-01T00:00:00")
@@ -551,3 +553,21 @@ def test_randomized_reconciles_with_pandas() -> None:
     np.testing.assert_allclose(users["high_rating_share"], expected_high.loc[users.index], rtol=1e-12)
     expected_days = df.groupby("user_id")["rated_at"].agg(lambda s: s.dt.date.nunique())
     assert (users["active_days"] == expected_days.loc[users.index]).all()
+
+
+def test_genre_sets_wider_than_one_bitmask_word() -> None:
+    # 150 genres span three 62-bit words of the genre masks; movies carry up to 40 of them
+    con, df = random_silver(seed=3, n_ratings=3_000, genres=[f"G{i:03d}" for i in range(150)], max_genres=40)
+    build_gold(con, prior_weight=C)
+    pairs = df.explode("genres")
+    month = [pairs["genres"], pairs["rated_at"].dt.year, pairs["rated_at"].dt.month]
+    expected_users = pairs.groupby(month)["user_id"].nunique()
+    ga = con.execute("select genre, year, month, n_users from gold.genre_analytics").df()
+    assert dict(zip(zip(ga["genre"], ga["year"], ga["month"], strict=True), ga["n_users"], strict=True)) == {
+        k: v for k, v in expected_users.items()
+    }
+    listed = pairs[pairs["genres"] != "(no genres listed)"]
+    expected_diversity = listed.groupby("user_id")["genres"].nunique().reindex(df["user_id"].unique(), fill_value=0)
+    ue = con.execute("select user_id, genre_diversity from gold.user_engagement").df().set_index("user_id")
+    assert expected_diversity.max() > 62
+    assert (ue["genre_diversity"] == expected_diversity.loc[ue.index]).all()

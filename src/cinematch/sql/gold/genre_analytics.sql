@@ -71,15 +71,40 @@ genre_months_movies as (
     group by coalesce(g.genre, '(no genres listed)'), mm.year, mm.month, mm.month_start
 ),
 
-user_genre_months as (
-    -- distinct first, then count: much cheaper than count(distinct user_id) per group
-    select distinct
-        coalesce(g.genre, '(no genres listed)') as genre,
-        r.year,
-        r.month,
-        r.user_id
+genre_bits as (
+    -- every genre gets one bit of a 62-bit word (word = index / 62), so a set of genres is a few bigints
+    select genre, cast(floor(idx / 62.0) as integer) as word, cast(1 as bigint) << cast(idx % 62 as integer) as bit
+    from (
+        select genre, row_number() over (order by genre) - 1 as idx
+        from (select genre from movie_genres union select '(no genres listed)' as genre) as distinct_genres
+    ) as indexed
+),
+
+movie_masks as (
+    select mg.movie_id, b.word, bit_or(b.bit) as mask
+    from movie_genres as mg
+    inner join genre_bits as b on mg.genre = b.genre
+    group by mg.movie_id, b.word
+),
+
+no_genre_bit as (
+    select word, bit from genre_bits where genre = '(no genres listed)'
+),
+
+user_month_masks as (
+    -- the genres a user rated in a month, OR-ed into masks: one pass over the ratings, no exploded join
+    -- (ratings of movies missing from silver.movies carry '(no genres listed)', as in genre_months_movies)
+    select r.user_id, r.year, r.month, coalesce(mm.word, n.word) as word, bit_or(coalesce(mm.mask, n.bit)) as mask
     from ratings as r
-    left join movie_genres as g on r.movie_id = g.movie_id
+    left join movie_masks as mm on r.movie_id = mm.movie_id
+    cross join no_genre_bit as n
+    group by r.user_id, r.year, r.month, coalesce(mm.word, n.word)
+),
+
+user_genre_months as (
+    select b.genre, u.year, u.month, u.user_id
+    from user_month_masks as u
+    inner join genre_bits as b on u.word = b.word and (u.mask & b.bit) <> 0
 ),
 
 genre_month_users as (

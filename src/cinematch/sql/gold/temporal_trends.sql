@@ -46,21 +46,27 @@ movie_genres as (
     where l.movie_id is null
 ),
 
-rating_genres as (
-    select r.rating, r.year, coalesce(g.genre, '(no genres listed)') as genre
-    from ratings as r
-    left join movie_genres as g on r.movie_id = g.movie_id
+movie_years as (
+    -- pre-aggregate per movie and year: the genre join then multiplies thousands of rows, not millions
+    select movie_id, year, count(*) as n_ratings, sum(rating) as sum_rating
+    from ratings
+    group by movie_id, year
 ),
 
 genre_years as (
-    select genre, year, count(*) as n_ratings, avg(rating) as avg_rating
-    from rating_genres
-    group by genre, year
+    select
+        coalesce(g.genre, '(no genres listed)') as genre,
+        my.year,
+        sum(my.n_ratings) as n_ratings,
+        sum(my.sum_rating) / sum(my.n_ratings) as avg_rating
+    from movie_years as my
+    left join movie_genres as g on my.movie_id = g.movie_id
+    group by coalesce(g.genre, '(no genres listed)'), my.year
 ),
 
 all_years as (
-    select 'ALL' as genre, year, count(*) as n_ratings, avg(rating) as avg_rating
-    from ratings
+    select 'ALL' as genre, year, sum(n_ratings) as n_ratings, sum(sum_rating) / sum(n_ratings) as avg_rating
+    from movie_years
     group by year
 ),
 

@@ -52,15 +52,35 @@ user_days as (
     group by user_id
 ),
 
-user_genres as (
-    select user_id, count(*) as genre_diversity
+genre_bits as (
+    -- every listed genre gets one bit of a 62-bit word (word = index / 62), so a set of genres is a few bigints
+    select genre, cast(floor(idx / 62.0) as integer) as word, cast(1 as bigint) << cast(idx % 62 as integer) as bit
     from (
-        -- distinct (user, genre) also absorbs re-ratings of one movie
-        select distinct r.user_id, g.genre
-        from ratings as r
-        inner join listed_genres as g on r.movie_id = g.movie_id
-    ) as ug
-    group by user_id
+        select genre, row_number() over (order by genre) - 1 as idx
+        from (select distinct genre from listed_genres) as distinct_genres
+    ) as indexed
+),
+
+movie_masks as (
+    select g.movie_id, b.word, bit_or(b.bit) as mask
+    from listed_genres as g
+    inner join genre_bits as b on g.genre = b.genre
+    group by g.movie_id, b.word
+),
+
+user_masks as (
+    -- the genres a user rated, OR-ed into masks in one pass over the ratings (re-ratings absorb themselves)
+    select r.user_id, m.word, bit_or(m.mask) as mask
+    from ratings as r
+    inner join movie_masks as m on r.movie_id = m.movie_id
+    group by r.user_id, m.word
+),
+
+user_genres as (
+    select u.user_id, count(*) as genre_diversity
+    from user_masks as u
+    inner join genre_bits as b on u.word = b.word and (u.mask & b.bit) <> 0
+    group by u.user_id
 ),
 
 final as (
