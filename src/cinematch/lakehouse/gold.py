@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
@@ -64,13 +65,61 @@ def _require_silver(con: duckdb.DuckDBPyConnection) -> None:
         raise CineMatchError(f"missing {', '.join('silver.' + m for m in missing)}; build the silver layer first")
 
 
+@dataclass(frozen=True)
+class Scope:
+    """How an incremental run rebuilds only the rows of a gold model that new ratings can change.
+
+    ``affected`` selects the model's key values touched by the new silver rows (temp table ``_gold_new``);
+    ``rewrite`` widens them to the keys whose rows change (temporal_trends: the next year's year-over-year
+    change too); ``inputs`` filters silver.ratings to what those rows are computed from. The model's own SQL
+    then runs on the filtered ratings, so there is still one definition of each table.
+    """
+
+    keys: tuple[str, ...]
+    affected: str
+    inputs: str
+    rewrite: str | None = None
+
+
+_YEAR = "cast(extract(year from rated_at) as integer)"
+_MONTH = "cast(extract(month from rated_at) as integer)"
+
+# Models not listed here are rebuilt whole: trending_movies reads only the last 180 days, movie_kpis one
+# aggregate per movie, and both depend on every movie through ranks and the global mean.
+SCOPES: dict[str, Scope] = {
+    "genre_analytics": Scope(
+        keys=("year", "month"),
+        affected=f"select distinct {_YEAR} as year, {_MONTH} as month from _gold_new",
+        inputs=f"({_YEAR}, {_MONTH}) in (select year, month from _gold_keys)",
+    ),
+    "temporal_trends": Scope(
+        keys=("year",),
+        affected=f"select distinct {_YEAR} as year from _gold_new",
+        rewrite="select year from _gold_affected union select year + 1 as year from _gold_affected",
+        inputs=f"{_YEAR} in (select year from _gold_keys union select year - 1 as year from _gold_keys)",
+    ),
+    "user_engagement": Scope(
+        keys=("user_id",),
+        affected="select distinct user_id from _gold_new",
+        inputs="user_id in (select user_id from _gold_keys)",
+    ),
+}
+
+
 def build_gold(
-    con: duckdb.DuckDBPyConnection, as_of: datetime | None = None, prior_weight: float = DEFAULT_PRIOR_WEIGHT
+    con: duckdb.DuckDBPyConnection,
+    as_of: datetime | None = None,
+    prior_weight: float = DEFAULT_PRIOR_WEIGHT,
+    new_batches: list[str] | None = None,
 ) -> dict[str, int]:
     """(Re)create every gold table with CREATE OR REPLACE TABLE gold.<name> AS <sql>; returns row counts.
 
     ``as_of`` is the run's logical date (default: newest silver rated_at); every model ignores ratings after
     it. Runs inside the caller's transaction (no BEGIN/COMMIT here), so a failed check can roll it all back.
+
+    ``new_batches``: the ratings batches merged into silver since gold was last built. When given, the models of
+    SCOPES rewrite only the keys those ratings touch (the caller guarantees gold is otherwise current: same
+    movies, no logical date, nothing else changed); the result equals a full rebuild.
     """
     if not math.isfinite(prior_weight) or prior_weight < 0:
         raise BadInput(f"prior_weight must be a finite number >= 0, got {prior_weight!r}")
@@ -78,20 +127,83 @@ def build_gold(
     as_of = _naive_utc(as_of)
     if as_of is None:
         # Resolved once here so every model and the log agree; the SQL's own default covers direct use.
-        as_of = con.execute("select max(rated_at) from silver.ratings").fetchone()[0]  # type: ignore[index]
+        as_of = con.execute("select max(rated_at) from silver.ratings").fetchall()[0][0]
     params: dict[str, Any] = {"as_of": as_of, "prior_weight": float(prior_weight)}
     con.execute("create schema if not exists gold")
+    scoped = new_batches is not None and _prepare_scope(con, new_batches)
     counts: dict[str, int] = {}
-    with timed(log, "gold_build", as_of=as_of, prior_weight=prior_weight) as info:
+    with timed(log, "gold_build", as_of=as_of, prior_weight=prior_weight, scoped=bool(scoped)) as info:
         for name in GOLD_MODELS:
             sql = load_sql(name).strip().rstrip(";")
             used = {k: v for k, v in params.items() if k in _sql_params(sql)}
             with timed(log, "gold_model", model=name) as model_info:
-                con.execute(f"create or replace table gold.{name} as\n{sql}", used)
-                counts[name] = con.execute(f"select count(*) from gold.{name}").fetchone()[0]  # type: ignore[index]
+                if scoped and name in SCOPES:
+                    model_info["rewritten"] = _rebuild_scoped(con, name, SCOPES[name], sql, used, as_of)
+                else:
+                    con.execute(f"create or replace table gold.{name} as\n{sql}", used)
+                counts[name] = con.execute(f"select count(*) from gold.{name}").fetchall()[0][0]
                 model_info["rows"] = counts[name]
         info["tables"] = len(counts)
+        if scoped:
+            con.execute("drop table if exists _gold_new")
     return counts
+
+
+def _prepare_scope(con: duckdb.DuckDBPyConnection, new_batches: list[str]) -> bool:
+    """Stage the new silver rows in ``_gold_new``; False when gold must be rebuilt whole."""
+    if any(not _gold_table_exists(con, name) for name in SCOPES):
+        return False
+    con.execute("create or replace temp table _gold_batches(batch_id varchar)")
+    if new_batches:
+        con.executemany("insert into _gold_batches values (?)", [[b] for b in new_batches])
+    # gold must hold every older rating: not so after a backfill pinned to an earlier logical date
+    built = [con.execute(f"select min(as_of), max(as_of) from gold.{name}").fetchall()[0] for name in SCOPES]
+    older = con.execute(
+        "select max(rated_at) from silver.ratings where batch_id not in (select batch_id from _gold_batches)"
+    ).fetchall()[0][0]
+    if older is not None and any(lo is None or lo != hi or lo < older for lo, hi in built):
+        con.execute("drop table _gold_batches")
+        return False
+    con.execute(
+        """create or replace temp table _gold_new as
+           select user_id, rated_at from silver.ratings where batch_id in (select batch_id from _gold_batches)"""
+    )
+    con.execute("drop table _gold_batches")
+    return True
+
+
+def _gold_table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    return bool(
+        con.execute(
+            "select count(*) from information_schema.tables where table_schema = 'gold' and table_name = ?", [name]
+        ).fetchall()[0][0]
+    )
+
+
+def _rebuild_scoped(
+    con: duckdb.DuckDBPyConnection, name: str, scope: Scope, sql: str, params: dict[str, Any], as_of: datetime
+) -> int:
+    """Replace the rows of ``gold.<name>`` whose keys the new ratings touch; returns how many were written."""
+    keys = ", ".join(scope.keys)
+    con.execute(f"create or replace temp table _gold_affected as {scope.affected}")
+    con.execute(f"create or replace temp table _gold_keys as {scope.rewrite or 'select * from _gold_affected'}")
+    con.execute(f"create or replace temp table _gold_ratings as select * from silver.ratings where {scope.inputs}")
+    scoped_sql = sql.replace("silver.ratings", "_gold_ratings")
+    # the model's own columns: a source may have added columns to this table (lakehouse/extras.py), and rebuilds them
+    columns = ", ".join(r[0] for r in con.execute(f"select * from ({scoped_sql}) as q limit 0", params).description)
+    con.execute(f"delete from gold.{name} where ({keys}) in (select {keys} from _gold_keys)")
+    con.execute(f"update gold.{name} set as_of = ?", [as_of])
+    con.execute(
+        f"""insert into gold.{name} ({columns})
+            select {columns} from ({scoped_sql}) as scoped where ({keys}) in (select {keys} from _gold_keys)""",
+        params,
+    )
+    written = con.execute(
+        f"select count(*) from gold.{name} where ({keys}) in (select {keys} from _gold_keys)"
+    ).fetchall()[0][0]
+    for table in ("_gold_affected", "_gold_keys", "_gold_ratings"):
+        con.execute(f"drop table {table}")
+    return written
 
 
 def run_checks(

@@ -14,13 +14,18 @@ log = get_logger(__name__)
 
 @dataclass(frozen=True)
 class Check:
-    """A data-quality check: ``sql`` returns the offending rows, so an empty result means it passed."""
+    """A data-quality check: ``sql`` returns the offending rows, so an empty result means it passed.
+
+    ``new_rows_sql``, when set, is the same check restricted to the rows of the batches in the temp table
+    ``_check_batches(batch_id)``: incremental runs use it, since the rows checked before cannot have changed.
+    """
 
     name: str
     table: str
     sql: str
     severity: str = "hard"
     description: str = ""
+    new_rows_sql: str | None = None
 
     def __post_init__(self) -> None:
         if self.severity not in ("hard", "soft"):
@@ -36,6 +41,7 @@ class CheckResult:
     sample: list[tuple[Any, ...]] = field(default_factory=list)
     n_rows: int | None = None  # size of the checked table, for soft checks' share
     tolerance: float = 0.0
+    scope: str = "all rows"  # or "new batches" (Check.new_rows_sql)
 
     @property
     def share(self) -> float | None:
@@ -58,26 +64,41 @@ class CheckResult:
             "tolerance": self.tolerance if self.check.severity == "soft" else None,
             "example": [str(v) for v in self.sample[0]] if self.sample else None,
             "description": self.check.description,
+            "scope": self.scope,
         }
 
 
 def run_checks(
-    con: duckdb.DuckDBPyConnection, checks: tuple[Check, ...], tolerance: float = 0.0, sample_size: int = 5
+    con: duckdb.DuckDBPyConnection,
+    checks: tuple[Check, ...],
+    tolerance: float = 0.0,
+    sample_size: int = 5,
+    new_batches: list[str] | None = None,
 ) -> list[CheckResult]:
-    """Run ``checks`` and return one result per check, in order; soft checks get ``tolerance``."""
+    """Run ``checks`` and return one result per check, in order; soft checks get ``tolerance``.
+
+    With ``new_batches``, checks that have a ``new_rows_sql`` look only at those batches' rows.
+    """
     results = []
+    if new_batches is not None:
+        con.execute("create or replace temp table _check_batches(batch_id varchar)")
+        if new_batches:
+            con.executemany("insert into _check_batches values (?)", [[b] for b in new_batches])
     for check in checks:
-        sql = check.sql.strip().rstrip(";")
+        scoped = new_batches is not None and check.new_rows_sql is not None
+        sql = (check.new_rows_sql if scoped else check.sql).strip().rstrip(";")  # type: ignore[union-attr]
         n = con.execute(f"select count(*) from ({sql}) as offending").fetchall()[0][0]
         sample = con.execute(f"select * from ({sql}) as offending limit {int(sample_size)}").fetchall() if n else []
         n_rows = None
         if check.severity == "soft":
             table = check.table if "." in check.table else f"gold.{check.table}"
             n_rows = con.execute(f"select count(*) from {table}").fetchall()[0][0]
-        result = CheckResult(check, n, sample, n_rows, tolerance)
+        result = CheckResult(check, n, sample, n_rows, tolerance, "new batches" if scoped else "all rows")
         if n:
             log_event(log, "check_offending", name=check.name, severity=check.severity, rows=n, passed=result.passed)
         results.append(result)
+    if new_batches is not None:
+        con.execute("drop table _check_batches")
     return results
 
 

@@ -182,24 +182,33 @@ SILVER_CHECKS: tuple[Check, ...] = (
         "silver.ratings",
         f"select {_KEY}, count(*) as n from silver.ratings group by {_KEY} having count(*) > 1",
         description="one row per (user_id, movie_id, rated_at)",
+        new_rows_sql=f"""select {_KEY}, count(*) as n from silver.ratings
+            where ({_KEY}) in (select {_KEY} from silver.ratings where batch_id in (select batch_id from _check_batches))
+            group by {_KEY} having count(*) > 1""",
     ),
     Check(
         "ratings.not_null",
         "silver.ratings",
         """select * from silver.ratings where user_id is null or movie_id is null or rating is null
            or rated_at is null or batch_id is null""",
+        new_rows_sql="""select * from silver.ratings where batch_id in (select batch_id from _check_batches)
+           and (user_id is null or movie_id is null or rating is null or rated_at is null)""",
     ),
     Check(
         "ratings.rating_range_half_steps",
         "silver.ratings",
         "select * from silver.ratings where not (rating between 0.5 and 5.0) or rating * 2 <> round(rating * 2)",
         description="ratings are 0.5-5.0 in half steps",
+        new_rows_sql="""select * from silver.ratings where batch_id in (select batch_id from _check_batches)
+           and (not (rating between 0.5 and 5.0) or rating * 2 <> round(rating * 2))""",
     ),
     Check(
         "ratings.movie_exists",
         "silver.ratings",
         "select r.* from silver.ratings r anti join silver.movies m using (movie_id)",
         description="relationship: every rating's movie is in silver.movies",
+        new_rows_sql="""select r.* from silver.ratings r anti join silver.movies m using (movie_id)
+           where r.batch_id in (select batch_id from _check_batches)""",
     ),
     Check(
         "ratings.reconcile_bronze",
@@ -208,6 +217,9 @@ SILVER_CHECKS: tuple[Check, ...] = (
             where batch_id in (select batch_id from silver.processed_batches)
             except select {_KEY} from silver.ratings""",
         description="no processed bronze key is missing from silver",
+        # a new batch is the newest ingestion of its keys, so in silver they carry a new batch's id
+        new_rows_sql=f"""select {_KEY} from bronze.ratings_buffer where batch_id in (select batch_id from _check_batches)
+            except select {_KEY} from silver.ratings where batch_id in (select batch_id from _check_batches)""",
     ),
     Check(
         "movies.unique_key",
