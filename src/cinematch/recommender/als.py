@@ -33,8 +33,10 @@ _BLOCK_ELEMENTS = 2_000_000
 _PAD_RATIO = 1.25
 # Scores budget for recommend(): users x items float32 elements per block (64 MB; argpartition adds int64).
 _SCORE_ELEMENTS = 16_000_000
-# Conjugate-gradient steps per ALS half-step (warm-started from the previous iteration).
-_CG_STEPS = 3
+# Conjugate-gradient steps per ALS half-step (warm-started from the previous iteration). Each step costs O(k²)
+# per row against the O(n_ratings·k²) Gram build, so 5 instead of 3 adds ~2 % and lowers RMSE after short runs
+# (2M synthetic, rank 10, 5 iterations: 0.7256 -> 0.7240; after 12 iterations both reach 0.7231).
+_CG_STEPS = 5
 # Standard deviation × sqrt(rank) of the initial item factors; small, so the first half-steps fit biases.
 _INIT_SCALE = 0.1
 _ARRAYS = (
@@ -160,7 +162,7 @@ def _batched_cg(a: np.ndarray, b: np.ndarray, x0: np.ndarray, steps: int) -> tup
     """A few conjugate-gradient steps on every SPD system a[j] x = b[j] at once, warm-started at x0.
 
     Each step costs one batched mat-vec (O(B·k²)) instead of an O(B·k³) factorisation; starting from the
-    previous iteration's solution, 3 steps reach the same held-out RMSE as an exact solve.
+    previous iteration's solution, a few steps reach the held-out RMSE of an exact solve.
     Returns the iterate and its residual b − a x.
     """
     x = x0.astype(np.float32)
@@ -317,7 +319,7 @@ class ALSModel:
 
         Each half-step groups rows (users, then items) of similar rating counts into blocks, gathers the
         other side's augmented factors into a zero-padded (B, L, k) stack, forms all Gram matrices with
-        one batched GEMM, adds the ridge, and runs 3 warm-started conjugate-gradient steps on the whole
+        one batched GEMM, adds the ridge, and runs _CG_STEPS warm-started conjugate-gradient steps on the whole
         (B, k, k) batch. Cost per iteration is O(nnz·k²) BLAS work + O(n·k²) for CG; memory is the
         ratings (CSR + CSC) plus ≈8 MB per block in flight.
         """
