@@ -62,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ml100k", type=Path, help="folder with u1.base ... u5.test (MovieLens 100k)")
     ap.add_argument("--movielens", type=Path, default=MOVIELENS, help="ratings file split into 5 seeded folds")
     ap.add_argument("--json", type=Path, help="also write the figures here")
+    ap.add_argument("--quick", action="store_true", help="accepted for `make bench-quick`: the folds are small")
     args = ap.parse_args(argv)
     if args.ml100k:
         label, folds = "ml-100k u1-u5", ml100k_folds(args.ml100k)

@@ -33,9 +33,27 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[tuple[str, str, str]]]] = {
         ("full refresh throughput", "full_refresh_rows_per_second", "rows/s"),
         ("incremental weekly batch", "incremental_seconds", "s"),
     ]),
-    "als": ("bench_als.py", [], []),
-    "drift": ("bench_drift.py", [], []),
-    "serving": ("bench_serving.py", [], []),
+    "als": ("bench_als.py", [], [
+        ("fit, first run", "runs.0.fit_s", "s"),
+        ("seconds per iteration", "runs.0.s_per_iter_median", "s"),
+    ]),
+    "drift": ("bench_drift.py", [], [
+        ("check with stored reference stats", "load_compare_ratings_only_s", "s"),
+        ("scipy ks_2samp on raw arrays", "scipy_ks_2samp_s", "s"),
+        ("speed-up vs scipy", "scipy_ks_2samp_s/load_compare_ratings_only_s", "x"),
+    ]),
+    "serving": ("bench_serving.py", [], [
+        ("cinematch API, closed loop", "cinematch.closed_loop.requests_per_second", "req/s"),
+        ("  p99 latency", "cinematch.closed_loop.p99_ms", "ms"),
+        ("bare FastAPI (ceiling)", "bare_fastapi.closed_loop.requests_per_second", "req/s"),
+        ("share of the ceiling", "cinematch.closed_loop.requests_per_second/bare_fastapi.closed_loop.requests_per_second", "x"),
+    ]),
+    "folds": ("bench_folds.py", [], [
+        ("ALS RMSE, mean over 5 folds", "mean.als.rmse", ""),
+        ("ALS precision@10", "mean.als.precision_at_10", ""),
+        ("most-popular precision@10", "mean.most_popular.precision_at_10", ""),
+        ("ALS vs most-popular, precision@10", "mean.als.precision_at_10/mean.most_popular.precision_at_10", "x"),
+    ]),
     "spark": ("bench_spark.py", [], []),
     "postgres": ("bench_postgres.py", [], [
         ("cinematch ingest into PostgreSQL", "cinematch_rows_per_second", "rows/s"),
@@ -44,6 +62,34 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[tuple[str, str, str]]]] = {
         ("speed-up vs pandas", "speedup", "x"),
     ]),
 }  # fmt: skip
+
+
+def figure(doc: dict, key: str) -> float | None:
+    """A figure by dotted path (list items by index); ``a/b`` is the ratio of two figures."""
+    if "/" in key:
+        num, den = (figure(doc, k) for k in key.split("/"))
+        return round(num / den, 2) if num is not None and den else None
+    value: object = doc
+    for part in key.split("."):
+        if isinstance(value, dict):
+            value = value.get(part)
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            return None
+    return value if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def summary(results: list[dict]) -> list[str]:
+    """One line per figure: benchmark, what, value, unit."""
+    lines = []
+    for r in results:
+        for label, key, unit in BENCHMARKS[r["name"]][2]:
+            value = figure(r["figures"], key)
+            if value is not None:
+                shown = f"{value:,.4g}" if isinstance(value, float) and abs(value) < 100 else f"{value:,.0f}"
+                lines.append(f"{r['name']:>9}  {label:<36} {shown:>14} {unit}")
+    return lines
 
 
 def run_one(name: str, quick: bool, out_dir: Path) -> dict:
@@ -69,10 +115,35 @@ def render(results: list[dict], quick: bool) -> str:
         "Every figure below comes from that one run; ratios compare alternatives measured side by side in it.",
         "",
     ]
+    lines += ["## Summary", "", "```", *summary(results), "```", ""]
     for r in results:
         lines += [f"## {r['name']}", "", f"`{r['command']}` ({r['seconds']} s{'' if r['ok'] else ', FAILED'})", ""]
         lines += ["```", r["stdout"].rstrip() or "(no output)", "```", ""]
     return "\n".join(lines) + "\n"
+
+
+START, END = "<!-- make bench: start -->", "<!-- make bench: end -->"
+
+
+def write_record(text: str, quick: bool) -> Path:
+    """A full run replaces the generated block of BENCHMARKS.md (the notes around it stay); --quick writes aside.
+
+    Quick sizes are a smoke test, not a record: they go to benchmarks/results/BENCHMARKS-quick.md.
+    """
+    if quick:
+        path = HERE / "results" / "BENCHMARKS-quick.md"
+        path.write_text(text)
+        return path
+    path = ROOT / "BENCHMARKS.md"
+    old = path.read_text() if path.exists() else ""
+    block = f"{START}\n{text.rstrip()}\n{END}"
+    if START in old and END in old:
+        head, rest = old.split(START, 1)
+        new = head + block + rest.split(END, 1)[1]
+    else:
+        new = block + "\n\n" + old
+    path.write_text(new)
+    return path
 
 
 def main() -> None:
@@ -93,14 +164,9 @@ def main() -> None:
             print("FAILED:", *r["stderr_tail"], sep="\n  ")
         results.append(r)
     print("\n== summary")
-    for r in results:
-        for label, key, unit in BENCHMARKS[r["name"]][2]:
-            value = r["figures"].get(key)
-            if value is not None:
-                print(f"{r['name']:>9}  {label:<28} {value:>14,} {unit}")
+    print("\n".join(summary(results)))
     if not args.no_write:
-        (ROOT / "BENCHMARKS.md").write_text(render(results, args.quick))
-        print("wrote BENCHMARKS.md")
+        print("wrote", write_record(render(results, args.quick), args.quick))
     sys.exit(0 if all(r["ok"] for r in results) else 1)
 
 

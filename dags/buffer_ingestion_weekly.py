@@ -5,7 +5,8 @@ Weekly: load one batch into `bronze.ratings_buffer` exactly once, then report th
 
 - **params**: `file` (a batch file: absolute, or relative to `CINEMATCH_HOME/landing`; default: every new
   file in the landing folder, moved to `landing/processed/` once loaded), `batch_id` (with `file`; default: the
-  file name), `kind` (`ratings` or `movies`).
+  file name), `kind` (`ratings`, `movies`, `users`, `sessions` or `content`; landing files are routed by their
+  detected kind, so users/sessions CSVs and content JSON dropped in the landing folder load too).
 - **no new data** (nothing new in landing, or the batch was already loaded): `has_new_data` short-circuits,
   `publish_buffer` is skipped and no asset event is emitted; the run still validates and ends green.
 - **emits** the asset `cinematch://bronze/ratings_buffer`, which schedules `drift_detection_retrain_pipeline`.
@@ -33,7 +34,9 @@ BUFFER = Asset(orch.BUFFER_ASSET_URI)
     params={
         "file": Param(None, type=["null", "string"], description="batch file; empty = every new landing file"),
         "batch_id": Param(None, type=["null", "string"], description="batch id for `file` (default: file name)"),
-        "kind": Param("ratings", enum=["ratings", "movies"], description="what `file` holds"),
+        "kind": Param(
+            "ratings", enum=["ratings", "movies", "users", "sessions", "content"], description="what `file` holds"
+        ),
     },
 )
 def buffer_ingestion_weekly() -> None:

@@ -26,6 +26,11 @@ def test_default_story(home: Settings) -> None:
         promo = models[0]["promotion"]
         assert promo["challenger_rmse"] <= promo["champion_rmse"]
         assert set(models[0]["batch_ids"]) == {"base", "batch_w1", "batch_w2", "batch_w3"}
+        # the generated viewing sessions reach gold: the demo's content-performance figure has data
+        top = con.execute(
+            "select views, completion_rate from gold.content_performance order by views_rank limit 3"
+        ).fetchall()
+        assert len(top) == 3 and top[0][0] >= top[2][0] > 0 and all(0 <= c <= 1 for _, c in top)
 
 
 def test_cli_simulate_json(cli) -> None:

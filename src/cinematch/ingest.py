@@ -22,13 +22,15 @@ from cinematch.datasets.readers import (
     read_movies_raw,
     read_ratings_raw,
 )
+from cinematch.datasets.viewing import INSERTS as VIEWING_INSERTS
+from cinematch.datasets.viewing import VIEWING_KINDS, normalize_viewing, read_viewing_raw, viewing_kind
 from cinematch.errors import BadInput
 from cinematch.warehouse import query_rows, record_run, utcnow
 
 log = get_logger(__name__)
 
 BATCH_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
-KINDS = ("ratings", "movies")
+KINDS = ("ratings", "movies", *VIEWING_KINDS)
 
 
 @dataclass
@@ -96,6 +98,7 @@ _INSERTS = {
            select $batch, reason, row_number, null, movie_id, null, null,
                   to_json({'title': title, 'genres': genres})::varchar, $file, $at from _bad""",
     ),
+    **VIEWING_INSERTS,  # users, sessions, content (cinematch.datasets.viewing)
 }
 
 
@@ -160,7 +163,10 @@ def ingest_file(
         log_event(log, "ingest_skipped", batch_id=batch_id, reason=note)
         return IngestResult(by_sum["batch_id"], kind, 0, 0, True, checksum, source_file, notes=note)
 
-    if kind == "movies":
+    if kind in VIEWING_KINDS:
+        raw, fmt_used = read_viewing_raw(path, kind)
+        good, bad = normalize_viewing(raw, kind)
+    elif kind == "movies":
         raw, fmt_used = read_movies_raw(path, fmt)
         good, bad = normalize_movies(raw)
     else:
@@ -244,7 +250,10 @@ def _lost_race(
 
 
 def kind_of(path: Path) -> str:
-    """Whether a landing file holds ratings or movies, from its detected format."""
+    """Whether a landing file holds ratings, movies, users, sessions or content, from its detected format."""
+    viewing = viewing_kind(path)
+    if viewing is not None:
+        return viewing
     fmt = detect_format(path)
     return "movies" if fmt in MOVIES_FORMATS and fmt != "parquet" else "ratings"
 

@@ -83,7 +83,15 @@ def _as_date(value: date | datetime | str) -> date:
 def _resolve_file(settings: Settings, file: str) -> Path:
     """Absolute paths as given; relative ones are read from the landing folder (never the working directory)."""
     path = Path(file).expanduser()
-    return path if path.is_absolute() else settings.landing_dir / path
+    if path.is_absolute():
+        return path
+    if not (settings.landing_dir / path).resolve().is_relative_to(settings.landing_dir.resolve()):
+        from cinematch.errors import BadInput
+
+        raise BadInput(
+            f"relative file {file!r} leaves the landing folder; pass an absolute path or a landing file name"
+        )
+    return settings.landing_dir / path
 
 
 # --- ingestion -----------------------------------------------------------------------------------------------
@@ -174,6 +182,16 @@ def build_silver_gold(logical_date: date | datetime | str | None = None, full_re
               gold="skipped" if ref["gold_rows"] is None else sum(ref["gold_rows"].values()),
               checks=len(checks))  # fmt: skip
     return _ref(ref)
+
+
+def fetch_tmdb(links: str | None = None, limit: int | None = None) -> dict[str, Any]:
+    """`cinematch tmdb fetch`: the not-yet-fetched movies of ``links`` (default: beside the movies file)."""
+    from cinematch.tmdb import fetch_tmdb as fetch
+
+    with _session("fetch_tmdb") as (settings, con):
+        doc = fetch(con, settings, links=_resolve_file(settings, links) if links else None, limit=limit)
+    log_event(log, "airflow_tmdb", fetched=doc["fetched"], skipped=doc["skipped"], failed=doc["failed"])
+    return _ref(doc)
 
 
 # --- models --------------------------------------------------------------------------------------------------
@@ -411,7 +429,7 @@ def _validate_ingest(con: duckdb.DuckDBPyConnection, ref: dict, checks: list[dic
     for r in ref["rejected"]:
         _check(checks, "ingest.no_rejected_files", False, f"{r['file']}: {r['error']}")
     for b in ref["loaded"]:
-        table = "bronze.ratings_buffer" if b["kind"] == "ratings" else "bronze.movies"
+        table = "bronze.ratings_buffer" if b["kind"] == "ratings" else f"bronze.{b['kind']}"  # movies, users, ...
         rows = con.execute(
             f"""select m.status, m.record_count, (select count(*) from {table} where batch_id = m.batch_id)
                 from bronze.ingestion_metadata m where m.batch_id = ?""",

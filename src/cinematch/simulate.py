@@ -54,6 +54,8 @@ def simulate(
 
     with write_session(settings, "simulate") as con:
         ingest_file(con, data_dir / "movies.csv", kind="movies")
+        for name, kind in (("users.csv", "users"), ("content.json", "content"), ("sessions.csv", "sessions")):
+            ingest_file(con, data_dir / name, kind=kind)  # viewing sessions around the base ratings
         base = ingest_file(con, data_dir / "ratings.parquet", batch_id="base")
         run_etl(con, settings)
         first = train_warehouse(con, settings, params_from_settings(settings))

@@ -85,11 +85,21 @@ def connect(settings: Settings, read_only: bool = False, command: str = "cinemat
                 f"no warehouse at {path}: run `cinematch init` (or ingest a batch) first, "
                 "or set CINEMATCH_HOME to the home you meant"
             )
-        con = duckdb.connect(str(path), read_only=True)
-    else:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        con = duckdb.connect(str(path))
-    return con
+        return _open_duckdb(path, read_only=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return _open_duckdb(path, read_only=False)
+
+
+def _open_duckdb(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+    """Open the DuckDB file; a damaged one is one clear line naming the way back, not a traceback."""
+    try:
+        return duckdb.connect(str(path), read_only=read_only)
+    except (duckdb.IOException, duckdb.SerializationException, duckdb.InternalException) as exc:
+        first = " ".join(str(exc).split())[:160]
+        raise CineMatchError(
+            f"the warehouse file {path} is damaged ({first}); move it aside, then `cinematch init` and re-ingest "
+            "the batch files (or restore a backup); serving keeps answering from the last published views"
+        ) from None
 
 
 def init_schema(con: duckdb.DuckDBPyConnection) -> None:
@@ -99,7 +109,9 @@ def init_schema(con: duckdb.DuckDBPyConnection) -> None:
         return
     for schema in SCHEMAS:
         con.execute(f"create schema if not exists {schema}")
-    for ddl in DDL:
+    from cinematch.lakehouse import extras  # the extra sources' tables (sessions, TMDB)
+
+    for ddl in (*DDL, *extras.ddl()):
         con.execute(ddl)
 
 

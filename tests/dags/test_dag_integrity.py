@@ -19,6 +19,7 @@ DAG_IDS = (
     "medallion_pipeline",
     "etl_train_test_pipeline",
     "drift_detection_retrain_pipeline",
+    "tmdb_enrichment",
 )
 
 WRITERS = {
@@ -26,6 +27,7 @@ WRITERS = {
     "medallion_pipeline": {"ingest_raw", "build_silver_gold", "validate_run"},
     "etl_train_test_pipeline": {"run_etl", "create_futures", "needs_training", "train_model", "test_model"},
     "drift_detection_retrain_pipeline": {"process_new_data", "detect_drift", "decide", "merge_and_retrain"},
+    "tmdb_enrichment": {"fetch_tmdb", "build_silver_gold"},
 }
 
 

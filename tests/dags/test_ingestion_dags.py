@@ -71,3 +71,19 @@ def test_medallion_pins_gold_to_the_logical_date_and_reruns_change_nothing(home,
     after = home.snapshot()
     assert after["silver.ratings"] == before["silver.ratings"]
     assert after["gold.movie_kpis"] != before["gold.movie_kpis"]
+
+
+def test_sessions_users_and_content_flow_through_the_weekly_ingestion(home, run_dag) -> None:
+    """Landing files are routed by kind: users/sessions CSV and content JSON load beside ratings, then reach gold."""
+    home.land("movies.csv", "ratings.parquet", "users.csv", "content.json", "sessions.csv")
+    run = run_dag("buffer_ingestion_weekly", "2024-03-25")
+    assert run.state == "success" and set(run.states.values()) == {"success"}, run.states
+    loaded = {b["batch_id"]: b["kind"] for b in run.xcom["ingest_batch"]["loaded"]}
+    assert loaded == {"base": "ratings", "movies": "movies", "users": "users", "content": "content",
+                      "sessions": "sessions"}  # fmt: skip
+    assert home.query("select count(*) from bronze.sessions") == [(2400,)]  # a seeded 30% of the 8000 ratings
+
+    built = run_dag("medallion_pipeline", "2024-03-25")
+    assert built.state == "success", built.states
+    assert home.query("select sum(views) from gold.content_performance") == [(2400,)]
+    assert home.query("select sum(n_sessions) from gold.user_engagement")[0][0] > 0

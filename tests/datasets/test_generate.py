@@ -195,7 +195,15 @@ def test_generate_dataset_writes_files_and_json_summary(tmp_path) -> None:
     summary = generate_dataset(tmp_path / "out", SMALL, progress=messages.append)
     json.dumps(summary)  # must be JSON-serializable
     out = tmp_path / "out"
-    expected = {"ratings.parquet", "movies.csv", "users.parquet", *(f"{b}.parquet" for b in BATCHES)}
+    expected = {
+        "ratings.parquet",
+        "movies.csv",
+        "users.parquet",
+        *(f"{b}.parquet" for b in BATCHES),
+        "users.csv",
+        "sessions.csv",
+        "content.json",
+    }  # the viewing files (datasets/viewing.py)
     assert {p.name for p in out.iterdir()} == expected
     assert summary["files"]["ratings"]["rows"] == SMALL.ratings
     assert summary["files"]["batch_w1"]["min_rated_at"] > summary["files"]["ratings"]["max_rated_at"]

@@ -162,6 +162,7 @@ def test_full_cycle_matches_duckdb(pg_url: str, dataset: Path, tmp_path: Path) -
 def test_migrations_are_versioned_idempotent_and_match_duckdb(pg_url: str, tmp_path: Path) -> None:
     import duckdb
 
+    from cinematch.engines._pgschema import all_migrations
     from cinematch.engines.postgres import PgConnection, schema_version
     from cinematch.lakehouse.silver import SILVER_DDL
     from cinematch.recommender.registry import HISTORY_DDL
@@ -171,12 +172,13 @@ def test_migrations_are_versioned_idempotent_and_match_duckdb(pg_url: str, tmp_p
     con = PgConnection(pg_url)
     try:
         assert schema_version(con) is None
-        assert con.migrate() == [1]
+        versions = [m[0] for m in all_migrations()]  # the warehouse's, then the extra sources' (sessions, TMDB)
+        assert versions[:2] == [1, 2] and con.migrate() == versions
         assert con.migrate() == []
-        assert schema_version(con) == 1
+        assert schema_version(con) == versions[-1]
         pg_cols = con.execute(
             """select table_schema || '.' || table_name, column_name, data_type from information_schema.columns
-               where table_schema in ('bronze', 'silver', 'ops', 'serving') and table_name <> 'schema_migrations'
+               where table_schema in ('bronze', 'silver', 'gold', 'ops', 'serving') and table_name <> 'schema_migrations'
                order by 1, ordinal_position"""
         ).fetchall()
     finally:
@@ -187,11 +189,12 @@ def test_migrations_are_versioned_idempotent_and_match_duckdb(pg_url: str, tmp_p
         duck.execute(ddl)
     duck_cols = duck.execute(
         """select table_schema || '.' || table_name, column_name, data_type from information_schema.columns
-           where table_schema in ('bronze', 'silver', 'ops', 'serving') order by 1, ordinal_position"""
+           where table_schema in ('bronze', 'silver', 'gold', 'ops', 'serving') order by 1, ordinal_position"""
     ).fetchall()
     duck.close()
     same = {"BIGINT": "bigint", "DOUBLE": "double precision", "TIMESTAMP": "timestamp without time zone",
-            "VARCHAR": "text", "INTEGER": "integer", "BOOLEAN": "boolean", "JSON": "json", "VARCHAR[]": "ARRAY"}  # fmt: skip
+            "VARCHAR": "text", "INTEGER": "integer", "BOOLEAN": "boolean", "JSON": "json", "VARCHAR[]": "ARRAY",
+            "INTEGER[]": "ARRAY", "DATE": "date"}  # fmt: skip
     assert [(t, c, same.get(d, d)) for t, c, d in duck_cols] == pg_cols
 
 
@@ -434,3 +437,58 @@ def test_writers_on_two_machines_queue_on_the_advisory_lock(pg_url: str, tmp_pat
             assert con.execute("select 1").fetchall() == [(1,)]
     with write_session(second, "train") as con:
         assert con.execute("select 1").fetchall() == [(1,)]
+
+
+def test_viewing_sources_match_duckdb(pg_url: str, tmp_path: Path) -> None:
+    """users/sessions CSV and content JSON through ingestion, silver and gold on PostgreSQL, as on DuckDB."""
+    from cinematch.datasets.generate import generate_dataset
+    from cinematch.ingest import ingest_file
+    from cinematch.lakehouse.etl import run_etl
+    from cinematch.warehouse import write_session
+
+    data = tmp_path / "data"
+    generate_dataset(data, GenerateConfig(users=300, movies=200, ratings=8000, weeks=1, seed=3))
+    (data / "bad_sessions.csv").write_text(
+        "session_id,user_id,movie_id,started_at,watch_seconds,device,cdn\n"
+        "z1,1,1,2024-01-02T00:00:00Z,-5,tv,a\nz2,1,1,never,60,tv,b\nz3,1,1,2024-01-02T00:00:00Z,60,tv,c\n"
+    )
+    results = {}
+    for name, url in (("duck", None), ("pg", pg_url)):
+        settings = _settings(tmp_path / name, url)
+        with write_session(settings, "test viewing") as con:
+            loaded = [ingest_file(con, data / "movies.csv", kind="movies").inserted,
+                      ingest_file(con, data / "ratings.parquet", batch_id="base").inserted]  # fmt: skip
+            for file, kind in (("users.csv", "users"), ("content.json", "content"), ("sessions.csv", "sessions"),
+                               ("bad_sessions.csv", "sessions")):  # fmt: skip
+                res = ingest_file(con, data / file, kind=kind)
+                loaded.append((res.inserted, res.quarantined))
+            run = run_etl(con, settings)
+            again = run_etl(con, settings, full_refresh=True)
+            results[name] = {
+                "loaded": loaded,
+                "silver": {k: run["layers"]["silver"]["rows"][k] for k in ("users", "sessions", "content")},
+                "gold": again["layers"]["gold"]["rows"]["content_performance"],
+                "quarantine": con.execute("select reason, raw from bronze.quarantine order by row_number").fetchall(),
+                "performance": con.sql("select * from gold.content_performance").to_arrow_table(),
+                "engagement": con.sql(
+                    "select user_id, n_sessions, watch_hours, avg_watch_minutes, movies_watched, avg_completion_rate,"
+                    " last_watched_at from gold.user_engagement"
+                ).to_arrow_table(),
+                "content": con.execute(
+                    "select movie_id, genres, cast__name, production__budget_usd, cast(extra as varchar)"
+                    " from silver.content order by movie_id limit 3"
+                ).fetchall(),
+            }
+    duck, pg = results["duck"], results["pg"]
+    assert pg["loaded"] == duck["loaded"] and pg["loaded"][-1] == (1, 2)
+    assert pg["silver"] == duck["silver"] and pg["silver"]["sessions"] == 2400 + 1
+    assert pg["gold"] == duck["gold"] > 0
+    assert [r[0] for r in pg["quarantine"]] == [r[0] for r in duck["quarantine"]] == [
+        "negative watch_seconds", "unparsable started_at"]  # fmt: skip
+    assert [json.loads(r[1])["cdn"] for r in pg["quarantine"]] == ["a", "b"]
+    assert [r[:4] for r in pg["content"]] == [r[:4] for r in duck["content"]]
+    assert [json.loads(r[4]) for r in pg["content"]] == [json.loads(r[4]) for r in duck["content"]]
+    GOLD_KEYS.setdefault("content_performance", ["movie_id"])
+    _assert_same_table("content_performance", duck["performance"], pg["performance"])
+    GOLD_KEYS.setdefault("engagement", ["user_id"])
+    _assert_same_table("engagement", duck["engagement"], pg["engagement"])

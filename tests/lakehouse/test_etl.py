@@ -14,6 +14,7 @@ from tests.conftest import make_ratings
 
 from cinematch.errors import QualityGateFailed
 from cinematch.ingest import ingest_file
+from cinematch.lakehouse import extras
 from cinematch.lakehouse.etl import logical_end, run_etl
 from cinematch.lakehouse.gold import GOLD_MODELS
 from cinematch.settings import Settings
@@ -141,12 +142,13 @@ def test_silver_gate_stops_and_rolls_back(loaded, monkeypatch: pytest.MonkeyPatc
         ingest_file(con, batches[1])
         import cinematch.lakehouse.silver as silver
 
-        # A broken transformation that duplicates rows must be caught by the unique-key check.
+        # A broken transformation that duplicates new rows must be caught by the unique-key check (incremental
+        # runs check the new batches' rows).
         original = silver.build_silver
 
         def broken(con, full_refresh=False):
             res = original(con, full_refresh)
-            con.execute("insert into silver.ratings select * from silver.ratings limit 3")
+            con.execute("insert into silver.ratings select * from silver.ratings where batch_id = 'batch_w2' limit 3")
             return res
 
         monkeypatch.setattr("cinematch.lakehouse.etl.build_silver", broken)
@@ -177,7 +179,7 @@ def test_lake_is_written_and_readable(loaded) -> None:
         ingest_file(con, movies, kind="movies")
         ingest_file(con, batches[0])
         doc = run_etl(con, home)
-        assert set(doc["lake"]) == set(ALL)
+        assert set(doc["lake"]) == {*ALL, *extras.lake_tables()}  # and the extra sources' tables
         glob = str(home.lake_dir / "silver" / "ratings" / "**" / "*.parquet")
         n = con.execute(f"select count(*) from read_parquet('{glob}', hive_partitioning=true)").fetchall()[0][0]
         assert n == 300
@@ -206,3 +208,83 @@ def test_incremental_lake_write_reuses_untouched_partitions(loaded) -> None:
             f"select count(*), sum(rating) from read_parquet('{glob}', hive_partitioning=true)"
         ).fetchall()
         assert lake == con.execute("select count(*), sum(rating) from silver.ratings").fetchall()
+
+
+def _spy_scoped(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    from cinematch.lakehouse import gold
+
+    calls: list[str] = []
+    real = gold._rebuild_scoped
+
+    def spy(con, name, *args):
+        written = real(con, name, *args)
+        if written is not None:  # None: too much of silver for a scoped rewrite, rebuilt whole
+            calls.append(name)
+        return written
+
+    monkeypatch.setattr(gold, "_rebuild_scoped", spy)
+    return calls
+
+
+def test_incremental_gold_rewrites_only_touched_keys_and_equals_full(
+    loaded, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home, movies, batches = loaded
+    with write_session(home) as con:
+        ingest_file(con, movies, kind="movies")
+        for b in batches:
+            ingest_file(con, b)
+        run_etl(con, home, write_lake=False)
+        old = con.execute(
+            "select user_id, movie_id, rated_at from silver.ratings order by rated_at desc, user_id limit 2"
+        ).fetchall()
+        before = con.execute("select * from gold.genre_analytics where year = 2024 and month = 1").fetchall()
+        # a late batch: re-ratings of the two newest keys plus a rating in a new month
+        late = tmp_path / "late.parquet"
+        ts = pa.array([r[2] for r in old] + [datetime(2024, 5, 2, 12)], pa.timestamp("us"))
+        users, films = [r[0] for r in old] + [999], [r[1] for r in old] + [5]
+        pq.write_table(pa.table({"user_id": users, "movie_id": films, "rating": [0.5, 5.0, 3.0], "rated_at": ts}), late)
+        ingest_file(con, late)
+        calls = _spy_scoped(monkeypatch)
+        run_etl(con, home, write_lake=False)
+        assert "genre_analytics" in calls and "user_engagement" in calls
+        # January was not touched: its rows are the same apart from as_of
+        after = con.execute("select * from gold.genre_analytics where year = 2024 and month = 1").fetchall()
+        assert [r[:-1] for r in after] == [r[:-1] for r in before]
+        scoped = fingerprint(con, ALL)
+        run_etl(con, home, full_refresh=True, write_lake=False)
+        assert fingerprint(con, ALL) == scoped
+
+
+def test_gold_pinned_to_an_earlier_date_is_rebuilt_whole(loaded, monkeypatch: pytest.MonkeyPatch) -> None:
+    home, movies, batches = loaded
+    with write_session(home) as con:
+        ingest_file(con, movies, kind="movies")
+        for b in batches[:2]:
+            ingest_file(con, b)
+        run_etl(con, home, as_of=logical_end(date(2024, 1, 31)), write_lake=False)
+        ingest_file(con, batches[2])
+        calls = _spy_scoped(monkeypatch)
+        run_etl(con, home, write_lake=False)
+        assert calls == []  # gold lacked February: a scoped rewrite would have kept it out
+        rebuilt = fingerprint(con, ALL)
+        run_etl(con, home, full_refresh=True, write_lake=False)
+        assert fingerprint(con, ALL) == rebuilt
+
+
+def test_incremental_runs_check_new_rows_and_full_refresh_checks_all(loaded) -> None:
+    home, movies, batches = loaded
+    with write_session(home) as con:
+        ingest_file(con, movies, kind="movies")
+        ingest_file(con, batches[0])
+        run_etl(con, home, write_lake=False)
+        ingest_file(con, batches[1])
+        doc = run_etl(con, home, write_lake=False)
+        scopes = {c["check"]: c["scope"] for c in doc["layers"]["silver"]["checks"]}
+        assert scopes["ratings.unique_key"] == "new batches" and scopes["ratings.reconcile_bronze"] == "new batches"
+        assert scopes["movies.unique_key"] == "all rows"
+        # an old row corrupted behind the pipeline's back is found by the full refresh's checks
+        con.execute("update silver.ratings set rating = 7.0 where batch_id = 'batch_w1' and movie_id = 3")
+        con.execute("delete from bronze.ratings_buffer where batch_id = 'batch_w1'")  # keep it out of the rebuild
+        with pytest.raises(QualityGateFailed, match="rating_range_half_steps"):
+            run_etl(con, home, full_refresh=True, write_lake=False)

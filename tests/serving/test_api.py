@@ -174,7 +174,8 @@ def test_schemathesis_finds_no_server_error(server: CliServer, tmp_path: Path) -
         capture_output=True, text=True, timeout=120, cwd=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:]
-    assert "8 selected" in proc.stdout or "8/8" in proc.stdout
+    # 8 original operations + /content/performance, /movies/{id}/performance (sessions) + /movies/{id} (TMDB)
+    assert "11 selected" in proc.stdout or "11/11" in proc.stdout
 
 
 def test_serve_before_publish_then_reload_and_ctrl_c(served_home: Settings, tmp_path: Path) -> None:

@@ -83,3 +83,21 @@ def test_publish_needs_the_lakehouse(home: Settings) -> None:
     with write_session(home, "publish") as con, pytest.raises(CineMatchError, match="cinematch etl"):
         publish(con, home)
     assert not home.serving_dir.exists() or not list(home.serving_dir.iterdir())
+
+
+def test_publish_with_one_batch_and_no_model(home: Settings, tmp_path: Path) -> None:
+    # nothing to compare the latest batch with yet: the reference set is empty, publish still works
+    import numpy as np
+    import pyarrow.parquet as pq
+    from tests.conftest import make_ratings
+
+    from cinematch.ingest import ingest_file
+    from cinematch.lakehouse.etl import run_etl
+
+    pq.write_table(make_ratings(np.random.default_rng(1), n=200, users=20, movies=30), tmp_path / "only.parquet")
+    with write_session(home, "publish") as con:
+        ingest_file(con, tmp_path / "only.parquet")
+        run_etl(con, home, write_lake=False)
+        doc = publish(con, home)
+    assert doc["model_version"] is None and doc["counts"]["recommendations"] == 0
+    assert doc["counts"]["trending"] > 0 and doc["counts"]["genres"] > 0

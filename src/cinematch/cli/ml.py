@@ -95,10 +95,11 @@ def models_promote(ctx: Ctx, version: str) -> None:
     with write_session(ctx.settings, "models promote") as con:
         ensure_tables(con)
         con.execute("begin transaction")
-        doc = registry.promote(con, ctx.settings, version)
+        doc = registry.promote(con, ctx.settings, version, alias=False)
         doc["recommendations"] = write_recommendations(con, ctx.settings, registry.load_model(ctx.settings, version),
                                                        version)  # fmt: skip
         con.execute("commit")
+        registry.write_alias(con, ctx.settings)
     emit(ctx, doc, lambda: out.print(f"champion: {doc['champion']} (was {doc['previous']})"))
 
 
@@ -111,8 +112,9 @@ def models_rollback(ctx: Ctx) -> None:
     with write_session(ctx.settings, "models rollback") as con:
         ensure_tables(con)
         con.execute("begin transaction")
-        doc = registry.rollback(con, ctx.settings)
+        doc = registry.rollback(con, ctx.settings, alias=False)
         model = registry.load_model(ctx.settings, doc["champion"])
         doc["recommendations"] = write_recommendations(con, ctx.settings, model, doc["champion"])
         con.execute("commit")
+        registry.write_alias(con, ctx.settings)
     emit(ctx, doc, lambda: out.print(f"champion: {doc['champion']} (rolled back from {doc['previous']})"))

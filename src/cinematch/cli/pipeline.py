@@ -119,12 +119,16 @@ def demo_cmd(ctx: Ctx) -> None:
                 round(share_of_ratings, 3) as share from gold.genre_analytics
                 where month_start = (select max(month_start) from gold.genre_analytics)
                 order by n_ratings desc limit 6"""),
+            "content_top3": query_rows(con, """select views_rank as rank, title, views, unique_viewers,
+                round(completion_rate, 3) as completion_rate, round(total_watch_hours, 1) as watch_hours
+                from gold.content_performance order by views_rank limit 3"""),
         }  # fmt: skip
 
     def human() -> None:
         _simulation_table(doc)
         out.print(table("top trending movies (30 days)", doc["gold"]["trending_30d"]))
         out.print(table("genres in the latest month", doc["gold"]["genres_latest_month"]))
+        out.print(table("content performance: top 3 movies by views", doc["gold"]["content_top3"]))
         if report:
             out.print(f"report: {report}")
         out.print(f"API: CINEMATCH_HOME={home} .venv/bin/cinematch serve   (then open http://127.0.0.1:8000/)")

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cinematch._log import get_logger, log_event
+from cinematch.datasets.viewing import write_viewing
 from cinematch.errors import BadInput
 
 logger = get_logger(__name__)
@@ -660,7 +661,7 @@ def write_tables(
 def generate_dataset(
     out_dir: Path, config: GenerateConfig, progress: Callable[[str], None] | None = None
 ) -> dict[str, Any]:
-    """Write ratings.parquet, movies.csv, users.parquet and batch_w1..wN.parquet into ``out_dir``.
+    """Write ratings.parquet, movies.csv, users.parquet, batch_w1..wN.parquet, users.csv, sessions.csv, content.json.
 
     Returns a JSON-serializable summary: ``config``; ``files`` (name -> path, rows and for ratings files the
     rated_at range); ``base`` statistics; ``weeks`` with each week's drift parameters (see drift_schedule),
@@ -670,6 +671,7 @@ def generate_dataset(
     result = _generate(config, progress)
     t_gen = time.perf_counter() - t0
     files = write_tables(result.tables, Path(out_dir), progress)
+    files.update(write_viewing(result.tables, Path(out_dir), config.seed))  # users.csv, sessions.csv, content.json
     seconds = time.perf_counter() - t0
     log_event(logger, "generate_dataset", out=str(out_dir), seconds=round(seconds, 3), generate_s=round(t_gen, 3))
     return {

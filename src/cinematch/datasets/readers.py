@@ -211,7 +211,7 @@ def _read_parquet(path: Path) -> pa.Table:
 def _read_netflix(path: Path) -> pa.Table:
     """Netflix Prize combined_data: a ``MovieID:`` line, then ``CustomerID,Rating,Date`` lines."""
     lines = _read_csv(path, header=False, delim="\x1f", names=["line"]).column("line")
-    lines = pc.utf8_trim_whitespace(lines)
+    lines = pc.fill_null(pc.utf8_trim_whitespace(lines), "")  # a null line would drop out of the split below
     is_movie = pc.fill_null(pc.ends_with(lines, ":"), False)
     movie = pc.if_else(is_movie, pc.utf8_slice_codeunits(lines, 0, -1), pa.scalar(None, pa.string()))
     movie = pc.fill_null_forward(movie)

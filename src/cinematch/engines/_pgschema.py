@@ -80,6 +80,17 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
 )  # fmt: skip
 
 
+def all_migrations() -> tuple[tuple[int, str, tuple[str, ...]], ...]:
+    """The warehouse migrations and those of the extra sources (lakehouse/extras.py), in number order."""
+    from cinematch.lakehouse import extras
+
+    steps = sorted((*MIGRATIONS, *extras.pg_migrations()), key=lambda m: m[0])
+    numbers = [m[0] for m in steps]
+    if len(set(numbers)) != len(numbers):
+        raise RuntimeError(f"two PostgreSQL migrations share a number: {numbers}")
+    return tuple(steps)
+
+
 def apply_migrations(pg: Any) -> list[int]:
     """Apply every pending step on psycopg connection ``pg`` in one transaction; returns the versions applied."""
     with pg.transaction():
@@ -92,7 +103,7 @@ def apply_migrations(pg: Any) -> list[int]:
         )
         done = {r[0] for r in pg.execute("select version from ops.schema_migrations").fetchall()}
         applied = []
-        for version, name, steps in MIGRATIONS:
+        for version, name, steps in all_migrations():
             if version in done:
                 continue
             for step in steps:

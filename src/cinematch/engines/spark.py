@@ -33,8 +33,8 @@ from cinematch._log import get_logger, log_event, timed
 from cinematch.engines import sqlgen
 from cinematch.engines.spark_lake import LakeLocation, data_files, read_version
 from cinematch.errors import BadInput
+from cinematch.lakehouse import extras, lake, silver
 from cinematch.lakehouse import gold as gold_layer
-from cinematch.lakehouse import lake, silver
 from cinematch.lakehouse.etl import _gate, _gold_exists
 from cinematch.lakehouse.quality import run_checks
 from cinematch.settings import Settings
@@ -338,14 +338,18 @@ def run_etl_spark(
             con.execute("begin transaction")
             for table in tables:
                 _load(con, spark, location, table, versions[table], schemas[table])
+            # the extra sources (sessions, TMDB) are small: DuckDB builds them next to Spark's tables
             if layer == "silver":
                 silver.mark_processed(con, batches, full_refresh)
-                checks = silver.SILVER_CHECKS
+                extra_rows, _ = extras.build_silver(con, batches, full_refresh)
+                checks = (*silver.SILVER_CHECKS, *extras.silver_checks())
             else:
-                checks = gold_layer.GOLD_CHECKS
+                extra_rows = extras.build_gold(con, as_of)
+                checks = (*gold_layer.GOLD_CHECKS, *extras.gold_checks())
             results = run_checks(con, checks, tol)
             _gate(con, layer, results, run, started)
             info = _layer_info(con, layer, batches, rating_batches, full_refresh, results, t0, run["spark_seconds"])
+            info["rows"].update(extra_rows)
             rows = info["rows"]["ratings"] if layer == "silver" else sum(info["rows"].values())
             record_run(con, "etl", layer, started, "completed", rows, info, run["run_id"])
             con.execute("commit")

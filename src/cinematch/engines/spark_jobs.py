@@ -80,6 +80,23 @@ def _write_ref(home: Path, command: str, tag: str, ref: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def _local_shuffle_width(spark: Any) -> None:
+    """On a local master, the engine's shuffle width unless the submitter chose one (``--conf``).
+
+    spark-submit's session keeps Spark's 200 shuffle partitions, which on 2-8 local cores cost more than they
+    split (the SparkSubmitOperator passes no SQL settings); it is a runtime setting, so it can be set here.
+    """
+    from cinematch.engines.spark import session_conf
+    from cinematch.settings import Settings
+
+    conf = spark.sparkContext.getConf()
+    if conf.contains("spark.sql.shuffle.partitions"):
+        return
+    width = session_conf(Settings(spark_master=spark.sparkContext.master)).get("spark.sql.shuffle.partitions")
+    if width:
+        spark.conf.set("spark.sql.shuffle.partitions", width)
+
+
 def run(argv: list[str] | None = None) -> dict[str, Any]:
     """Parse ``argv`` and run the job; returns the JSON reference (raises CineMatchError on failure)."""
     args = _parser().parse_args(argv)
@@ -92,7 +109,8 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     from cinematch.settings import get_settings
 
     settings = get_settings()
-    spark_session(settings)  # spark-submit's session, made active before the library looks for one
+    spark = spark_session(settings)  # spark-submit's session, made active before the library looks for one
+    _local_shuffle_width(spark)
     if args.command == "etl":
         ref = orch.build_silver_gold(logical_date=args.logical_date, full_refresh=args.full_refresh)
     else:

@@ -7,7 +7,7 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from cinematch.errors import BadInput
@@ -15,6 +15,8 @@ from cinematch.lakehouse import lake
 from cinematch.warehouse import new_run_id
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.fs as pafs
     from pyspark.sql import DataFrame, SparkSession
 
     from cinematch.settings import Settings
@@ -129,7 +131,17 @@ def _publish_remote(spark: SparkSession, table_uri: str, version: str) -> str:
     jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
     pointer = jvm.org.apache.hadoop.fs.Path(f"{table_uri}/{POINTER}")
     name = version.rsplit("/", 1)[-1]
-    # Written aside, then renamed: a single object on S3 either way, and no half-written pointer on file://.
+    if table_uri.startswith("s3a://"):
+        # S3A uploads a small object in one PUT on close, and an overwriting PUT is atomic on S3; a rename there
+        # is copy + delete and, onto an existing pointer, would need a delete first (a window with no pointer).
+        out = fs.create(pointer, True)  # type: ignore[attr-defined]
+        try:
+            out.write((name + "\n").encode())
+        finally:
+            out.close()
+        _drop_other_versions(fs, jvm, table_uri, name)
+        return f"{table_uri}/{name}"
+    # Written aside, then renamed: no half-written pointer on file:// or HDFS.
     tmp = jvm.org.apache.hadoop.fs.Path(f"{table_uri}/.{POINTER}.tmp-{name}")
     out = fs.create(tmp, True)  # type: ignore[attr-defined]
     try:
@@ -140,11 +152,15 @@ def _publish_remote(spark: SparkSession, table_uri: str, version: str) -> str:
         fs.delete(pointer, False)  # type: ignore[attr-defined]
         if not fs.rename(tmp, pointer):  # type: ignore[attr-defined]
             raise OSError(f"cannot publish {name} as {table_uri}/{POINTER}")
-    for status in fs.listStatus(jvm.org.apache.hadoop.fs.Path(table_uri)):  # type: ignore[attr-defined]
-        child = status.getPath()
-        if status.isDirectory() and child.getName().startswith("v-") and child.getName() != name:
-            fs.delete(child, True)  # type: ignore[attr-defined]
+    _drop_other_versions(fs, jvm, table_uri, name)
     return f"{table_uri}/{name}"
+
+
+def _drop_other_versions(fs: Any, jvm: Any, table_uri: str, keep: str) -> None:
+    for status in fs.listStatus(jvm.org.apache.hadoop.fs.Path(table_uri)):
+        child = status.getPath()
+        if status.isDirectory() and child.getName().startswith("v-") and child.getName() != keep:
+            fs.delete(child, True)
 
 
 def data_files(spark: SparkSession, version: str) -> list[str]:
@@ -194,3 +210,81 @@ def current_version(spark: SparkSession, location: LakeLocation, table: str) -> 
     finally:
         stream.close()
     return f"{location.table_uri(table)}/{name}" if name else None
+
+
+# --- the same lake through pyarrow (no Spark, no Hadoop): object stores for any Arrow reader ---------------------
+
+
+def arrow_filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
+    """A pyarrow FileSystem and path for a lake URI (``s3://``/``s3a://``, ``file://`` or a plain path).
+
+    S3 takes the settings the Spark engine maps to S3A: ``AWS_ENDPOINT_URL`` (MinIO or any S3-compatible server;
+    ``http://`` or ``https://``, path-style addressing), ``AWS_REGION``, and the keys from
+    ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY`` (or the AWS SDK's usual chain when they are unset).
+    """
+    import pyarrow.fs as pafs
+
+    root = normalize_uri(uri)
+    parsed = urlparse(root)
+    if parsed.scheme == "s3a":
+        options: dict[str, Any] = {"region": os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")}
+        endpoint = os.environ.get("AWS_ENDPOINT_URL")
+        if endpoint:
+            ep = urlparse(endpoint if "://" in endpoint else f"https://{endpoint}")
+            options.update(endpoint_override=ep.netloc, scheme=ep.scheme or "https")
+        if os.environ.get("AWS_ACCESS_KEY_ID") and os.environ.get("AWS_SECRET_ACCESS_KEY"):
+            options.update(access_key=os.environ["AWS_ACCESS_KEY_ID"], secret_key=os.environ["AWS_SECRET_ACCESS_KEY"],
+                           session_token=os.environ.get("AWS_SESSION_TOKEN"))  # fmt: skip
+        return pafs.S3FileSystem(**{k: v for k, v in options.items() if v is not None}), f"{parsed.netloc}{parsed.path}"
+    if parsed.scheme == "file" or not parsed.scheme:
+        return pafs.LocalFileSystem(), parsed.path if parsed.scheme else root
+    raise BadInput(f"lake URI {uri!r}: pyarrow reads s3://, file:// or local paths; use Spark for {parsed.scheme}://")
+
+
+def publish_arrow(location: LakeLocation, table: str, version: str) -> str:
+    """``publish`` through pyarrow: one PUT of ``_CURRENT`` naming ``version``, then older versions removed."""
+    if location.is_local:
+        raise BadInput(f"the lake {location.root} is a local folder: use LakeLocation.publish")
+    table_uri = location.table_uri(table)
+    name = version.rstrip("/").rsplit("/", 1)[-1]
+    if not version.rstrip("/") == f"{table_uri}/{name}" or not name.startswith("v-"):
+        raise BadInput(f"{version!r} is not a version of {table_uri} (expected {table_uri}/v-<id>)")
+    fs, table_path = arrow_filesystem(table_uri)
+    with fs.open_output_stream(f"{table_path}/{POINTER}") as out:
+        out.write((name + "\n").encode())
+    import pyarrow.fs as pafs
+
+    for info in fs.get_file_info(pafs.FileSelector(table_path)):
+        if info.type == pafs.FileType.Directory and info.base_name.startswith("v-") and info.base_name != name:
+            fs.delete_dir(info.path)
+    return f"{table_uri}/{name}"
+
+
+def read_current_arrow(location: LakeLocation, table: str) -> pa.Table | None:
+    """The published version of an object-store lake table, read with pyarrow (None when never published).
+
+    Reads ``_CURRENT`` first, then only the Parquet files of the version it names, so a version being written
+    or a failed, unpublished one is never seen. Hive partition folders are not turned into columns: every
+    partitioned table keeps its source column (``rated_at``) in the files.
+    """
+    import pyarrow.dataset as ds
+    import pyarrow.fs as pafs
+
+    if location.is_local:
+        raise BadInput(f"the lake {location.root} is a local folder: read {location.table_uri(table)} directly")
+    fs, table_path = arrow_filesystem(location.table_uri(table))
+    try:
+        with fs.open_input_stream(f"{table_path}/{POINTER}") as stream:
+            name = stream.read().decode().strip()
+    except FileNotFoundError:
+        return None
+    if not name.startswith("v-") or "/" in name:
+        raise OSError(f"{location.table_uri(table)}/{POINTER} names no version: {name!r}")
+    files = [
+        info.path
+        for info in fs.get_file_info(pafs.FileSelector(f"{table_path}/{name}", recursive=True))
+        if info.is_file and info.base_name.endswith(".parquet") and not info.base_name.startswith((".", "_"))
+    ]
+    if not files:
+        raise FileNotFoundError(f"no Parquet files in {location.table_uri(table)}/{name}")
+    return ds.dataset(sorted(files), format="parquet", filesystem=fs).to_table()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import date, datetime, timedelta
 from datetime import time as dtime
@@ -11,10 +12,10 @@ import duckdb
 
 from cinematch._log import get_logger, log_event
 from cinematch.errors import QualityGateFailed
+from cinematch.lakehouse import extras, lake
 from cinematch.lakehouse import gold as gold_layer
-from cinematch.lakehouse import lake
 from cinematch.lakehouse.quality import CheckResult, describe_failure, failures, run_checks
-from cinematch.lakehouse.silver import BRONZE_CHECKS, SILVER_CHECKS, build_silver
+from cinematch.lakehouse.silver import BRONZE_CHECKS, SILVER_CHECKS, SILVER_DDL, build_silver, new_batches
 from cinematch.settings import Settings
 from cinematch.warehouse import new_run_id, record_run, utcnow
 
@@ -47,6 +48,48 @@ def _changed_partitions(con: duckdb.DuckDBPyConnection, batch_ids: list[str]) ->
         f"select distinct year(rated_at), month(rated_at) from silver.ratings where batch_id in ({marks})", batch_ids
     ).fetchall()
     return {(int(y), int(m)) for y, m in rows}
+
+
+def _last_gold_run(con: duckdb.DuckDBPyConnection) -> str | None:
+    rows = con.execute(
+        """select run_id from ops.pipeline_runs where pipeline = 'etl' and step = 'gold' and status = 'completed'
+           order by finished_at desc limit 1"""
+    ).fetchall()
+    return rows[0][0] if rows else None
+
+
+def _gold_behind_silver(con: duckdb.DuckDBPyConnection, run_id: str) -> bool:
+    """Whether an earlier silver run brought batches that no later gold run has seen (a kill between the commits)."""
+    rows = con.execute(
+        """select details from ops.pipeline_runs where pipeline = 'etl' and step = 'silver' and status = 'completed'
+           and run_id <> ? and finished_at > coalesce((select max(finished_at) from ops.pipeline_runs
+                                       where pipeline = 'etl' and step = 'gold' and status = 'completed'),
+                                      timestamp '1970-01-01')""",
+        [run_id],
+    ).fetchall()
+    return any((json.loads(d) if isinstance(d, str) else d or {}).get("batches") for (d,) in rows)
+
+
+def _write_lake(
+    con: duckdb.DuckDBPyConnection, settings: Settings, changed: set[tuple[int, int]] | None, gold_run: str
+) -> dict[str, str]:
+    """Write every lake table (``changed`` partitions of silver.ratings only, when given), then mark it in sync."""
+    tables = [*SILVER_TABLES, *(f"gold.{m}" for m in gold_layer.GOLD_MODELS), *extras.lake_tables()]
+    written = {
+        t: str(lake.write_table(con, t, settings.lake_dir, changed if t == "silver.ratings" else None)) for t in tables
+    }
+    lake.mark_synced(settings.lake_dir, gold_run)
+    return written
+
+
+def _scoped_batches(pending: list[dict], full_refresh: bool, as_of: datetime | None) -> list[str] | None:
+    """The new ratings batches when gold may be rebuilt by affected keys only, else None (rebuild whole).
+
+    New movies change genres of old ratings, and a logical date moves every window: both rebuild whole.
+    """
+    if full_refresh or as_of is not None or any(b["kind"] == "movies" for b in pending):
+        return None
+    return [b["batch_id"] for b in pending if b["kind"] == "ratings"]
 
 
 def _gate(con: duckdb.DuckDBPyConnection, layer: str, results: list[CheckResult], run: dict, started: datetime) -> None:
@@ -91,8 +134,15 @@ def run_etl(
 
     started, t0 = utcnow(), time.perf_counter()
     con.execute("begin transaction")
+    for ddl in SILVER_DDL:
+        con.execute(ddl)
+    pending = new_batches(con)
     silver = build_silver(con, full_refresh=full_refresh)
-    silver_results = run_checks(con, SILVER_CHECKS, tol)
+    extra_rows, extra_changed = extras.build_silver(con, pending, full_refresh)
+    silver["rows"].update(extra_rows)
+    # incremental runs check the new batches' rows (unchanged rows passed before); full refreshes check all
+    checked = None if full_refresh else [b["batch_id"] for b in pending if b["kind"] == "ratings"]
+    silver_results = run_checks(con, (*SILVER_CHECKS, *extras.silver_checks()), tol, new_batches=checked)
     _gate(con, "silver", silver_results, run, started)
     silver_info = {**silver, "seconds": round(time.perf_counter() - t0, 3),
                    "checks": [r.to_dict() for r in silver_results]}  # fmt: skip
@@ -102,17 +152,29 @@ def run_etl(
     run["new_batches"] = silver["batches"]
     run["placeholders"] = silver["rows"]["placeholders"]
 
-    changed = bool(silver["batches"]) or full_refresh or as_of is not None or not _gold_exists(con)
+    # a run killed after its silver commit left gold (or the lake) behind silver: catch up even with nothing new
+    last_gold = _last_gold_run(con)
+    lake_behind = write_lake and lake.synced_run(settings.lake_dir) != last_gold
+    # then gold and the lake are rebuilt whole, not by the new batches
+    gold_behind = _gold_behind_silver(con, run["run_id"])
+    changed = (
+        bool(silver["batches"]) or extra_changed or full_refresh or as_of is not None
+        or not _gold_exists(con) or gold_behind
+    )  # fmt: skip
     if not changed:
         run["layers"]["gold"] = {"skipped": True, "reason": "no new batches since the last run"}
+        if lake_behind and last_gold is not None:
+            run["lake"] = _write_lake(con, settings, None, last_gold)
         run["up_to_date"] = True
         run["status"] = "completed"
         return run
 
     started, t0 = utcnow(), time.perf_counter()
     con.execute("begin transaction")
-    gold_rows = gold_layer.build_gold(con, as_of=as_of)
-    gold_results = run_checks(con, gold_layer.GOLD_CHECKS, tol)
+    scoped = None if gold_behind else _scoped_batches(pending, full_refresh, as_of)
+    gold_rows = gold_layer.build_gold(con, as_of=as_of, new_batches=scoped)
+    gold_rows.update(extras.build_gold(con, as_of))
+    gold_results = run_checks(con, (*gold_layer.GOLD_CHECKS, *extras.gold_checks()), tol)
     _gate(con, "gold", gold_results, run, started)
     resolved = con.execute("select max(as_of) from gold.movie_kpis").fetchall()[0][0]
     gold_info = {"rows": gold_rows, "as_of": resolved, "seconds": round(time.perf_counter() - t0, 3),
@@ -124,12 +186,9 @@ def run_etl(
 
     if write_lake:
         t0 = time.perf_counter()
-        tables = [*SILVER_TABLES, *(f"gold.{m}" for m in gold_layer.GOLD_MODELS)]
-        changed = None if full_refresh else _changed_partitions(con, silver["batches"])
-        run["lake"] = {
-            t: str(lake.write_table(con, t, settings.lake_dir, changed if t == "silver.ratings" else None))
-            for t in tables
-        }
+        whole = full_refresh or lake_behind or gold_behind
+        changed = None if whole else _changed_partitions(con, silver["batches"])
+        run["lake"] = _write_lake(con, settings, changed, run["run_id"])
         run["lake_seconds"] = round(time.perf_counter() - t0, 3)
     run["up_to_date"] = False
     run["status"] = "completed"

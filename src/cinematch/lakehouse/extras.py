@@ -5,7 +5,7 @@ Each source module defines:
     PG_MIGRATIONS  numbered PostgreSQL migrations ``(number, name, statements)`` for the same tables
     LAKE_TABLES    silver/gold tables it writes to the Parquet lake
     SILVER_CHECKS, GOLD_CHECKS   quality checks declared next to its definitions
-    build_silver(con, batches, full_refresh) -> dict[str, int]   rows per silver table it wrote
+    build_silver(con, batches, full_refresh) -> dict[str, int]   rows per silver table (+ ``_changed``, see below)
     build_gold(con, as_of) -> dict[str, int]                     rows per gold table it wrote
 
 ``run_etl`` calls them inside the silver and gold transactions, after the ratings and movies tables, so a
@@ -51,12 +51,19 @@ def lake_tables() -> tuple[str, ...]:
     return tuple(t for mod in sources() for t in mod.LAKE_TABLES)
 
 
-def build_silver(con: Any, batches: list[dict], full_refresh: bool) -> dict[str, int]:
-    """Build every source's silver tables (inside the caller's transaction)."""
+def build_silver(con: Any, batches: list[dict], full_refresh: bool) -> tuple[dict[str, int], bool]:
+    """Build every source's silver tables (inside the caller's transaction).
+
+    Returns rows per table and whether a source took in new data that came without an ingestion batch (TMDB
+    responses): a module signals it with the key ``_changed`` in its result, and gold is then rebuilt.
+    """
     rows: dict[str, int] = {}
+    changed = False
     for mod in sources():
-        rows.update(mod.build_silver(con, batches, full_refresh))
-    return rows
+        out = dict(mod.build_silver(con, batches, full_refresh))
+        changed = bool(out.pop("_changed", False)) or changed
+        rows.update(out)
+    return rows, changed
 
 
 def build_gold(con: Any, as_of: datetime | None) -> dict[str, int]:

@@ -12,6 +12,7 @@ from typing import Any
 import duckdb
 
 from cinematch._log import get_logger, timed
+from cinematch.engines import sqlgen
 from cinematch.errors import BadInput, CineMatchError
 from cinematch.lakehouse.quality import Check, CheckResult
 from cinematch.lakehouse.quality import run_checks as _run_checks
@@ -79,8 +80,11 @@ class Scope:
     affected: str
     inputs: str
     rewrite: str | None = None
+    since: str | None = None  # the earliest rated_at the inputs need: a constant bound lets scans skip row groups
 
 
+# A scoped rewrite reading more than this share of silver's ratings falls back to a whole rebuild.
+_SCOPED_MAX_SHARE = 0.5
 _YEAR = "cast(extract(year from rated_at) as integer)"
 _MONTH = "cast(extract(month from rated_at) as integer)"
 
@@ -91,12 +95,14 @@ SCOPES: dict[str, Scope] = {
         keys=("year", "month"),
         affected=f"select distinct {_YEAR} as year, {_MONTH} as month from _gold_new",
         inputs=f"({_YEAR}, {_MONTH}) in (select year, month from _gold_keys)",
+        since="select min(make_date(year, month, 1)) from _gold_keys",
     ),
     "temporal_trends": Scope(
         keys=("year",),
         affected=f"select distinct {_YEAR} as year from _gold_new",
         rewrite="select year from _gold_affected union select year + 1 as year from _gold_affected",
         inputs=f"{_YEAR} in (select year from _gold_keys union select year - 1 as year from _gold_keys)",
+        since="select min(make_date(year - 1, 1, 1)) from _gold_keys",
     ),
     "user_engagement": Scope(
         keys=("user_id",),
@@ -137,10 +143,13 @@ def build_gold(
             sql = load_sql(name).strip().rstrip(";")
             used = {k: v for k, v in params.items() if k in _sql_params(sql)}
             with timed(log, "gold_model", model=name) as model_info:
-                if scoped and name in SCOPES:
-                    model_info["rewritten"] = _rebuild_scoped(con, name, SCOPES[name], sql, used, as_of)
-                else:
+                written = (
+                    _rebuild_scoped(con, name, SCOPES[name], sql, used, as_of) if scoped and name in SCOPES else None
+                )
+                if written is None:
                     con.execute(f"create or replace table gold.{name} as\n{sql}", used)
+                else:
+                    model_info["rewritten"] = written
                 counts[name] = con.execute(f"select count(*) from gold.{name}").fetchall()[0][0]
                 model_info["rows"] = counts[name]
         info["tables"] = len(counts)
@@ -183,11 +192,27 @@ def _gold_table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
 def _rebuild_scoped(
     con: duckdb.DuckDBPyConnection, name: str, scope: Scope, sql: str, params: dict[str, Any], as_of: datetime
 ) -> int:
-    """Replace the rows of ``gold.<name>`` whose keys the new ratings touch; returns how many were written."""
+    """Replace the rows of ``gold.<name>`` whose keys the new ratings touch; returns how many were written.
+
+    Returns None, having changed nothing, when the keys' ratings are most of silver (a weekly batch from nearly
+    every user): rebuilding whole is then cheaper than deleting and re-inserting.
+    """
     keys = ", ".join(scope.keys)
     con.execute(f"create or replace temp table _gold_affected as {scope.affected}")
     con.execute(f"create or replace temp table _gold_keys as {scope.rewrite or 'select * from _gold_affected'}")
-    con.execute(f"create or replace temp table _gold_ratings as select * from silver.ratings where {scope.inputs}")
+    inputs = scope.inputs
+    if scope.since is not None:
+        since = con.execute(scope.since).fetchall()[0][0]
+        if since is not None:
+            inputs = f"rated_at >= {sqlgen.literal(datetime.combine(since, datetime.min.time()))} and {inputs}"
+    con.execute(f"create or replace temp view _gold_ratings as select * from silver.ratings where {inputs}")
+    needed, total = con.execute(
+        "select (select count(*) from _gold_ratings), (select count(*) from silver.ratings)"
+    ).fetchall()[0]
+    if needed > _SCOPED_MAX_SHARE * total:
+        for drop in ("view _gold_ratings", "table _gold_keys", "table _gold_affected"):
+            con.execute(f"drop {drop}")
+        return None
     scoped_sql = sql.replace("silver.ratings", "_gold_ratings")
     # the model's own columns: a source may have added columns to this table (lakehouse/extras.py), and rebuilds them
     columns = ", ".join(r[0] for r in con.execute(f"select * from ({scoped_sql}) as q limit 0", params).description)
@@ -201,8 +226,8 @@ def _rebuild_scoped(
     written = con.execute(
         f"select count(*) from gold.{name} where ({keys}) in (select {keys} from _gold_keys)"
     ).fetchall()[0][0]
-    for table in ("_gold_affected", "_gold_keys", "_gold_ratings"):
-        con.execute(f"drop table {table}")
+    for drop in ("view _gold_ratings", "table _gold_keys", "table _gold_affected"):
+        con.execute(f"drop {drop}")
     return written
 
 

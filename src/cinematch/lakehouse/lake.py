@@ -7,8 +7,11 @@ import shutil
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from cinematch._log import get_logger, timed
+from cinematch.errors import CineMatchError
 from cinematch.warehouse import new_run_id
 
 log = get_logger(__name__)
@@ -77,11 +80,39 @@ def _link_unchanged(current: Path, version: Path, changed: set[tuple[int, int]])
         target = version / month_dir.parent.name / month_dir.name
         target.mkdir(parents=True, exist_ok=True)
         for f in month_dir.iterdir():
+            _check_parquet(f)  # a damaged file must not be carried into every later version
             os.link(f, target / f.name)
         reused += 1
     return reused
 
 
+def _check_parquet(path: Path) -> None:
+    try:
+        pq.read_metadata(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise CineMatchError(
+            f"lake file {path} is damaged ({' '.join(str(exc).split())[:120]}); "
+            "rewrite the lake with `cinematch etl --full-refresh`"
+        ) from None
+
+
 def read_glob(lake_dir: Path, table: str) -> str:
     """A glob that DuckDB/Spark can read for ``table`` (hive partitions included)."""
     return str(table_path(lake_dir, table) / "**" / "*.parquet")
+
+
+SYNCED = "_SYNCED"
+
+
+def synced_run(lake_dir: Path) -> str | None:
+    """The ETL run whose gold the lake holds (None before the first complete lake write)."""
+    path = lake_dir / SYNCED
+    return path.read_text().strip() or None if path.is_file() else None
+
+
+def mark_synced(lake_dir: Path, run_id: str) -> None:
+    """Record, atomically, that every lake table now matches the gold of ``run_id``."""
+    lake_dir.mkdir(parents=True, exist_ok=True)
+    tmp = lake_dir / f".{SYNCED}.tmp"
+    tmp.write_text(run_id + "\n")
+    os.replace(tmp, lake_dir / SYNCED)

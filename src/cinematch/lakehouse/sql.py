@@ -37,7 +37,11 @@ def run_readonly(settings: Settings, query: str, limit: int = 1000) -> list[dict
             rows = rel.limit(limit).fetchall() if limit else rel.fetchall()
         except duckdb.Error as exc:
             first = " ".join(str(exc).split())[:240]
-            if "read-only" in first.lower() or "read_only" in first.lower() or "disabled" in first.lower():
+            if "disabled" in first.lower() or "permission" in first.lower():
+                raise BadInput(
+                    f"refused: `cinematch sql` cannot read or write files, attach databases or load extensions ({first})"
+                ) from None
+            if "read-only" in first.lower() or "read_only" in first.lower():
                 raise BadInput(f"refused: the warehouse is read-only here ({first})") from None
             raise BadInput(f"query failed: {first}") from None
         finally:

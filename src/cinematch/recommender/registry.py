@@ -135,13 +135,21 @@ def _write_alias(settings: Settings, version: str) -> None:
     os.replace(tmp, settings.models_dir / CHAMPION_FILE)
 
 
+def write_alias(con: duckdb.DuckDBPyConnection, settings: Settings) -> str | None:
+    """Point the CHAMPION file at the committed champion (call after the commit that changed it)."""
+    current = champion(con)
+    if current is not None and champion_alias(settings) != current["version"]:
+        _write_alias(settings, current["version"])
+    return current["version"] if current else None
+
+
 def champion_alias(settings: Settings) -> str | None:
     path = settings.models_dir / CHAMPION_FILE
     return path.read_text().strip() or None if path.is_file() else None
 
 
 def _set_champion(
-    con: duckdb.DuckDBPyConnection, settings: Settings, version: str, action: str, reason: str
+    con: duckdb.DuckDBPyConnection, settings: Settings, version: str, action: str, reason: str, alias: bool = True
 ) -> dict[str, Any]:
     ensure_tables(con)
     if not (model_dir(settings, version) / METADATA).is_file():
@@ -159,18 +167,21 @@ def _set_champion(
     con.execute(
         "insert into ops.champion_history values (?, ?, ?, ?, ?, ?)", [seq, version, action, utcnow(), previous, reason]
     )
-    _write_alias(settings, version)
+    if alias:  # inside a caller's transaction: the caller writes it after its commit (write_alias)
+        _write_alias(settings, version)
     log_event(log, "champion_changed", version=version, previous=previous, action=action)
     return {"champion": version, "previous": previous, "action": action, "reason": reason}
 
 
-def promote(con: duckdb.DuckDBPyConnection, settings: Settings, version: str, reason: str = "manual") -> dict:
+def promote(
+    con: duckdb.DuckDBPyConnection, settings: Settings, version: str, reason: str = "manual", alias: bool = True
+) -> dict:
     """Make ``version`` the champion (a manual promotion skips the "not worse" rule)."""
     get_model(con, version)
-    return _set_champion(con, settings, version, "promote", reason)
+    return _set_champion(con, settings, version, "promote", reason, alias)
 
 
-def rollback(con: duckdb.DuckDBPyConnection, settings: Settings) -> dict:
+def rollback(con: duckdb.DuckDBPyConnection, settings: Settings, alias: bool = True) -> dict:
     """Return to the champion before the current one, skipping versions whose files are gone."""
     ensure_tables(con)
     current = champion(con)
@@ -181,7 +192,7 @@ def rollback(con: duckdb.DuckDBPyConnection, settings: Settings) -> dict:
     ).fetchall()
     for (candidate,) in history:
         if (model_dir(settings, candidate) / METADATA).is_file():
-            return _set_champion(con, settings, candidate, "rollback", f"rolled back from {current['version']}")
+            return _set_champion(con, settings, candidate, "rollback", f"rolled back from {current['version']}", alias)
     raise BadInput(f"no earlier champion to roll back to from {current['version']}")
 
 

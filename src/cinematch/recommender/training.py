@@ -176,6 +176,7 @@ def train_warehouse(
     if it is not worse (``promotion_tolerance``); the decision and both scores are stored in its row.
     """
     ensure_tables(con)
+    registry.write_alias(con, settings)  # heals an alias left behind by a kill between commit and alias write
     to_merge = unmerged_batches(con) if merge is None else merge
     batch_ids = sorted(set(training_batches(con)) | set(to_merge))
     data = ratings_of(con, batch_ids)
@@ -223,12 +224,13 @@ def train_warehouse(
         registry.register(con, settings, version, metadata, "candidate" if promotion["decision"] == "promoted"
                           else "rejected")  # fmt: skip
         if promotion["decision"] == "promoted":
-            registry._set_champion(con, settings, version, "auto", promotion["reason"])
+            registry._set_champion(con, settings, version, "auto", promotion["reason"], alias=False)
             write_recommendations(con, settings, model, version)
         con.execute("commit")
     except BaseException:
         con.execute("rollback")
         raise
+    registry.write_alias(con, settings)  # only now: a kill before the commit leaves the old alias
     champ = registry.champion(con)
     log_event(log, "model_trained", version=version, rmse=round(metrics["rmse"], 4), decision=promotion["decision"],
               seconds=round(seconds, 2), n_train=train.num_rows)  # fmt: skip

@@ -78,6 +78,57 @@ class TrendingResponse(BaseModel):
     views_version: str
 
 
+class MovieDetails(BaseModel):
+    """One movie: catalogue fields, rating KPIs, and TMDB fields where the movie was enriched (else null)."""
+
+    movie_id: int
+    title: str | None
+    genres: list[str]
+    release_year: int | None
+    n_ratings: int | None
+    avg_rating: float | None
+    bayesian_rating: float | None
+    tmdb_id: int | None = Field(description="null when TMDB enrichment has not covered this movie")
+    budget: int | None
+    revenue: int | None
+    runtime: int | None = Field(description="minutes, from TMDB")
+    popularity: float | None
+    vote_average: float | None
+    vote_count: int | None
+    release_date: date | None
+    director: str | None
+    top_cast: list[str] | None
+    views_version: str
+
+
+class ContentPerformance(BaseModel):
+    """One movie's viewing KPIs from gold.content_performance."""
+
+    movie_id: int
+    title: str | None
+    genres: list[str]
+    views: int = Field(description="viewing sessions up to as_of")
+    unique_viewers: int
+    total_watch_hours: float
+    avg_watch_minutes: float
+    runtime_minutes: float | None
+    completion_rate: float | None = Field(description="mean of min(watch time / runtime, 1); null without a runtime")
+    completed_views: int = Field(description="sessions that reached 90% of the runtime")
+    first_viewed_at: datetime | None
+    last_viewed_at: datetime | None
+    views_rank: int
+    as_of: datetime | None
+
+
+class ContentPerformanceResponse(BaseModel):
+    items: list[ContentPerformance]
+    views_version: str
+
+
+class MoviePerformanceResponse(ContentPerformance):
+    views_version: str
+
+
 class GenreStats(BaseModel):
     genre: str
     n_ratings: int
@@ -246,6 +297,25 @@ def trending_doc(views: Views, window: str, limit: int) -> TrendingResponse:
     return TrendingResponse(window=window, as_of=as_of, items=rows, views_version=views.version)  # type: ignore[arg-type]
 
 
+def movie_details_doc(views: Views, movie_id: int) -> MovieDetails:
+    row = views.movie_details(movie_id)
+    if row is None:
+        raise ApiError(404, "not found", f"movie {movie_id} is not in the published catalogue")
+    return MovieDetails(**row, views_version=views.version)
+
+
+def content_performance_doc(views: Views, limit: int) -> ContentPerformanceResponse:
+    rows = views.content_performance(limit)
+    return ContentPerformanceResponse(items=rows, views_version=views.version)  # type: ignore[arg-type]
+
+
+def movie_performance_doc(views: Views, movie_id: int) -> MoviePerformanceResponse:
+    rows = views.content_performance(1, movie_id)
+    if not rows:
+        raise ApiError(404, "not found", f"no viewing sessions for movie {movie_id} in the published views")
+    return MoviePerformanceResponse(**rows[0], views_version=views.version)
+
+
 def genres_doc(views: Views) -> GenresResponse:
     rows = views.table("genres")
     first = rows[0] if rows else {}
@@ -356,6 +426,23 @@ def create_app(settings: Settings, store: ViewStore | None = None) -> FastAPI:
     ) -> Response:
         """Top movies by trending score (ratings per day x quality x momentum) in the window."""
         return await cached(current(), ("trending", window, limit), trending_doc, window, limit)
+
+    @app.get("/content/performance", response_model=ContentPerformanceResponse, responses=_errors(422, 503),
+             tags=["movies"])  # fmt: skip
+    async def content_performance(limit: Annotated[int, Query(ge=1, le=1000)] = 10) -> Response:
+        """Movies by views from viewing sessions: unique viewers, watch time, completion rate."""
+        return await cached(current(), ("content_performance", limit), content_performance_doc, limit)
+
+    @app.get("/movies/{movie_id}/performance", response_model=MoviePerformanceResponse,
+             responses=_errors(404, 422, 503), tags=["movies"])  # fmt: skip
+    async def movie_performance(movie_id: Annotated[int, Path(ge=INT64_MIN, le=INT64_MAX)]) -> Response:
+        """One movie's viewing KPIs; 404 when no session of it is published."""
+        return await cached(current(), ("movie_performance", movie_id), movie_performance_doc, movie_id)
+
+    @app.get("/movies/{movie_id}", response_model=MovieDetails, responses=_errors(404, 422, 503), tags=["movies"])
+    async def movie_details(movie_id: Annotated[int, Path(ge=INT64_MIN, le=INT64_MAX)]) -> Response:
+        """Title, genres, release year, rating KPIs and, when enriched, TMDB budget, runtime, popularity, votes."""
+        return await cached(current(), ("movie_details", movie_id), movie_details_doc, movie_id)
 
     @app.get("/genres", response_model=GenresResponse, responses=_errors(503), tags=["movies"])
     async def genres() -> Response:

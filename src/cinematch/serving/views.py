@@ -19,6 +19,8 @@ Tables of a views file:
 - ``buffer``           ``bronze.ingestion_metadata`` history with the cumulative ratings count.
 - ``rating_distribution``  half-star histogram of the reference (the champion's training batches; without a champion,
                        every ratings batch but the latest) against the latest ratings batch, from ``silver.ratings``.
+- ``content_performance``  ``gold.content_performance`` (per movie: views, unique viewers, watch time, completion
+                       rate from viewing sessions) with genres; empty before any sessions are loaded.
 - ``meta``             one row: published_at, model_version, the model's batch_ids, counts.
 
 Publishing without a champion still publishes: ``recommendations`` is empty, every user gets ``fallback`` and
@@ -56,7 +58,7 @@ PREFIX = "views_"
 FALLBACK_SIZE = 100  # the API's k is bounded to 100
 TRENDING_SIZE = 100
 VIEW_TABLES = ("recommendations", "fallback", "trending", "genres", "models", "drift", "buffer",
-               "rating_distribution", "meta")  # fmt: skip
+               "rating_distribution", "content_performance", "movie_details", "meta")  # fmt: skip
 _ALIAS = "cm_views"
 
 
@@ -82,7 +84,15 @@ def _reference_batches(con: duckdb.DuckDBPyConnection, champ: dict | None, lates
     return [b for (b,) in rows.fetchall() if b != latest]
 
 
-def _view_sql(version: str | None, latest: str | None) -> dict[str, tuple[str, list[Any]]]:
+_PERFORMANCE_COLUMNS = (
+    "movie_id, title, views, unique_viewers, total_watch_hours, avg_watch_minutes, runtime_minutes, "
+    "completion_rate, completed_views, first_viewed_at, last_viewed_at, views_rank, as_of"
+)
+
+
+def _view_sql(
+    version: str | None, latest: str | None, has_performance: bool = True
+) -> dict[str, tuple[str, list[Any]]]:
     """One ``select`` per view table (run against the warehouse, written into the attached views file)."""
     v = _ALIAS
     recs_filter = "r.model_version = ?" if version else "false"
@@ -182,6 +192,38 @@ def _view_sql(version: str | None, latest: str | None) -> dict[str, tuple[str, l
                 order by b.rating""",
             [latest, latest],
         ),
+        # one row per movie: silver.movies, its rating KPIs and the latest TMDB fetch (nulls when not enriched)
+        "movie_details": (
+            """with tmdb as (
+                    select * from (
+                        select movie_id, tmdb_id, budget, revenue, runtime, popularity, vote_average, vote_count,
+                               release_date, director, top_cast,
+                               row_number() over (partition by movie_id order by fetched_at desc, tmdb_id) as pick
+                        from silver.tmdb_movies where movie_id is not null) as t
+                    where pick = 1)
+                select m.movie_id, m.title, m.genres, m.release_year, m.is_placeholder, k.n_ratings, k.avg_rating,
+                       k.bayesian_rating, t.tmdb_id, t.budget, t.revenue, t.runtime, t.popularity, t.vote_average,
+                       t.vote_count, t.release_date, t.director, t.top_cast
+                from silver.movies m left join gold.movie_kpis k using (movie_id) left join tmdb t using (movie_id)
+                order by m.movie_id""",
+            [],
+        ),
+        "content_performance": (
+            f"""select p.*, coalesce(m.genres, cast([] as varchar[])) as genres
+                from (select {_PERFORMANCE_COLUMNS} from gold.content_performance) p
+                left join silver.movies m using (movie_id)
+                order by p.views_rank"""
+            if has_performance
+            else """select cast(null as bigint) as movie_id, cast(null as varchar) as title,
+                         cast(null as bigint) as views, cast(null as bigint) as unique_viewers,
+                         cast(null as double) as total_watch_hours, cast(null as double) as avg_watch_minutes,
+                         cast(null as double) as runtime_minutes, cast(null as double) as completion_rate,
+                         cast(null as bigint) as completed_views, cast(null as timestamp) as first_viewed_at,
+                         cast(null as timestamp) as last_viewed_at, cast(null as bigint) as views_rank,
+                         cast(null as timestamp) as as_of, cast([] as varchar[]) as genres
+                  from silver.movies where false""",
+            [],
+        ),
     }
 
 
@@ -261,8 +303,10 @@ def publish(con: duckdb.DuckDBPyConnection, settings: Settings) -> dict[str, Any
         con.execute(f"attach '{str(path).replace(chr(39), chr(39) * 2)}' as {_ALIAS}")
         try:
             con.execute(f"create or replace temp table {_ALIAS}_reference(batch_id varchar)")
-            con.executemany(f"insert into {_ALIAS}_reference values (?)", [[b] for b in reference])
-            for name, (sql, params) in _view_sql(version, latest).items():
+            if reference:  # none before the first training run
+                con.executemany(f"insert into {_ALIAS}_reference values (?)", [[b] for b in reference])
+            performance = _has_table(con, "gold", "content_performance")
+            for name, (sql, params) in _view_sql(version, latest, performance).items():
                 con.execute(f"create table {_ALIAS}.{name} as {sql}", params)
                 counts[name] = con.execute(f"select count(*) from {_ALIAS}.{name}").fetchall()[0][0]
             generated = con.execute(f"select max(generated_at) from {_ALIAS}.recommendations").fetchall()[0][0]
@@ -429,6 +473,23 @@ class Views:
             [window],
         )
         return rows[:limit]
+
+    def movie_details(self, movie_id: int) -> dict[str, Any] | None:
+        """One movie's details (TMDB fields null when not enriched); None for an unknown movie or old views."""
+        try:
+            rows = self.query("select * from movie_details where movie_id = ?", [movie_id])
+        except duckdb.CatalogException:  # a views file published before movie details existed
+            return None
+        return rows[0] if rows else None
+
+    def content_performance(self, limit: int, movie_id: int | None = None) -> list[dict[str, Any]]:
+        """Movies by views (rank 1 = most viewed), or one movie's row; empty in views published before sessions."""
+        try:
+            if movie_id is not None:
+                return self.query("select * from content_performance where movie_id = ?", [movie_id])
+            return self.query("select * from content_performance order by views_rank")[:limit]
+        except duckdb.CatalogException:  # a views file published before content performance existed
+            return []
 
     def table(self, name: str) -> list[dict[str, Any]]:
         if name not in VIEW_TABLES:

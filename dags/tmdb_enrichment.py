@@ -1,0 +1,54 @@
+"""
+### tmdb_enrichment
+
+Every 4 hours: enrich the MovieLens catalogue from the TMDB API, then rebuild silver and gold.
+
+- **tasks**: `fetch_tmdb` (details, credits and reviews of the movies of `links.csv` not fetched yet, rate-limited
+  to `CINEMATCH_TMDB_RATE_LIMIT` requests/s, resumable: a killed run loses only its in-flight ids) →
+  `build_silver_gold` (silver.tmdb_movies/tmdb_reviews with review sentiment, gold.tmdb_sentiment and the TMDB
+  columns of gold.movie_kpis, behind the quality gates; gold is rebuilt as of the end of the logical date, also
+  when no ratings batch is new) → `notify`.
+- **params**: `links` (a MovieLens links.csv; default: the one beside the ingested movies file), `limit`
+  (at most this many new movies per run; empty = all).
+- **needs**: `CINEMATCH_TMDB_API_KEY` (never logged) and optionally `CINEMATCH_TMDB_BASE_URL`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from airflow.sdk import Param, dag, task
+
+from cinematch import orchestration as orch
+
+
+@dag(
+    schedule="0 */4 * * *",
+    start_date=datetime(2024, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    tags=["cinematch", "tmdb", "enrichment"],
+    default_args=orch.default_args(),
+    params={
+        "links": Param(None, type=["null", "string"], description="links.csv; empty = beside the movies file"),
+        "limit": Param(None, type=["null", "integer"], description="at most this many new movies per run"),
+    },
+)
+def tmdb_enrichment() -> None:
+    @task(pool=orch.POOL)
+    def fetch_tmdb(params: dict | None = None) -> dict:
+        return orch.fetch_tmdb(links=params["links"], limit=params["limit"])
+
+    @task(pool=orch.POOL)
+    def build_silver_gold(fetched: dict, logical_date: datetime | None = None) -> dict:
+        return orch.build_silver_gold(logical_date)
+
+    @task
+    def notify(built: dict, run_id: str | None = None) -> dict:
+        return orch.notify("tmdb_enrichment", built, run_id)
+
+    notify(build_silver_gold(fetch_tmdb()))
+
+
+tmdb_enrichment()

@@ -1,0 +1,19 @@
+"""TMDB enrichment source: a rate-limited, retrying v3 client and the resumable fetch into bronze.tmdb_raw."""
+
+from cinematch.tmdb.client import FetchResult, RateLimiter, TmdbClient, max_in_window, validate_movie
+from cinematch.tmdb.fetch import FetchPlan, default_links, fetch_tmdb, plan_fetch, read_links
+from cinematch.tmdb.sentiment import compound_scores
+
+__all__ = [
+    "FetchPlan",
+    "FetchResult",
+    "RateLimiter",
+    "TmdbClient",
+    "compound_scores",
+    "default_links",
+    "fetch_tmdb",
+    "max_in_window",
+    "plan_fetch",
+    "read_links",
+    "validate_movie",
+]
