@@ -464,7 +464,8 @@ class ALSModel:
 
         Known users are ranked by their unclipped predicted rating μ + b_u + c_i + p_u·q_i plus the
         popularity term w·log(1 + n_i) of ``params.rank_popularity``, with items
-        they rated in training excluded when ``exclude_seen``. Unknown users get the popularity
+        they rated in training excluded when ``exclude_seen``; their scores are that ranking key (best first),
+        not ratings: ``predict`` gives the predicted rating of a pair. Unknown users get the popularity
         fallback (see :func:`popularity_scores`); their scores are popularity scores, not ratings.
         Slots that cannot be filled (n larger than the unseen catalogue) hold item id -1 and NaN.
         """

@@ -45,7 +45,9 @@ class RecommendedMovie(BaseModel):
     movie_id: int
     title: str
     genres: list[str]
-    score: float | None = Field(description="predicted rating (personal) or bayesian rating (fallback)")
+    score: float | None = Field(
+        description="ranking score: predicted rating plus rank_popularity x ln(1 + ratings of the movie) (personal), or bayesian rating (fallback)"
+    )
     rank: int
 
 
