@@ -40,3 +40,10 @@ def test_quick_run_never_touches_the_record(run_module, tmp_path: Path) -> None:
     record.write_text("# notes\n")
     path = run_module.write_record("quick table\n", quick=True)
     assert record.read_text() == "# notes\n" and path.read_text() == "quick table\n"
+
+
+def test_figures_by_path_and_ratios(run_module) -> None:
+    doc = {"runs": [{"a": 2.0, "spark": {"a": 8.0}}], "etl": [{"s": 1.0}, {"s": 4.0}]}
+    assert run_module.figure(doc, "runs.0.spark.a/runs.0.a") == 4.0
+    assert run_module.figure(doc, "etl.-1.s") == 4.0 and run_module.figure(doc, "etl.5.s") is None
+    assert run_module.figure(doc, "runs.0.missing") is None
