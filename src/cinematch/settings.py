@@ -49,7 +49,7 @@ class Settings(BaseSettings):
     als_reg: float = 0.05
     als_iterations: int = 12
     # weight of log(1 + ratings of the movie) in top-n ranking only (ALSParams.rank_popularity); 0 = by rating
-    als_rank_popularity: float = 0.5
+    als_rank_popularity: float = 0.8
     seed: int = 42
     top_n: int = 10
     relevance_threshold: float = 4.0

@@ -236,3 +236,18 @@ def test_ranking_adds_the_popularity_term(weight: float) -> None:
 def test_rank_popularity_must_be_non_negative() -> None:
     with pytest.raises(BadInput, match="rank_popularity"):
         ALSModel.fit(np.array([1]), np.array([2]), np.array([4.0]), ALSParams(rank_popularity=-1.0))
+
+
+def test_ridge_fade_leaves_dense_rows_to_als_wr() -> None:
+    # dense toy data (~60 ratings per user, 90 per item): a constant floor of 10 over-shrinks, the faded one less
+    users, items, ratings = low_rank_ratings(seed=6)
+    rng = np.random.default_rng(7)
+    test = rng.random(len(ratings)) < 0.2
+    errors = {}
+    for fade in (0.0, 40.0):
+        params = ALSParams(rank=8, iterations=8, reg_const=10.0, ridge_fade=fade)
+        model = ALSModel.fit(users[~test], items[~test], ratings[~test], params)
+        errors[fade] = rmse(ratings[test], model.predict(users[test], items[test])[0])
+    assert errors[40.0] < errors[0.0] - 0.01
+    with pytest.raises(BadInput, match="ridge_fade"):
+        ALSModel.fit(users, items, ratings, ALSParams(ridge_fade=-1.0))
