@@ -7,7 +7,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
@@ -260,6 +260,25 @@ def record_run(
             json.dumps(details or {}, default=str),
         ],
     )
+
+
+def table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
+    """Whether ``schema.table`` exists in the warehouse."""
+    n = con.execute(
+        "select count(*) from information_schema.tables where table_schema = ? and table_name = ?", [schema, table]
+    ).fetchall()[0][0]
+    return n > 0
+
+
+def batch_table(con: duckdb.DuckDBPyConnection, name: str, batch_ids: Iterable[str]) -> None:
+    """(Re)create the temp table ``name(batch_id)`` holding ``batch_ids`` (empty when there are none).
+
+    Queries then select ``where batch_id in (select batch_id from name)``, whatever the number of ids.
+    """
+    con.execute(f"create or replace temp table {name}(batch_id varchar)")
+    rows = [[b] for b in batch_ids]
+    if rows:  # executemany refuses an empty list
+        con.executemany(f"insert into {name} values (?)", rows)
 
 
 def query_rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> list[dict]:

@@ -38,7 +38,7 @@ from cinematch.lakehouse import gold as gold_layer
 from cinematch.lakehouse.etl import _gate, _gold_exists
 from cinematch.lakehouse.quality import run_checks
 from cinematch.settings import Settings
-from cinematch.warehouse import new_run_id, record_run, utcnow
+from cinematch.warehouse import batch_table, new_run_id, record_run, utcnow
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -389,8 +389,7 @@ def _layer_info(
             merged = counts["ratings"]
         elif rating_batches:
             # The rows of the new batches that won the dedup: what the DuckDB engine's incremental merge reports.
-            con.execute("create or replace temp table _wanted(batch_id varchar)")
-            con.executemany("insert into _wanted values (?)", [[b] for b in rating_batches])
+            batch_table(con, "_wanted", rating_batches)
             merged = con.execute(
                 "select count(*) from silver.ratings where batch_id in (select batch_id from _wanted)"
             ).fetchall()[0][0]

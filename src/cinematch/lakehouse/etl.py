@@ -15,9 +15,9 @@ from cinematch.errors import QualityGateFailed
 from cinematch.lakehouse import extras, lake
 from cinematch.lakehouse import gold as gold_layer
 from cinematch.lakehouse.quality import CheckResult, describe_failure, failures, run_checks
-from cinematch.lakehouse.silver import BRONZE_CHECKS, SILVER_CHECKS, SILVER_DDL, build_silver, new_batches
+from cinematch.lakehouse.silver import BRONZE_CHECKS, SILVER_CHECKS, build_silver
 from cinematch.settings import Settings
-from cinematch.warehouse import new_run_id, record_run, utcnow
+from cinematch.warehouse import new_run_id, record_run, table_exists, utcnow
 
 log = get_logger(__name__)
 
@@ -30,10 +30,7 @@ def logical_end(day: date) -> datetime:
 
 
 def _gold_exists(con: duckdb.DuckDBPyConnection) -> bool:
-    n = con.execute(
-        "select count(*) from information_schema.tables where table_schema = 'gold' and table_name = 'movie_kpis'"
-    ).fetchall()[0][0]
-    return n > 0
+    return table_exists(con, "gold", "movie_kpis")
 
 
 def _changed_partitions(con: duckdb.DuckDBPyConnection, batch_ids: list[str]) -> set[tuple[int, int]]:
@@ -134,10 +131,8 @@ def run_etl(
 
     started, t0 = utcnow(), time.perf_counter()
     con.execute("begin transaction")
-    for ddl in SILVER_DDL:
-        con.execute(ddl)
-    pending = new_batches(con)
     silver = build_silver(con, full_refresh=full_refresh)
+    pending = silver.pop("pending")
     extra_rows, extra_changed = extras.build_silver(con, pending, full_refresh)
     silver["rows"].update(extra_rows)
     # incremental runs check the new batches' rows (unchanged rows passed before); full refreshes check all

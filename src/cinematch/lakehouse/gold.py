@@ -16,6 +16,7 @@ from cinematch.engines import sqlgen
 from cinematch.errors import BadInput, CineMatchError
 from cinematch.lakehouse.quality import Check, CheckResult
 from cinematch.lakehouse.quality import run_checks as _run_checks
+from cinematch.warehouse import batch_table, table_exists
 
 log = get_logger(__name__)
 
@@ -160,11 +161,9 @@ def build_gold(
 
 def _prepare_scope(con: duckdb.DuckDBPyConnection, new_batches: list[str]) -> bool:
     """Stage the new silver rows in ``_gold_new``; False when gold must be rebuilt whole."""
-    if any(not _gold_table_exists(con, name) for name in SCOPES):
+    if any(not table_exists(con, "gold", name) for name in SCOPES):
         return False
-    con.execute("create or replace temp table _gold_batches(batch_id varchar)")
-    if new_batches:
-        con.executemany("insert into _gold_batches values (?)", [[b] for b in new_batches])
+    batch_table(con, "_gold_batches", new_batches)
     # gold must hold every older rating: not so after a backfill pinned to an earlier logical date
     built = [con.execute(f"select min(as_of), max(as_of) from gold.{name}").fetchall()[0] for name in SCOPES]
     older = con.execute(
@@ -179,14 +178,6 @@ def _prepare_scope(con: duckdb.DuckDBPyConnection, new_batches: list[str]) -> bo
     )
     con.execute("drop table _gold_batches")
     return True
-
-
-def _gold_table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
-    return bool(
-        con.execute(
-            "select count(*) from information_schema.tables where table_schema = 'gold' and table_name = ?", [name]
-        ).fetchall()[0][0]
-    )
 
 
 def _rebuild_scoped(

@@ -8,6 +8,7 @@ from typing import Any
 import duckdb
 
 from cinematch._log import get_logger, log_event
+from cinematch.warehouse import batch_table
 
 log = get_logger(__name__)
 
@@ -81,9 +82,7 @@ def run_checks(
     """
     results = []
     if new_batches is not None:
-        con.execute("create or replace temp table _check_batches(batch_id varchar)")
-        if new_batches:
-            con.executemany("insert into _check_batches values (?)", [[b] for b in new_batches])
+        batch_table(con, "_check_batches", new_batches)
     for check in checks:
         scoped = new_batches is not None and check.new_rows_sql is not None
         sql = (check.new_rows_sql if scoped else check.sql).strip().rstrip(";")  # type: ignore[union-attr]

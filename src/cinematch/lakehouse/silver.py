@@ -6,6 +6,7 @@ import duckdb
 
 from cinematch._log import get_logger, timed
 from cinematch.lakehouse.quality import Check
+from cinematch.warehouse import batch_table
 
 log = get_logger(__name__)
 
@@ -97,8 +98,7 @@ def build_silver(con: duckdb.DuckDBPyConnection, full_refresh: bool = False) -> 
             con.execute("drop table _silver_full")
             merged = con.execute("select count(*) from silver.ratings").fetchall()[0][0]
         elif rating_batches:
-            con.execute("create or replace temp table _wanted(batch_id varchar)")
-            con.executemany("insert into _wanted values (?)", [[b] for b in rating_batches])
+            batch_table(con, "_wanted", rating_batches)
             con.execute(
                 f"""create or replace temp table _new as
                     select user_id, movie_id, rating, rated_at, batch_id, ingested_at
@@ -118,7 +118,8 @@ def build_silver(con: duckdb.DuckDBPyConnection, full_refresh: bool = False) -> 
         mark_processed(con, batches, full_refresh)
         counts = silver_counts(con)
         info.update(counts, merged=merged)
-    return {"rows": counts, "merged": merged, "batches": [b["batch_id"] for b in batches]}
+    # "pending": the batches this run took in, with their kinds (the caller hands them to the other sources)
+    return {"rows": counts, "merged": merged, "batches": [b["batch_id"] for b in batches], "pending": batches}
 
 
 def mark_processed(con: duckdb.DuckDBPyConnection, batches: list[dict], full_refresh: bool) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 from cinematch._log import get_logger, timed
 from cinematch.lakehouse.quality import Check
+from cinematch.warehouse import batch_table
 
 log = get_logger(__name__)
 
@@ -83,8 +84,7 @@ def build_silver(con: Any, batches: list[dict], full_refresh: bool) -> dict[str,
             con.execute("insert into silver.sessions select * from _cm_sessions")
             con.execute("drop table _cm_sessions")
         elif session_batches:
-            con.execute("create or replace temp table _cm_wanted(batch_id varchar)")
-            con.executemany("insert into _cm_wanted values (?)", [[b] for b in session_batches])
+            batch_table(con, "_cm_wanted", session_batches)
             con.execute(
                 f"""create or replace temp table _cm_sessions as
                     select {_SESSION_COLS} from bronze.sessions

@@ -21,7 +21,7 @@ from cinematch.recommender import registry
 from cinematch.recommender.als import ALSModel, ALSParams, _user_item_csr
 from cinematch.recommender.metrics import evaluate, rmse
 from cinematch.settings import Settings
-from cinematch.warehouse import utcnow
+from cinematch.warehouse import batch_table, utcnow
 
 log = get_logger(__name__)
 
@@ -111,8 +111,7 @@ def ratings_of(con: duckdb.DuckDBPyConnection, batch_ids: list[str]) -> pa.Table
         return pa.table({"user_id": pa.array([], pa.int64()), "movie_id": pa.array([], pa.int64()),
                          "rating": pa.array([], pa.float64()), "rated_at": pa.array([], pa.timestamp("us")),
                          "batch_id": pa.array([], pa.string())})  # fmt: skip
-    con.execute("create or replace temp table _batches(batch_id varchar)")
-    con.executemany("insert into _batches values (?)", [[b] for b in batch_ids])
+    batch_table(con, "_batches", batch_ids)
     return con.sql(
         """select user_id, movie_id, rating, rated_at, batch_id from silver.ratings
            where batch_id in (select batch_id from _batches)"""

@@ -49,7 +49,7 @@ from cinematch.errors import CineMatchError
 from cinematch.recommender import registry
 from cinematch.recommender.training import ensure_tables
 from cinematch.settings import Settings
-from cinematch.warehouse import query_rows, utcnow
+from cinematch.warehouse import batch_table, query_rows, table_exists, utcnow
 
 log = get_logger(__name__)
 
@@ -60,13 +60,6 @@ TRENDING_SIZE = 100
 VIEW_TABLES = ("recommendations", "fallback", "trending", "genres", "models", "drift", "buffer",
                "rating_distribution", "content_performance", "movie_details", "meta")  # fmt: skip
 _ALIAS = "cm_views"
-
-
-def _has_table(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
-    n = con.execute(
-        "select count(*) from information_schema.tables where table_schema = ? and table_name = ?", [schema, table]
-    ).fetchall()[0][0]
-    return n > 0
 
 
 def _latest_batch(con: duckdb.DuckDBPyConnection) -> str | None:
@@ -230,7 +223,7 @@ def _view_sql(
 def _require_lakehouse(con: duckdb.DuckDBPyConnection) -> None:
     needed = [("silver", "ratings"), ("silver", "movies"), ("silver", "processed_batches"),
               ("gold", "movie_kpis"), ("gold", "trending_movies"), ("gold", "genre_analytics")]  # fmt: skip
-    missing = [f"{s}.{t}" for s, t in needed if not _has_table(con, s, t)]
+    missing = [f"{s}.{t}" for s, t in needed if not table_exists(con, s, t)]
     if missing:
         raise CineMatchError(
             f"nothing to publish yet ({', '.join(missing)} missing): ingest a batch and run `cinematch etl` first"
@@ -302,10 +295,8 @@ def publish(con: duckdb.DuckDBPyConnection, settings: Settings) -> dict[str, Any
     with timed(log, "publish", path=path.name, model_version=version) as info:
         con.execute(f"attach '{str(path).replace(chr(39), chr(39) * 2)}' as {_ALIAS}")
         try:
-            con.execute(f"create or replace temp table {_ALIAS}_reference(batch_id varchar)")
-            if reference:  # none before the first training run
-                con.executemany(f"insert into {_ALIAS}_reference values (?)", [[b] for b in reference])
-            performance = _has_table(con, "gold", "content_performance")
+            batch_table(con, f"{_ALIAS}_reference", reference)  # empty before the first training run
+            performance = table_exists(con, "gold", "content_performance")
             for name, (sql, params) in _view_sql(version, latest, performance).items():
                 con.execute(f"create table {_ALIAS}.{name} as {sql}", params)
                 counts[name] = con.execute(f"select count(*) from {_ALIAS}.{name}").fetchall()[0][0]
