@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 SCRATCH = Path(os.environ.get("CINEMATCH_BENCH_DIR", Path(__file__).parent / ".data"))
+# the MovieLens sample beside the repository (../shared/data), used for accuracy figures when it is there
+MOVIELENS = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-latest-small" / "ratings.csv"
 
 
 def ratings_batch_file(rows: int) -> Path:

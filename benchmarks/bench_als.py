@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _common import MOVIELENS
 
 from cinematch.recommender.als import ALSModel, ALSParams
 from cinematch.recommender.metrics import evaluate, most_popular_baseline, rmse
 
 # git-ignored cache of generated data (same override variable as the other benchmarks)
 DATA_DIR = Path(os.environ.get("CINEMATCH_BENCH_DIR", Path(__file__).resolve().parent / ".data"))
-MOVIELENS = Path("/work/shared/data/ml-latest-small/ratings.csv")
 TRUE_RANK = 10
 
 

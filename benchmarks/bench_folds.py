@@ -19,11 +19,13 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import MOVIELENS
+
 from cinematch.datasets.readers import read_ratings
 from cinematch.recommender.als import ALSModel, ALSParams
 from cinematch.recommender.metrics import evaluate, most_popular_baseline
 
-MOVIELENS = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-latest-small" / "ratings.csv"
 KEYS = ("rmse", "mae", "precision_at_10", "recall_at_10", "ndcg_at_10")
 
 

@@ -182,7 +182,7 @@ def _prepare_scope(con: duckdb.DuckDBPyConnection, new_batches: list[str]) -> bo
 
 def _rebuild_scoped(
     con: duckdb.DuckDBPyConnection, name: str, scope: Scope, sql: str, params: dict[str, Any], as_of: datetime
-) -> int:
+) -> int | None:
     """Replace the rows of ``gold.<name>`` whose keys the new ratings touch; returns how many were written.
 
     Returns None, having changed nothing, when the keys' ratings are most of silver (a weekly batch from nearly
@@ -201,8 +201,7 @@ def _rebuild_scoped(
         "select (select count(*) from _gold_ratings), (select count(*) from silver.ratings)"
     ).fetchall()[0]
     if needed > _SCOPED_MAX_SHARE * total:
-        for drop in ("view _gold_ratings", "table _gold_keys", "table _gold_affected"):
-            con.execute(f"drop {drop}")
+        _drop_scope(con)
         return None
     scoped_sql = sql.replace("silver.ratings", "_gold_ratings")
     # the model's own columns: a source may have added columns to this table (lakehouse/extras.py), and rebuilds them
@@ -217,9 +216,13 @@ def _rebuild_scoped(
     written = con.execute(
         f"select count(*) from gold.{name} where ({keys}) in (select {keys} from _gold_keys)"
     ).fetchall()[0][0]
+    _drop_scope(con)
+    return written
+
+
+def _drop_scope(con: duckdb.DuckDBPyConnection) -> None:
     for drop in ("view _gold_ratings", "table _gold_keys", "table _gold_affected"):
         con.execute(f"drop {drop}")
-    return written
 
 
 def run_checks(
