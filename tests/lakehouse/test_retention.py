@@ -45,3 +45,17 @@ def test_retention_is_explicit_and_bounded(home: Settings, tmp_path: Path) -> No
         # a later full refresh keeps silver rows whose bronze batch retention removed
         run_etl(con, home, full_refresh=True, write_lake=False)
         assert count(con, "silver.ratings") == 4  # 2023, 2024 from the pruned batch + the 2 new ones
+
+
+def test_gold_is_rebuilt_whole_after_retention_deleted_silver_rows(home: Settings, tmp_path: Path) -> None:
+    with write_session(home) as con:
+        ingest_file(con, _batch(tmp_path / "old.parquet", [2010, 2016, 2023, 2024]))
+        run_etl(con, home, write_lake=False)
+        apply_retention(con, home, dry_run=False)  # silver loses 2010 and 2016
+        ingest_file(con, _batch(tmp_path / "new.parquet", [2024, 2024]))
+        # gold's stored sums still count the deleted ratings: merging into them would fail the reconciliation
+        doc = run_etl(con, home, write_lake=False)
+        assert all(c["passed"] for c in doc["layers"]["gold"]["checks"])
+        assert count(con, "silver.ratings") == 4
+        assert con.execute("select sum(n_ratings) from gold.movie_kpis").fetchall()[0][0] == 4
+        assert con.execute("select sum(n_ratings) from gold.user_engagement").fetchall()[0][0] == 4

@@ -33,7 +33,7 @@ from cinematch._log import get_logger, log_event, timed
 from cinematch.engines import sqlgen
 from cinematch.engines.spark_lake import LakeLocation, data_files, read_version
 from cinematch.errors import BadInput
-from cinematch.lakehouse import extras, lake, silver
+from cinematch.lakehouse import extras, incremental, lake, silver
 from cinematch.lakehouse import gold as gold_layer
 from cinematch.lakehouse.etl import _gate, _gold_exists
 from cinematch.lakehouse.quality import run_checks
@@ -344,6 +344,7 @@ def run_etl_spark(
                 extra_rows, _ = extras.build_silver(con, batches, full_refresh)
                 checks = (*silver.SILVER_CHECKS, *extras.silver_checks())
             else:
+                incremental.drop_states(con)  # they follow DuckDB's gold builds, not Spark's
                 extra_rows = extras.build_gold(con, as_of)
                 checks = (*gold_layer.GOLD_CHECKS, *extras.gold_checks())
             results = run_checks(con, checks, tol)

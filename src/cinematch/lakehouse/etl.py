@@ -47,6 +47,24 @@ def _changed_partitions(con: duckdb.DuckDBPyConnection, batch_ids: list[str]) ->
     return {(int(y), int(m)) for y, m in rows}
 
 
+def _replaced_partitions(con: duckdb.DuckDBPyConnection) -> set[tuple[int, int]]:
+    """(year, month) partitions of the ratings this run's batches replaced (silver's ``_silver_replaced``)."""
+    rows = con.execute("select distinct year(rated_at), month(rated_at) from _silver_replaced").fetchall()
+    return {(int(y), int(m)) for y, m in rows}
+
+
+def _retention_since_gold(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether retention deleted rows after the last gold build: gold's stored sums then count ratings that
+    silver no longer has, so gold is rebuilt whole rather than merged."""
+    rows = con.execute(
+        """select count(*) from ops.pipeline_runs where pipeline = 'retention' and status = 'completed' and rows > 0
+           and finished_at > coalesce((select max(finished_at) from ops.pipeline_runs
+                                       where pipeline = 'etl' and step = 'gold' and status = 'completed'),
+                                      timestamp '1970-01-01')"""
+    ).fetchall()
+    return rows[0][0] > 0
+
+
 def _last_gold_run(con: duckdb.DuckDBPyConnection) -> str | None:
     rows = con.execute(
         """select run_id from ops.pipeline_runs where pipeline = 'etl' and step = 'gold' and status = 'completed'
@@ -68,13 +86,25 @@ def _gold_behind_silver(con: duckdb.DuckDBPyConnection, run_id: str) -> bool:
 
 
 def _write_lake(
-    con: duckdb.DuckDBPyConnection, settings: Settings, changed: set[tuple[int, int]] | None, gold_run: str
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    changed: set[tuple[int, int]] | None,
+    gold_run: str,
+    append_batches: list[str] | None = None,
 ) -> dict[str, str]:
-    """Write every lake table (``changed`` partitions of silver.ratings only, when given), then mark it in sync."""
+    """Write every lake table, then mark it in sync.
+
+    silver.ratings: only the ``changed`` partitions are rewritten when given, and the rows of
+    ``append_batches`` are added to the others as new files (lake.write_table).
+    """
     tables = [*SILVER_TABLES, *(f"gold.{m}" for m in gold_layer.GOLD_MODELS), *extras.lake_tables()]
-    written = {
-        t: str(lake.write_table(con, t, settings.lake_dir, changed if t == "silver.ratings" else None)) for t in tables
-    }
+    written = {}
+    for t in tables:
+        ratings = t == "silver.ratings"
+        path = lake.write_table(
+            con, t, settings.lake_dir, changed if ratings else None, append_batches if ratings else None
+        )
+        written[t] = str(path)
     lake.mark_synced(settings.lake_dir, gold_run)
     return written
 
@@ -133,6 +163,9 @@ def run_etl(
     con.execute("begin transaction")
     silver = build_silver(con, full_refresh=full_refresh)
     pending = silver.pop("pending")
+    replaced = silver.pop("replaced")
+    # lake partitions holding a replaced rating are rewritten; new ratings elsewhere are appended as new files
+    rewrite = _replaced_partitions(con) if replaced else None
     extra_rows, extra_changed = extras.build_silver(con, pending, full_refresh)
     silver["rows"].update(extra_rows)
     # incremental runs check the new batches' rows (unchanged rows passed before); full refreshes check all
@@ -166,8 +199,8 @@ def run_etl(
 
     started, t0 = utcnow(), time.perf_counter()
     con.execute("begin transaction")
-    scoped = None if gold_behind else _scoped_batches(pending, full_refresh, as_of)
-    gold_rows = gold_layer.build_gold(con, as_of=as_of, new_batches=scoped)
+    scoped = None if gold_behind or _retention_since_gold(con) else _scoped_batches(pending, full_refresh, as_of)
+    gold_rows = gold_layer.build_gold(con, as_of=as_of, new_batches=scoped, replaced=replaced)
     gold_rows.update(extras.build_gold(con, as_of))
     gold_results = run_checks(con, (*gold_layer.GOLD_CHECKS, *extras.gold_checks()), tol)
     _gate(con, "gold", gold_results, run, started)
@@ -182,8 +215,9 @@ def run_etl(
     if write_lake:
         t0 = time.perf_counter()
         whole = full_refresh or lake_behind or gold_behind
-        changed = None if whole else _changed_partitions(con, silver["batches"])
-        run["lake"] = _write_lake(con, settings, changed, run["run_id"])
+        append = None if whole or rewrite is None else silver["batches"]
+        changed = None if whole else rewrite if append else _changed_partitions(con, silver["batches"])
+        run["lake"] = _write_lake(con, settings, changed, run["run_id"], append)
         run["lake_seconds"] = round(time.perf_counter() - t0, 3)
     run["up_to_date"] = False
     run["status"] = "completed"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
@@ -12,11 +11,10 @@ from typing import Any
 import duckdb
 
 from cinematch._log import get_logger, timed
-from cinematch.engines import sqlgen
 from cinematch.errors import BadInput, CineMatchError
+from cinematch.lakehouse import incremental
 from cinematch.lakehouse.quality import Check, CheckResult
 from cinematch.lakehouse.quality import run_checks as _run_checks
-from cinematch.warehouse import batch_table, table_exists
 
 log = get_logger(__name__)
 
@@ -67,57 +65,12 @@ def _require_silver(con: duckdb.DuckDBPyConnection) -> None:
         raise CineMatchError(f"missing {', '.join('silver.' + m for m in missing)}; build the silver layer first")
 
 
-@dataclass(frozen=True)
-class Scope:
-    """How an incremental run rebuilds only the rows of a gold model that new ratings can change.
-
-    ``affected`` selects the model's key values touched by the new silver rows (temp table ``_gold_new``);
-    ``rewrite`` widens them to the keys whose rows change (temporal_trends: the next year's year-over-year
-    change too); ``inputs`` filters silver.ratings to what those rows are computed from. The model's own SQL
-    then runs on the filtered ratings, so there is still one definition of each table.
-    """
-
-    keys: tuple[str, ...]
-    affected: str
-    inputs: str
-    rewrite: str | None = None
-    since: str | None = None  # the earliest rated_at the inputs need: a constant bound lets scans skip row groups
-
-
-# A scoped rewrite reading more than this share of silver's ratings falls back to a whole rebuild.
-_SCOPED_MAX_SHARE = 0.5
-_YEAR = "cast(extract(year from rated_at) as integer)"
-_MONTH = "cast(extract(month from rated_at) as integer)"
-
-# Models not listed here are rebuilt whole: trending_movies reads only the last 180 days, movie_kpis one
-# aggregate per movie, and both depend on every movie through ranks and the global mean.
-SCOPES: dict[str, Scope] = {
-    "genre_analytics": Scope(
-        keys=("year", "month"),
-        affected=f"select distinct {_YEAR} as year, {_MONTH} as month from _gold_new",
-        inputs=f"({_YEAR}, {_MONTH}) in (select year, month from _gold_keys)",
-        since="select min(make_date(year, month, 1)) from _gold_keys",
-    ),
-    "temporal_trends": Scope(
-        keys=("year",),
-        affected=f"select distinct {_YEAR} as year from _gold_new",
-        rewrite="select year from _gold_affected union select year + 1 as year from _gold_affected",
-        inputs=f"{_YEAR} in (select year from _gold_keys union select year - 1 as year from _gold_keys)",
-        since="select min(make_date(year - 1, 1, 1)) from _gold_keys",
-    ),
-    "user_engagement": Scope(
-        keys=("user_id",),
-        affected="select distinct user_id from _gold_new",
-        inputs="user_id in (select user_id from _gold_keys)",
-    ),
-}
-
-
 def build_gold(
     con: duckdb.DuckDBPyConnection,
     as_of: datetime | None = None,
     prior_weight: float = DEFAULT_PRIOR_WEIGHT,
     new_batches: list[str] | None = None,
+    replaced: bool = False,
 ) -> dict[str, int]:
     """(Re)create every gold table with CREATE OR REPLACE TABLE gold.<name> AS <sql>; returns row counts.
 
@@ -125,8 +78,10 @@ def build_gold(
     it. Runs inside the caller's transaction (no BEGIN/COMMIT here), so a failed check can roll it all back.
 
     ``new_batches``: the ratings batches merged into silver since gold was last built. When given, the models of
-    SCOPES rewrite only the keys those ratings touch (the caller guarantees gold is otherwise current: same
-    movies, no logical date, nothing else changed); the result equals a full rebuild.
+    ``incremental.SCOPES`` rewrite only the keys those ratings touch (the caller guarantees gold is otherwise
+    current: same movies, no logical date, nothing else changed); the result equals a full rebuild.
+    ``replaced``: silver kept the rows those batches replaced in ``_silver_replaced``, so the models of
+    ``incremental.MERGES`` merge the new rows into their old ones instead.
     """
     if not math.isfinite(prior_weight) or prior_weight < 0:
         raise BadInput(f"prior_weight must be a finite number >= 0, got {prior_weight!r}")
@@ -137,92 +92,24 @@ def build_gold(
         as_of = con.execute("select max(rated_at) from silver.ratings").fetchall()[0][0]
     params: dict[str, Any] = {"as_of": as_of, "prior_weight": float(prior_weight)}
     con.execute("create schema if not exists gold")
-    scoped = new_batches is not None and _prepare_scope(con, new_batches)
+    scoped = new_batches is not None and incremental.prepare(con, new_batches)
     counts: dict[str, int] = {}
     with timed(log, "gold_build", as_of=as_of, prior_weight=prior_weight, scoped=bool(scoped)) as info:
         for name in GOLD_MODELS:
             sql = load_sql(name).strip().rstrip(";")
             used = {k: v for k, v in params.items() if k in _sql_params(sql)}
             with timed(log, "gold_model", model=name) as model_info:
-                written = (
-                    _rebuild_scoped(con, name, SCOPES[name], sql, used, as_of) if scoped and name in SCOPES else None
-                )
+                written = incremental.rebuild(con, name, sql, used, as_of, replaced) if scoped else None
                 if written is None:
                     con.execute(f"create or replace table gold.{name} as\n{sql}", used)
+                    incremental.rebuild_state(con, name, as_of)
                 else:
                     model_info["rewritten"] = written
                 counts[name] = con.execute(f"select count(*) from gold.{name}").fetchall()[0][0]
                 model_info["rows"] = counts[name]
         info["tables"] = len(counts)
-        if scoped:
-            con.execute("drop table if exists _gold_new")
+    incremental.finish(con)
     return counts
-
-
-def _prepare_scope(con: duckdb.DuckDBPyConnection, new_batches: list[str]) -> bool:
-    """Stage the new silver rows in ``_gold_new``; False when gold must be rebuilt whole."""
-    if any(not table_exists(con, "gold", name) for name in SCOPES):
-        return False
-    batch_table(con, "_gold_batches", new_batches)
-    # gold must hold every older rating: not so after a backfill pinned to an earlier logical date
-    built = [con.execute(f"select min(as_of), max(as_of) from gold.{name}").fetchall()[0] for name in SCOPES]
-    older = con.execute(
-        "select max(rated_at) from silver.ratings where batch_id not in (select batch_id from _gold_batches)"
-    ).fetchall()[0][0]
-    if older is not None and any(lo is None or lo != hi or lo < older for lo, hi in built):
-        con.execute("drop table _gold_batches")
-        return False
-    con.execute(
-        """create or replace temp table _gold_new as
-           select user_id, rated_at from silver.ratings where batch_id in (select batch_id from _gold_batches)"""
-    )
-    con.execute("drop table _gold_batches")
-    return True
-
-
-def _rebuild_scoped(
-    con: duckdb.DuckDBPyConnection, name: str, scope: Scope, sql: str, params: dict[str, Any], as_of: datetime
-) -> int | None:
-    """Replace the rows of ``gold.<name>`` whose keys the new ratings touch; returns how many were written.
-
-    Returns None, having changed nothing, when the keys' ratings are most of silver (a weekly batch from nearly
-    every user): rebuilding whole is then cheaper than deleting and re-inserting.
-    """
-    keys = ", ".join(scope.keys)
-    con.execute(f"create or replace temp table _gold_affected as {scope.affected}")
-    con.execute(f"create or replace temp table _gold_keys as {scope.rewrite or 'select * from _gold_affected'}")
-    inputs = scope.inputs
-    if scope.since is not None:
-        since = con.execute(scope.since).fetchall()[0][0]
-        if since is not None:
-            inputs = f"rated_at >= {sqlgen.literal(datetime.combine(since, datetime.min.time()))} and {inputs}"
-    con.execute(f"create or replace temp view _gold_ratings as select * from silver.ratings where {inputs}")
-    needed, total = con.execute(
-        "select (select count(*) from _gold_ratings), (select count(*) from silver.ratings)"
-    ).fetchall()[0]
-    if needed > _SCOPED_MAX_SHARE * total:
-        _drop_scope(con)
-        return None
-    scoped_sql = sql.replace("silver.ratings", "_gold_ratings")
-    # the model's own columns: a source may have added columns to this table (lakehouse/extras.py), and rebuilds them
-    columns = ", ".join(r[0] for r in con.execute(f"select * from ({scoped_sql}) as q limit 0", params).description)
-    con.execute(f"delete from gold.{name} where ({keys}) in (select {keys} from _gold_keys)")
-    con.execute(f"update gold.{name} set as_of = ?", [as_of])
-    con.execute(
-        f"""insert into gold.{name} ({columns})
-            select {columns} from ({scoped_sql}) as scoped where ({keys}) in (select {keys} from _gold_keys)""",
-        params,
-    )
-    written = con.execute(
-        f"select count(*) from gold.{name} where ({keys}) in (select {keys} from _gold_keys)"
-    ).fetchall()[0][0]
-    _drop_scope(con)
-    return written
-
-
-def _drop_scope(con: duckdb.DuckDBPyConnection) -> None:
-    for drop in ("view _gold_ratings", "table _gold_keys", "table _gold_affected"):
-        con.execute(f"drop {drop}")
 
 
 def run_checks(
@@ -266,11 +153,14 @@ listed as (
     where genre is not null and genre <> ''
 ),
 per_movie as (select movie_id, count(*) as n_genres from listed group by movie_id),
+rated as (
+    -- counted per movie first: the genre counts then multiply thousands of rows, not every rating
+    select movie_id, count(*) as n from silver.ratings where rated_at <= {_as_of("genre_analytics")} group by movie_id
+),
 expected as (
-    select coalesce(sum(coalesce(pm.n_genres, 1)), 0) as n
-    from silver.ratings as r
+    select coalesce(sum(r.n * coalesce(pm.n_genres, 1)), 0) as n
+    from rated as r
     left join per_movie as pm on r.movie_id = pm.movie_id
-    where r.rated_at <= {_as_of("genre_analytics")}
 ),
 actual as (select coalesce(sum(n_ratings), 0) as n from gold.genre_analytics)
 select e.n as expected, a.n as actual from expected as e cross join actual as a where e.n <> a.n
@@ -302,16 +192,20 @@ select * from pivoted where n_7d > n_30d or n_30d > n_90d
 _TRENDING_RECONCILE = f"""
 with
 a as (select {_as_of("trending_movies")} as as_of),
-w as (
-    select 7 as window_days, as_of - interval '7' day as window_start, as_of as window_end from a
-    union all select 30, as_of - interval '30' day, as_of from a
-    union all select 90, as_of - interval '90' day, as_of from a
+counted as (
+    -- one pass over the last 90 days, each rating counted in every window that holds it
+    select
+        sum(case when r.rated_at > a.as_of - interval '7' day then 1 else 0 end) as n_7,
+        sum(case when r.rated_at > a.as_of - interval '30' day then 1 else 0 end) as n_30,
+        count(*) as n_90
+    from silver.ratings as r
+    cross join a
+    where r.rated_at > a.as_of - interval '90' day and r.rated_at <= a.as_of
 ),
 expected as (
-    select w.window_days, count(r.rated_at) as n
-    from w
-    left join silver.ratings as r on r.rated_at > w.window_start and r.rated_at <= w.window_end
-    group by w.window_days
+    select 7 as window_days, coalesce(n_7, 0) as n from counted
+    union all select 30, coalesce(n_30, 0) from counted
+    union all select 90, n_90 from counted
 ),
 actual as (
     select window_days, sum(n_ratings) as n from gold.trending_movies group by window_days

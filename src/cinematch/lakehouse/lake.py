@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cinematch._log import get_logger, timed
+from cinematch.engines import sqlgen
 from cinematch.errors import CineMatchError
 from cinematch.warehouse import new_run_id
 
@@ -29,14 +30,19 @@ def table_path(lake_dir: Path, table: str) -> Path:
 
 
 def write_table(
-    con: duckdb.DuckDBPyConnection, table: str, lake_dir: Path, changed: set[tuple[int, int]] | None = None
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    lake_dir: Path,
+    changed: set[tuple[int, int]] | None = None,
+    append_batches: list[str] | None = None,
 ) -> Path:
     """Write ``table`` as Parquet into a new version folder, then swap the table's symlink to it.
 
     The rename of a symlink is atomic, so a reader that resolves the path sees the old version or the
     new one, never half a partition. Old versions are removed after the swap. For a partitioned table,
     ``changed`` (year, month) partitions are rewritten and the others hard-linked from the current version,
-    so an incremental run writes only what it touched.
+    so an incremental run writes only what it touched. ``append_batches``: the rows of these batches (which
+    replaced no row outside ``changed``) go into new files beside the hard-linked ones of their partitions.
     """
     link = table_path(lake_dir, table)
     link.parent.mkdir(parents=True, exist_ok=True)
@@ -54,7 +60,15 @@ def write_table(
                     f"(format parquet, partition_by ({partition_by}), overwrite_or_ignore)"
                 )
             reused = _link_unchanged(current, version, changed)
-            info.update(rewritten=len(changed), reused=reused)
+            if append_batches:
+                batches = ", ".join(sqlgen.literal(b) for b in append_batches)
+                keep = f" and (year, month) not in ({pairs})" if changed else ""
+                # APPEND adds uniquely named files to the partition folders the links just made
+                con.execute(
+                    f"copy (select * from ({select}) as t where batch_id in ({batches}){keep}) to '{version}' "
+                    f"(format parquet, partition_by ({partition_by}), append)"
+                )
+            info.update(rewritten=len(changed), reused=reused, appended=bool(append_batches))
         elif partition_by:
             con.execute(f"copy ({select}) to '{version}' (format parquet, partition_by ({partition_by}))")
         else:

@@ -90,6 +90,8 @@ def build_silver(con: duckdb.DuckDBPyConnection, full_refresh: bool = False) -> 
         con.execute(ddl)
     batches = new_batches(con)
     rating_batches = [b["batch_id"] for b in batches if b["kind"] == "ratings"]
+    con.execute("drop table if exists _silver_replaced")
+    replaced = False
     with timed(log, "silver_build", full_refresh=full_refresh, new_batches=len(batches)) as info:
         if full_refresh:
             con.execute(f"create or replace temp table _silver_full as {RATINGS_FULL_SQL}")
@@ -105,6 +107,13 @@ def build_silver(con: duckdb.DuckDBPyConnection, full_refresh: bool = False) -> 
                     from bronze.ratings_buffer where batch_id in (select batch_id from _wanted)
                     qualify {_LATEST}"""
             )
+            # the rows about to be replaced: incremental gold subtracts them (gold/incremental.py, MERGES)
+            con.execute(
+                """create or replace temp table _silver_replaced as
+                   select s.user_id, s.movie_id, s.rating, s.rated_at from silver.ratings as s
+                   inner join _new as n on s.user_id = n.user_id and s.movie_id = n.movie_id and s.rated_at = n.rated_at"""
+            )
+            replaced = True
             con.execute(
                 """delete from silver.ratings s using _new n
                    where s.user_id = n.user_id and s.movie_id = n.movie_id and s.rated_at = n.rated_at"""
@@ -119,7 +128,9 @@ def build_silver(con: duckdb.DuckDBPyConnection, full_refresh: bool = False) -> 
         counts = silver_counts(con)
         info.update(counts, merged=merged)
     # "pending": the batches this run took in, with their kinds (the caller hands them to the other sources)
-    return {"rows": counts, "merged": merged, "batches": [b["batch_id"] for b in batches], "pending": batches}
+    # "replaced": whether the temp table _silver_replaced holds the rows this run's batches replaced
+    return {"rows": counts, "merged": merged, "batches": [b["batch_id"] for b in batches], "pending": batches,
+            "replaced": replaced}  # fmt: skip
 
 
 def mark_processed(con: duckdb.DuckDBPyConnection, batches: list[dict], full_refresh: bool) -> None:

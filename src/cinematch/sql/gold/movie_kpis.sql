@@ -26,16 +26,17 @@ movies as (
 ),
 
 global_mean as (
-    select avg(rating) as global_mean from ratings
+    select sum(rating) / count(*) as global_mean from ratings
 ),
 
 movie_stats as (
+    -- ratings are half steps, so these sums are exact in any order: the incremental form
+    -- (movie_kpis_merge.sql) keeps them and gets the same mean and standard deviation to the last bit
     select
         movie_id,
         count(*) as n_ratings,
         sum(rating) as sum_rating,
-        avg(rating) as avg_rating,
-        stddev_samp(rating) as stddev_rating
+        sum(rating * rating) as sum_squares
     from ratings
     group by movie_id
 ),
@@ -46,9 +47,12 @@ kpis as (
         m.title,
         m.release_year,
         coalesce(s.n_ratings, 0) as n_ratings,
-        s.avg_rating,
-        -- explicit: engines differ on stddev_samp of a single row (null vs NaN)
-        case when coalesce(s.n_ratings, 0) >= 2 then s.stddev_rating end as stddev_rating,
+        s.sum_rating / s.n_ratings as avg_rating,
+        -- sample standard deviation from exact sums: n * sum(x^2) - sum(x)^2 is exact; null below 2 ratings
+        case
+            when coalesce(s.n_ratings, 0) >= 2
+                then sqrt((s.n_ratings * s.sum_squares - s.sum_rating * s.sum_rating) / (s.n_ratings * (s.n_ratings - 1.0)))
+        end as stddev_rating,
         (p.prior_weight * g.global_mean + coalesce(s.sum_rating, 0.0))
             / nullif(p.prior_weight + coalesce(s.n_ratings, 0), 0) as bayesian_rating,
         m.is_placeholder,

@@ -22,7 +22,19 @@ params as (
 ),
 
 ratings as (
-    select r.movie_id, r.rating, r.rated_at
+    -- band: each rating of the last 180 days falls in one band between consecutive window edges: (0, 7],
+    -- (7, 14], (14, 30], (30, 60], (60, 90], (90, 180] days before as_of, named by the outer edge
+    select
+        r.movie_id,
+        r.rating,
+        case
+            when r.rated_at > p.as_of - interval '7' day then 7
+            when r.rated_at > p.as_of - interval '14' day then 14
+            when r.rated_at > p.as_of - interval '30' day then 30
+            when r.rated_at > p.as_of - interval '60' day then 60
+            when r.rated_at > p.as_of - interval '90' day then 90
+            when r.rated_at > p.as_of - interval '180' day then 180
+        end as band
     from silver.ratings as r
     cross join params as p
     where r.rated_at <= p.as_of
@@ -36,47 +48,59 @@ windows as (
     select
         '7d' as window_label,
         7 as window_days,
-        as_of - interval '14' day as prev_start,
         as_of - interval '7' day as window_start,
         as_of as window_end
     from params
     union all
-    select '30d', 30, as_of - interval '60' day, as_of - interval '30' day, as_of from params
+    select '30d', 30, as_of - interval '30' day, as_of from params
     union all
-    select '90d', 90, as_of - interval '180' day, as_of - interval '90' day, as_of from params
+    select '90d', 90, as_of - interval '90' day, as_of from params
 ),
 
 global_mean as (
     select avg(rating) as global_mean from ratings
 ),
 
-windowed_ratings as (
+bands as (
+    -- one pass sums every movie's ratings per band; the windows then add bands up, instead of joining each
+    -- rating to each window
+    select movie_id, band, count(*) as n_ratings, sum(rating) as sum_rating
+    from ratings
+    where band is not null
+    group by movie_id, band
+),
+
+band_windows as (
+    -- the bands that make up each window (in_current = 1) and the window of the same length before it
+    select 7 as window_days, 7 as band, 1 as in_current
+    union all select 7, 14, 0
+    union all select 30, 7, 1
+    union all select 30, 14, 1
+    union all select 30, 30, 1
+    union all select 30, 60, 0
+    union all select 90, 7, 1
+    union all select 90, 14, 1
+    union all select 90, 30, 1
+    union all select 90, 60, 1
+    union all select 90, 90, 1
+    union all select 90, 180, 0
+),
+
+movie_windows as (
     select
         w.window_label,
         w.window_days,
         w.window_start,
         w.window_end,
-        r.movie_id,
-        r.rating,
-        case when r.rated_at > w.window_start then 1 else 0 end as in_current
-    from ratings as r
-    inner join windows as w on r.rated_at > w.prev_start and r.rated_at <= w.window_end
-),
-
-movie_windows as (
-    select
-        window_label,
-        window_days,
-        window_start,
-        window_end,
-        movie_id,
-        sum(in_current) as n_ratings,
-        sum(case when in_current = 1 then rating else 0 end) as sum_rating,
-        avg(case when in_current = 1 then rating end) as avg_rating,
-        sum(1 - in_current) as n_ratings_prev,
-        avg(case when in_current = 0 then rating end) as avg_rating_prev
-    from windowed_ratings
-    group by window_label, window_days, window_start, window_end, movie_id
+        b.movie_id,
+        sum(case when bw.in_current = 1 then b.n_ratings else 0 end) as n_ratings,
+        sum(case when bw.in_current = 1 then b.sum_rating else 0 end) as sum_rating,
+        sum(case when bw.in_current = 0 then b.n_ratings else 0 end) as n_ratings_prev,
+        sum(case when bw.in_current = 0 then b.sum_rating else 0 end) as sum_rating_prev
+    from bands as b
+    inner join band_windows as bw on b.band = bw.band
+    inner join windows as w on bw.window_days = w.window_days
+    group by w.window_label, w.window_days, w.window_start, w.window_end, b.movie_id
 ),
 
 scored as (
@@ -87,9 +111,9 @@ scored as (
         mw.window_end,
         mw.movie_id,
         mw.n_ratings,
-        mw.avg_rating,
+        mw.sum_rating / mw.n_ratings as avg_rating,
         mw.n_ratings_prev,
-        mw.avg_rating_prev,
+        mw.sum_rating_prev / nullif(mw.n_ratings_prev, 0) as avg_rating_prev,
         cast(mw.n_ratings - mw.n_ratings_prev as double) / greatest(mw.n_ratings_prev, 1) as velocity,
         (p.prior_weight * g.global_mean + mw.sum_rating) / nullif(p.prior_weight + mw.n_ratings, 0)
             as bayesian_rating,

@@ -1,0 +1,89 @@
+-- gold.movie_kpis, incremental form: every movie's stored sums plus the new batches' ratings.
+--
+-- The same columns and definitions as movie_kpis.sql (which a full refresh runs; a test proves both agree).
+-- Inputs besides silver.movies: _gold_new (the silver rows of the new batches), _silver_replaced (the older
+-- rows they replaced) and gold.movie_kpis as built before the batch. Ratings are half steps, so the stored mean
+-- and standard deviation give back the exact sums: n * mean is a multiple of 0.5, and the sum of squares,
+-- (n - 1) * stddev^2 + sum^2 / n, a multiple of 0.25.
+
+with
+
+params as (
+    select cast($as_of as timestamp) as as_of, cast($prior_weight as double) as prior_weight
+),
+
+movies as (
+    select movie_id, title, release_year, is_placeholder from silver.movies
+),
+
+stored as (
+    select
+        movie_id,
+        n_ratings,
+        coalesce(round(avg_rating * n_ratings * 2) / 2, 0) as sum_rating,
+        case
+            when n_ratings >= 2
+                then round(((n_ratings - 1) * stddev_rating * stddev_rating
+                    + avg_rating * avg_rating * n_ratings) * 4) / 4
+            when n_ratings = 1 then avg_rating * avg_rating
+            else 0
+        end as sum_squares
+    from gold.movie_kpis
+),
+
+changes as (
+    select movie_id, 1 as n_ratings, rating as sum_rating, rating * rating as sum_squares from _gold_new
+    union all
+    select movie_id, -1, -rating, -rating * rating from _silver_replaced
+    union all
+    select movie_id, n_ratings, sum_rating, sum_squares from stored
+),
+
+movie_stats as (
+    select movie_id, sum(n_ratings) as n_ratings, sum(sum_rating) as sum_rating, sum(sum_squares) as sum_squares
+    from changes
+    group by movie_id
+    having sum(n_ratings) > 0
+),
+
+global_mean as (
+    select sum(sum_rating) / sum(n_ratings) as global_mean from movie_stats
+),
+
+kpis as (
+    select
+        m.movie_id,
+        m.title,
+        m.release_year,
+        coalesce(s.n_ratings, 0) as n_ratings,
+        s.sum_rating / s.n_ratings as avg_rating,
+        case
+            when coalesce(s.n_ratings, 0) >= 2
+                then sqrt((s.n_ratings * s.sum_squares - s.sum_rating * s.sum_rating) / (s.n_ratings * (s.n_ratings - 1.0)))
+        end as stddev_rating,
+        (p.prior_weight * g.global_mean + coalesce(s.sum_rating, 0.0))
+            / nullif(p.prior_weight + coalesce(s.n_ratings, 0), 0) as bayesian_rating,
+        m.is_placeholder,
+        p.as_of
+    from movies as m
+    left join movie_stats as s on m.movie_id = s.movie_id
+    cross join params as p
+    cross join global_mean as g
+),
+
+final as (
+    select
+        movie_id,
+        title,
+        release_year,
+        n_ratings,
+        avg_rating,
+        stddev_rating,
+        bayesian_rating,
+        row_number() over (order by n_ratings desc, movie_id asc) as popularity_rank,
+        is_placeholder,
+        as_of
+    from kpis
+)
+
+select * from final
