@@ -41,8 +41,9 @@ _SCOPED_MAX_SHARE = 0.5
 _YEAR = "cast(extract(year from rated_at) as integer)"
 _MONTH = "cast(extract(month from rated_at) as integer)"
 
-# Models not listed here are rebuilt whole: trending_movies reads only the last 180 days, movie_kpis one
-# aggregate per movie, and both depend on every movie through ranks and the global mean.
+# The way back when a model cannot merge (MERGES below; no replaced rows kept, or genre_analytics without its
+# state): its own SQL over the ratings of the touched keys. trending_movies is always rebuilt whole: its windows
+# move with every batch.
 SCOPES: dict[str, Scope] = {
     "genre_analytics": Scope(
         keys=("year", "month"),
