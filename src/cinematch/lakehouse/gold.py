@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import re
 from datetime import UTC, datetime
-from importlib import resources
 from typing import Any
 
 import duckdb
@@ -15,6 +14,7 @@ from cinematch.errors import BadInput, CineMatchError
 from cinematch.lakehouse import incremental
 from cinematch.lakehouse.quality import Check, CheckResult
 from cinematch.lakehouse.quality import run_checks as _run_checks
+from cinematch.sql import gold as gold_sql
 
 log = get_logger(__name__)
 
@@ -28,7 +28,6 @@ GOLD_MODELS: tuple[str, ...] = (
 )
 DEFAULT_PRIOR_WEIGHT = 25.0
 
-_SQL_PACKAGE = "cinematch.sql.gold"
 _PARAM_RE = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 _LINE_COMMENT_RE = re.compile(r"--[^\n]*")
 
@@ -37,7 +36,7 @@ def load_sql(name: str) -> str:
     """Return the text of the gold model ``name`` (a member of GOLD_MODELS)."""
     if name not in GOLD_MODELS:
         raise BadInput(f"unknown gold model {name!r}; expected one of {', '.join(GOLD_MODELS)}")
-    return resources.files(_SQL_PACKAGE).joinpath(f"{name}.sql").read_text(encoding="utf-8")
+    return gold_sql.read(name)
 
 
 def _sql_params(sql: str) -> set[str]:
@@ -96,7 +95,7 @@ def build_gold(
     counts: dict[str, int] = {}
     with timed(log, "gold_build", as_of=as_of, prior_weight=prior_weight, scoped=bool(scoped)) as info:
         for name in GOLD_MODELS:
-            sql = load_sql(name).strip().rstrip(";")
+            sql = load_sql(name)
             used = {k: v for k, v in params.items() if k in _sql_params(sql)}
             with timed(log, "gold_model", model=name) as model_info:
                 written = incremental.rebuild(con, name, sql, used, as_of, replaced) if scoped else None

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from importlib import resources
 from typing import Any
 
 import duckdb
 
 from cinematch._log import get_logger
 from cinematch.engines import sqlgen
+from cinematch.sql import gold as gold_sql
 from cinematch.warehouse import batch_table, table_exists
 
 log = get_logger(__name__)
@@ -87,15 +87,11 @@ STATES: dict[str, str] = {"user_engagement": "user_genre_masks", "genre_analytic
 _NEEDS_OLD_BITS = {"genre_analytics"}
 
 
-def _sql(name: str) -> str:
-    return resources.files("cinematch.sql.gold").joinpath(f"{name}.sql").read_text(encoding="utf-8").strip().rstrip(";")
-
-
 def rebuild_state(con: duckdb.DuckDBPyConnection, model: str, as_of: datetime | None) -> None:
     """Build the state of ``model`` (if it keeps one) from silver, as of ``as_of``."""
     if model in STATES:
         con.execute(
-            f"create or replace table gold.{STATES[model]} as {sqlgen.substitute(_sql(STATES[model]), {'as_of': as_of})}"
+            f"create or replace table gold.{STATES[model]} as {sqlgen.substitute(gold_sql.read(STATES[model]), {'as_of': as_of})}"
         )
 
 
@@ -121,7 +117,7 @@ def _update_state(con: duckdb.DuckDBPyConnection, model: str, as_of: datetime) -
         rebuild_state(con, model, as_of)
         return False
     keys = ", ".join(r[0] for r in con.execute(f"select * from gold.{state} limit 0").description[:-2])  # … mask, as_of
-    delta = sqlgen.substitute(_sql(state).replace("silver.ratings", "_gold_new"), {"as_of": as_of})
+    delta = sqlgen.substitute(gold_sql.read(state).replace("silver.ratings", "_gold_new"), {"as_of": as_of})
     con.execute(
         f"""create or replace temp table _gold_state as
             select {keys}, bit_or(mask) as mask, bit_or(old_mask) as old_mask from (
@@ -195,7 +191,9 @@ def _merge(con: duckdb.DuckDBPyConnection, name: str, key: str | None, params: d
     # literals, not parameters: a constant lower bound on rated_at lets the scan skip older row groups
     params["since"] = datetime.combine(since, datetime.min.time())
     params["since_month"] = datetime(since.year, since.month, 1)
-    con.execute(f"create or replace temp table _gold_merged as {sqlgen.substitute(_sql(name + '_merge'), params)}")
+    con.execute(
+        f"create or replace temp table _gold_merged as {sqlgen.substitute(gold_sql.read(name + '_merge'), params)}"
+    )
     columns = ", ".join(r[0] for r in con.execute("select * from _gold_merged limit 0").description)
     # insert into the table as it is: its column types stay those of the full build, and columns that other
     # sources add (lakehouse/extras.py) stay in place for them to fill

@@ -30,25 +30,7 @@ movies as (
     select movie_id, genres from silver.movies
 ),
 
-exploded_genres as (
-    select movie_id, unnest(genres) as genre from movies
-),
-
-listed_genres as (
-    -- distinct: a genre listed twice must not double-count the rating
-    select distinct movie_id, genre
-    from exploded_genres
-    where genre is not null and genre <> ''
-),
-
-movie_genres as (
-    select movie_id, genre from listed_genres
-    union all
-    select m.movie_id, '(no genres listed)' as genre
-    from movies as m
-    left join (select distinct movie_id from listed_genres) as l on m.movie_id = l.movie_id
-    where l.movie_id is null
-),
+-- @include movie_genres
 
 movie_months as (
     -- pre-aggregate per movie and month: the genre join then multiplies thousands of rows, not millions
@@ -71,25 +53,7 @@ genre_months_movies as (
     group by coalesce(g.genre, '(no genres listed)'), mm.year, mm.month, mm.month_start
 ),
 
-genre_bits as (
-    -- every genre gets one bit of a 62-bit word (word = index / 62), so a set of genres is a few bigints
-    select genre, cast(floor(idx / 62.0) as integer) as word, cast(1 as bigint) << cast(idx % 62 as integer) as bit
-    from (
-        select genre, row_number() over (order by genre) - 1 as idx
-        from (select genre from movie_genres union select '(no genres listed)' as genre) as distinct_genres
-    ) as indexed
-),
-
-movie_masks as (
-    select mg.movie_id, b.word, bit_or(b.bit) as mask
-    from movie_genres as mg
-    inner join genre_bits as b on mg.genre = b.genre
-    group by mg.movie_id, b.word
-),
-
-no_genre_bit as (
-    select word, bit from genre_bits where genre = '(no genres listed)'
-),
+-- @include genre_masks
 
 user_month_masks as (
     -- the genres a user rated in a month, OR-ed into masks: one pass over the ratings, no exploded join

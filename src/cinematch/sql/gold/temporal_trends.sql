@@ -27,24 +27,7 @@ movies as (
     select movie_id, genres from silver.movies
 ),
 
-exploded_genres as (
-    select movie_id, unnest(genres) as genre from movies
-),
-
-listed_genres as (
-    select distinct movie_id, genre
-    from exploded_genres
-    where genre is not null and genre <> ''
-),
-
-movie_genres as (
-    select movie_id, genre from listed_genres
-    union all
-    select m.movie_id, '(no genres listed)' as genre
-    from movies as m
-    left join (select distinct movie_id from listed_genres) as l on m.movie_id = l.movie_id
-    where l.movie_id is null
-),
+-- @include movie_genres
 
 movie_years as (
     -- pre-aggregate per movie and year: the genre join then multiplies thousands of rows, not millions
@@ -76,18 +59,4 @@ yearly as (
     select genre, year, n_ratings, avg_rating from all_years
 ),
 
-final as (
-    select
-        cur.year,
-        cur.genre,
-        cur.n_ratings,
-        cur.avg_rating,
-        cast(cur.n_ratings - prev.n_ratings as double) / prev.n_ratings as yoy_volume_change,
-        cur.avg_rating - prev.avg_rating as yoy_avg_rating_change,
-        p.as_of
-    from yearly as cur
-    left join yearly as prev on cur.genre = prev.genre and prev.year = cur.year - 1
-    cross join params as p
-)
-
-select * from final
+-- @include yearly_trends_columns

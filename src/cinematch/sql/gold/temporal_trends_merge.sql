@@ -15,24 +15,7 @@ movies as (
     select movie_id, genres from silver.movies
 ),
 
-exploded_genres as (
-    select movie_id, unnest(genres) as genre from movies
-),
-
-listed_genres as (
-    select distinct movie_id, genre
-    from exploded_genres
-    where genre is not null and genre <> ''
-),
-
-movie_genres as (
-    select movie_id, genre from listed_genres
-    union all
-    select m.movie_id, '(no genres listed)' as genre
-    from movies as m
-    left join (select distinct movie_id from listed_genres) as l on m.movie_id = l.movie_id
-    where l.movie_id is null
-),
+-- @include movie_genres
 
 changed_movie_years as (
     select movie_id, year, sum(n_ratings) as n_ratings, sum(sum_rating) as sum_rating
@@ -63,18 +46,4 @@ yearly as (
     having sum(n_ratings) > 0
 ),
 
-final as (
-    select
-        cur.year,
-        cur.genre,
-        cur.n_ratings,
-        cur.avg_rating,
-        cast(cur.n_ratings - prev.n_ratings as double) / prev.n_ratings as yoy_volume_change,
-        cur.avg_rating - prev.avg_rating as yoy_avg_rating_change,
-        p.as_of
-    from yearly as cur
-    left join yearly as prev on cur.genre = prev.genre and prev.year = cur.year - 1
-    cross join params as p
-)
-
-select * from final
+-- @include yearly_trends_columns

@@ -23,15 +23,7 @@ movies as (
     select movie_id, genres from silver.movies
 ),
 
-exploded_genres as (
-    select movie_id, unnest(genres) as genre from movies
-),
-
-listed_genres as (
-    select distinct movie_id, genre
-    from exploded_genres
-    where genre is not null and genre <> '' and genre <> '(no genres listed)'
-),
+-- @include listed_genre_masks
 
 user_stats as (
     select
@@ -50,22 +42,6 @@ user_days as (
     select user_id, count(*) as active_days
     from (select distinct user_id, cast(rated_at as date) as rated_on from ratings) as d
     group by user_id
-),
-
-genre_bits as (
-    -- every listed genre gets one bit of a 62-bit word (word = index / 62), so a set of genres is a few bigints
-    select genre, cast(floor(idx / 62.0) as integer) as word, cast(1 as bigint) << cast(idx % 62 as integer) as bit
-    from (
-        select genre, row_number() over (order by genre) - 1 as idx
-        from (select distinct genre from listed_genres) as distinct_genres
-    ) as indexed
-),
-
-movie_masks as (
-    select g.movie_id, b.word, bit_or(b.bit) as mask
-    from listed_genres as g
-    inner join genre_bits as b on g.genre = b.genre
-    group by g.movie_id, b.word
 ),
 
 user_masks as (

@@ -55,20 +55,11 @@ new_days as (
     group by n.user_id
 ),
 
-listed_genres as (
-    select distinct movie_id, genre
-    from (select movie_id, unnest(genres) as genre from silver.movies) as exploded
-    where genre is not null and genre <> '' and genre <> '(no genres listed)'
+movies as (
+    select movie_id, genres from silver.movies
 ),
 
-genre_bits as (
-    -- as in user_engagement.sql and user_genre_masks.sql: one bit of a 62-bit word per listed genre
-    select genre, cast(floor(idx / 62.0) as integer) as word, cast(1 as bigint) << cast(idx % 62 as integer) as bit
-    from (
-        select genre, row_number() over (order by genre) - 1 as idx
-        from (select distinct genre from listed_genres) as distinct_genres
-    ) as indexed
-),
+-- @include listed_genre_masks
 
 user_genres as (
     -- gold.user_genre_masks already holds the new ratings' genres (incremental.py updates it first)

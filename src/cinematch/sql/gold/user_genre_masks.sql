@@ -17,26 +17,11 @@ ratings as (
     where r.rated_at <= p.as_of
 ),
 
-listed_genres as (
-    select distinct movie_id, genre
-    from (select movie_id, unnest(genres) as genre from silver.movies) as exploded
-    where genre is not null and genre <> '' and genre <> '(no genres listed)'
+movies as (
+    select movie_id, genres from silver.movies
 ),
 
-genre_bits as (
-    select genre, cast(floor(idx / 62.0) as integer) as word, cast(1 as bigint) << cast(idx % 62 as integer) as bit
-    from (
-        select genre, row_number() over (order by genre) - 1 as idx
-        from (select distinct genre from listed_genres) as distinct_genres
-    ) as indexed
-),
-
-movie_masks as (
-    select g.movie_id, b.word, bit_or(b.bit) as mask
-    from listed_genres as g
-    inner join genre_bits as b on g.genre = b.genre
-    group by g.movie_id, b.word
-),
+-- @include listed_genre_masks
 
 final as (
     select r.user_id, m.word, bit_or(m.mask) as mask, p.as_of
