@@ -571,3 +571,20 @@ def test_genre_sets_wider_than_one_bitmask_word() -> None:
     ue = con.execute("select user_id, genre_diversity from gold.user_engagement").df().set_index("user_id")
     assert expected_diversity.max() > 62
     assert (ue["genre_diversity"] == expected_diversity.loc[ue.index]).all()
+
+
+_INCREMENTAL_SQL = ("genre_analytics_merge", "temporal_trends_merge", "user_engagement_merge", "movie_kpis_merge",
+                    "user_genre_masks", "user_month_genre_masks")  # fmt: skip
+
+
+@pytest.mark.parametrize("name", (*GOLD_MODELS, *_INCREMENTAL_SQL))
+def test_includes_expand_into_one_portable_statement(name: str) -> None:
+    from cinematch.sql import gold as gold_sql
+
+    sql = gold_sql.read(name)
+    assert "@include" not in sql  # every shared CTE expanded, however deep
+    code = re.sub(r"--[^\n]*", "", sql).lower()
+    assert code.rstrip().endswith("select * from final")
+    assert set(re.findall(r"\$(\w+)", code)) <= {"as_of", "prior_weight", "since", "since_month"}
+    ctes = re.findall(r"^(\w+) as \($", code, flags=re.MULTILINE)
+    assert ctes and len(ctes) == len(set(ctes)), name  # an include must not define a CTE twice
