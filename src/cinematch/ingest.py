@@ -24,8 +24,9 @@ from cinematch.datasets.readers import (
 )
 from cinematch.datasets.viewing import INSERTS as VIEWING_INSERTS
 from cinematch.datasets.viewing import VIEWING_KINDS, normalize_viewing, read_viewing_raw, viewing_kind
+from cinematch.engines._pgingest import load_ratings
 from cinematch.errors import BadInput
-from cinematch.warehouse import query_rows, record_run, utcnow
+from cinematch.warehouse import is_postgres, query_rows, record_run, utcnow
 
 log = get_logger(__name__)
 
@@ -171,8 +172,9 @@ def ingest_file(
         good, bad = normalize_movies(raw)
     else:
         raw, fmt_used = read_ratings_raw(path, fmt)
-        good, bad = normalize_ratings(raw, ordered=False)
-    n_good, n_bad = good.num_rows, bad.num_rows
+        # PostgreSQL: validated inside the transaction while the COPY streams (engines/_pgingest.py)
+        good, bad = (None, None) if is_postgres(con) else normalize_ratings(raw, ordered=False)
+    n_good, n_bad = (good.num_rows, bad.num_rows) if good is not None and bad is not None else (raw.num_rows, 0)
     n_rows = n_good + n_bad
     if n_rows == 0:
         raise BadInput(f"{path} has a header but no rows; nothing to load")
@@ -183,7 +185,10 @@ def ingest_file(
     try:
         if by_id is not None:  # an earlier failed attempt: its audit row is replaced
             con.execute("delete from bronze.ingestion_metadata where batch_id = ?", [batch_id])
-        _insert(con, kind, meta, good, bad)
+        if good is None or bad is None:
+            n_good, n_bad = load_ratings(con, raw, meta, _INSERTS["ratings"][1])
+        else:
+            _insert(con, kind, meta, good, bad)
         seconds = time.perf_counter() - started
         rps = n_rows / seconds if seconds > 0 else None
         notes = json.dumps({"format": fmt_used, "rows_read": n_rows})

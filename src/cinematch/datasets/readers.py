@@ -374,6 +374,21 @@ def _typed_expressions(schema: pa.Schema) -> dict[str, str]:
     return exprs
 
 
+def ratings_check_sql(schema: pa.Schema) -> str:
+    """The per-row typing and validation query over relation ``raw``: typed columns, ``row_number`` and
+    ``final_reason`` (null for good rows; in-batch duplicates are found afterwards, over the whole batch)."""
+    latest = f"timestamp '{datetime.now(UTC).replace(tzinfo=None) + timedelta(days=1):%Y-%m-%d %H:%M:%S}'"
+    return _NORMALIZE_RATINGS.format(**_typed_expressions(schema), latest=latest)
+
+
+def unreadable(source: RawSource, exc: Exception) -> BadInput:
+    """The error for a batch DuckDB fails to read while staging it (a corrupt or truncated file)."""
+    where = source.path if isinstance(source, ParquetSource) else "the batch"
+    return BadInput(
+        f"cannot read {where}: {' '.join(str(exc).split())[:160]}; the file is corrupt or truncated: re-export it"
+    )
+
+
 def stage_ratings(con: duckdb.DuckDBPyConnection, source: RawSource) -> tuple[int, int]:
     """Type and validate ``source`` into temp table ``_checked`` of ``con``; return (good, quarantined) counts.
 
@@ -381,16 +396,10 @@ def stage_ratings(con: duckdb.DuckDBPyConnection, source: RawSource) -> tuple[in
     """
     register_raw(con, source)
     con.execute("set TimeZone='UTC'")
-    latest = f"timestamp '{datetime.now(UTC).replace(tzinfo=None) + timedelta(days=1):%Y-%m-%d %H:%M:%S}'"
     try:
-        con.execute(
-            f"create or replace temp table _checked as {_NORMALIZE_RATINGS.format(**_typed_expressions(source.schema), latest=latest)}"
-        )
+        con.execute(f"create or replace temp table _checked as {ratings_check_sql(source.schema)}")
     except duckdb.Error as exc:
-        where = source.path if isinstance(source, ParquetSource) else "the batch"
-        raise BadInput(
-            f"cannot read {where}: {' '.join(str(exc).split())[:160]}; the file is corrupt or truncated: re-export it"
-        ) from None
+        raise unreadable(source, exc) from None
     _mark_duplicates(con)
     good, bad = con.execute(
         "select count(*) filter (where final_reason is null), count(*) filter (where final_reason is not null) "

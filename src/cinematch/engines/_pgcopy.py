@@ -14,8 +14,8 @@ import pyarrow.csv as pacsv
 CHUNK_ROWS = 65_536
 _PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01, PostgreSQL's binary epoch, in µs after 1970-01-01
 _PG_EPOCH_DAYS = 10_957
-_BINARY_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
-_BINARY_TRAILER = b"\xff\xff"
+BINARY_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
+BINARY_TRAILER = b"\xff\xff"
 
 # information_schema data_type → (numpy big-endian dtype, Arrow type the column is cast to first)
 _BINARY_TYPES: dict[str, tuple[str, pa.DataType]] = {
@@ -130,22 +130,39 @@ def _binary_layout(data: pa.Table, target_types: Sequence[str]) -> tuple[np.dtyp
 def _binary_chunks(data: pa.Table, dtype: np.dtype, values: list[Any]) -> Iterator[memoryview | bytes]:
     # One buffer reused for every chunk: allocating fresh memory per chunk costs more than filling it.
     n = data.num_rows
-    buf = np.zeros(min(CHUNK_ROWS, n), dtype)
-    buf["n"] = data.num_columns
-    per_row = []
-    for i, v in enumerate(values):
-        buf[f"l{i}"] = dtype.fields[f"v{i}"][0].itemsize
-        if isinstance(v, bytes) or np.ndim(v) == 0:
-            buf[f"v{i}"] = v
-        else:
-            per_row.append((f"v{i}", v))
-    yield _BINARY_HEADER
+    buf = _filled(np.empty(min(CHUNK_ROWS, n), dtype), data.num_columns, values)
+    per_row = [(f"v{i}", v) for i, v in enumerate(values) if not (isinstance(v, bytes) or np.ndim(v) == 0)]
+    yield BINARY_HEADER
     for start in range(0, n, len(buf)):
         m = min(len(buf), n - start)
         for name, v in per_row:
             buf[name][:m] = v[start : start + m]
         yield memoryview(buf[:m]).cast("B")
-    yield _BINARY_TRAILER
+    yield BINARY_TRAILER
+
+
+def _filled(buf: np.ndarray, n_columns: int, values: list[Any]) -> np.ndarray:
+    """``buf`` with every tuple's field count, field lengths and constant values set (per-row values are not)."""
+    buf["n"] = n_columns
+    for i, v in enumerate(values):
+        buf[f"l{i}"] = buf.dtype.fields[f"v{i}"][0].itemsize
+        if isinstance(v, bytes) or np.ndim(v) == 0:
+            buf[f"v{i}"] = v
+    return buf
+
+
+def binary_rows(data: pa.Table, target_types: Sequence[str]) -> memoryview | None:
+    """``data``'s rows as COPY BINARY tuples (no header or trailer) in a buffer of their own, for a COPY that is
+    fed piece by piece (framed by ``BINARY_HEADER`` and ``BINARY_TRAILER``); None when the rows vary in size."""
+    layout = _binary_layout(data, target_types)
+    if layout is None:
+        return None
+    dtype, values = layout
+    buf = _filled(np.empty(data.num_rows, dtype), data.num_columns, values)
+    for i, v in enumerate(values):
+        if not (isinstance(v, bytes) or np.ndim(v) == 0):
+            buf[f"v{i}"] = v
+    return memoryview(buf).cast("B")
 
 
 def _pg_array_literal(col: pa.ChunkedArray | pa.Array) -> pa.Array:
