@@ -15,8 +15,9 @@ On demand: ETL, create futures, train, find the latest model, test it on held-ou
 
 from __future__ import annotations
 
-from airflow.sdk import Param, TriggerRule, dag, task
+from airflow.sdk import Param, dag, task
 
+from cinematch import dag_tasks as steps
 from cinematch import orchestration as orch
 
 
@@ -38,38 +39,11 @@ def etl_train_test_pipeline() -> None:
         return orch.build_silver_gold()
 
     @task(pool=orch.POOL)
-    def create_futures(built: dict, params: dict | None = None, run_id: str | None = None) -> dict:
-        return orch.create_futures(pairs_file=params["pairs_file"], tag=run_id)
-
-    @task.short_circuit(pool=orch.POOL, ignore_downstream_trigger_rules=False)
-    def needs_training(futures: dict, params: dict | None = None) -> bool:
-        return orch.pending_batches(force=params["force_train"])["train"]
-
-    @task(pool=orch.POOL)
     def train_model(params: dict | None = None) -> dict:
         return orch.train_model(force=params["force_train"])
 
-    @task(pool=orch.POOL, trigger_rule=TriggerRule.NONE_FAILED)
-    def find_latest_model(trained: dict | None) -> dict:
-        return orch.latest_model()
-
-    @task(pool=orch.POOL)
-    def test_model(latest: dict) -> dict:
-        return orch.test_model(latest["version"])
-
-    @task(pool=orch.POOL, trigger_rule=TriggerRule.NONE_FAILED)
-    def validate_run(built: dict, trained: dict | None, tested: dict) -> dict:
-        return orch.validate_run("etl_train_test_pipeline", etl=built, training=trained, test=tested)
-
-    @task
-    def notify(summary: dict, run_id: str | None = None) -> dict:
-        return orch.notify("etl_train_test_pipeline", summary, run_id)
-
-    built = run_etl()
     trained = train_model()
-    needs_training(create_futures(built)) >> trained
-    tested = test_model(find_latest_model(trained))
-    notify(validate_run(built, trained, tested))
+    steps.model_steps("etl_train_test_pipeline", run_etl(), trained, trained)
 
 
 etl_train_test_pipeline()

@@ -21,8 +21,9 @@ from __future__ import annotations
 import sys
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
-from airflow.sdk import Param, TriggerRule, dag, task
+from airflow.sdk import Param, dag, task
 
+from cinematch import dag_tasks as steps
 from cinematch import orchestration as orch
 from cinematch.engines import spark_jobs
 
@@ -54,41 +55,15 @@ def etl_train_test_pipeline_spark() -> None:
     def etl_result(run_id: str | None = None) -> dict:
         return spark_jobs.read_ref("etl", run_id)
 
-    @task(pool=orch.POOL)
-    def create_futures(built: dict, params: dict | None = None, run_id: str | None = None) -> dict:
-        return orch.create_futures(pairs_file=params["pairs_file"], tag=run_id)
-
-    @task.short_circuit(pool=orch.POOL, ignore_downstream_trigger_rules=False)
-    def needs_training(futures: dict, params: dict | None = None) -> bool:
-        return orch.pending_batches(force=params["force_train"])["train"]
-
     @task
     def training_result(run_id: str | None = None) -> dict:
         return spark_jobs.read_ref("train", run_id)
 
-    @task(pool=orch.POOL, trigger_rule=TriggerRule.NONE_FAILED)
-    def find_latest_model(trained: dict | None) -> dict:
-        return orch.latest_model()
-
-    @task(pool=orch.POOL)
-    def test_model(latest: dict) -> dict:
-        return orch.test_model(latest["version"])
-
-    @task(pool=orch.POOL, trigger_rule=TriggerRule.NONE_FAILED)
-    def validate_run(built: dict, trained: dict | None, tested: dict) -> dict:
-        return orch.validate_run("etl_train_test_pipeline_spark", etl=built, training=trained, test=tested)
-
-    @task
-    def notify(summary: dict, run_id: str | None = None) -> dict:
-        return orch.notify("etl_train_test_pipeline_spark", summary, run_id)
-
     built = etl_result()
     run_etl >> built
-    needs_training(create_futures(built)) >> train_model
     trained = training_result()
     train_model >> trained
-    tested = test_model(find_latest_model(trained))
-    notify(validate_run(built, trained, tested))
+    steps.model_steps("etl_train_test_pipeline_spark", built, train_model, trained)
 
 
 etl_train_test_pipeline_spark()
