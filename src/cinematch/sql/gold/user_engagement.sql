@@ -44,13 +44,7 @@ user_days as (
     group by user_id
 ),
 
-user_masks as (
-    -- the genres a user rated, OR-ed into masks in one pass over the ratings (re-ratings absorb themselves)
-    select r.user_id, m.word, bit_or(m.mask) as mask
-    from ratings as r
-    inner join movie_masks as m on r.movie_id = m.movie_id
-    group by r.user_id, m.word
-),
+-- @include user_masks
 
 user_genres as (
     select u.user_id, count(*) as genre_diversity

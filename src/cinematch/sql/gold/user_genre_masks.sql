@@ -23,12 +23,12 @@ movies as (
 
 -- @include listed_genre_masks
 
+-- @include user_masks
+
 final as (
-    select r.user_id, m.word, bit_or(m.mask) as mask, p.as_of
-    from ratings as r
-    inner join movie_masks as m on r.movie_id = m.movie_id
+    select u.user_id, u.word, u.mask, p.as_of
+    from user_masks as u
     cross join params as p
-    group by r.user_id, m.word, p.as_of
 )
 
 select * from final

@@ -29,14 +29,12 @@ movies as (
 
 -- @include genre_masks
 
+-- @include user_month_masks
+
 final as (
-    select r.user_id, r.year, r.month, coalesce(mm.word, n.word) as word, bit_or(coalesce(mm.mask, n.bit)) as mask,
-        p.as_of
-    from ratings as r
-    left join movie_masks as mm on r.movie_id = mm.movie_id
-    cross join no_genre_bit as n
+    select u.user_id, u.year, u.month, u.word, u.mask, p.as_of
+    from user_month_masks as u
     cross join params as p
-    group by r.user_id, r.year, r.month, coalesce(mm.word, n.word), p.as_of
 )
 
 select * from final
