@@ -33,6 +33,12 @@ def _gold_exists(con: duckdb.DuckDBPyConnection) -> bool:
     return table_exists(con, "gold", "movie_kpis")
 
 
+def _partitions(con: duckdb.DuckDBPyConnection, relation: str, params: list[str] | None = None) -> set[tuple[int, int]]:
+    """The (year, month) partitions of silver.ratings that the rows of ``relation`` fall in."""
+    rows = con.execute(f"select distinct year(rated_at), month(rated_at) from {relation}", params).fetchall()
+    return {(int(y), int(m)) for y, m in rows}
+
+
 def _changed_partitions(con: duckdb.DuckDBPyConnection, batch_ids: list[str]) -> set[tuple[int, int]]:
     """(year, month) partitions of silver.ratings that this run's batches touched.
 
@@ -41,26 +47,21 @@ def _changed_partitions(con: duckdb.DuckDBPyConnection, batch_ids: list[str]) ->
     if not batch_ids:
         return set()
     marks = ", ".join("?" for _ in batch_ids)
-    rows = con.execute(
-        f"select distinct year(rated_at), month(rated_at) from silver.ratings where batch_id in ({marks})", batch_ids
-    ).fetchall()
-    return {(int(y), int(m)) for y, m in rows}
+    return _partitions(con, f"silver.ratings where batch_id in ({marks})", batch_ids)
 
 
-def _replaced_partitions(con: duckdb.DuckDBPyConnection) -> set[tuple[int, int]]:
-    """(year, month) partitions of the ratings this run's batches replaced (silver's ``_silver_replaced``)."""
-    rows = con.execute("select distinct year(rated_at), month(rated_at) from _silver_replaced").fetchall()
-    return {(int(y), int(m)) for y, m in rows}
+# when the last gold build finished (the epoch before the first)
+_LAST_GOLD = """coalesce((select max(finished_at) from ops.pipeline_runs
+                          where pipeline = 'etl' and step = 'gold' and status = 'completed'),
+                         timestamp '1970-01-01')"""
 
 
 def _retention_since_gold(con: duckdb.DuckDBPyConnection) -> bool:
     """Whether retention deleted rows after the last gold build: gold's stored sums then count ratings that
     silver no longer has, so gold is rebuilt whole rather than merged."""
     rows = con.execute(
-        """select count(*) from ops.pipeline_runs where pipeline = 'retention' and status = 'completed' and rows > 0
-           and finished_at > coalesce((select max(finished_at) from ops.pipeline_runs
-                                       where pipeline = 'etl' and step = 'gold' and status = 'completed'),
-                                      timestamp '1970-01-01')"""
+        f"""select count(*) from ops.pipeline_runs where pipeline = 'retention' and status = 'completed' and rows > 0
+            and finished_at > {_LAST_GOLD}"""
     ).fetchall()
     return rows[0][0] > 0
 
@@ -76,10 +77,8 @@ def _last_gold_run(con: duckdb.DuckDBPyConnection) -> str | None:
 def _gold_behind_silver(con: duckdb.DuckDBPyConnection, run_id: str) -> bool:
     """Whether an earlier silver run brought batches that no later gold run has seen (a kill between the commits)."""
     rows = con.execute(
-        """select details from ops.pipeline_runs where pipeline = 'etl' and step = 'silver' and status = 'completed'
-           and run_id <> ? and finished_at > coalesce((select max(finished_at) from ops.pipeline_runs
-                                       where pipeline = 'etl' and step = 'gold' and status = 'completed'),
-                                      timestamp '1970-01-01')""",
+        f"""select details from ops.pipeline_runs where pipeline = 'etl' and step = 'silver' and status = 'completed'
+            and run_id <> ? and finished_at > {_LAST_GOLD}""",
         [run_id],
     ).fetchall()
     return any((json.loads(d) if isinstance(d, str) else d or {}).get("batches") for (d,) in rows)
@@ -165,7 +164,7 @@ def run_etl(
     pending = silver.pop("pending")
     replaced = silver.pop("replaced")
     # lake partitions holding a replaced rating are rewritten; new ratings elsewhere are appended as new files
-    rewrite = _replaced_partitions(con) if replaced else None
+    rewrite = _partitions(con, "_silver_replaced") if replaced else None
     extra_rows, extra_changed = extras.build_silver(con, pending, full_refresh)
     silver["rows"].update(extra_rows)
     # incremental runs check the new batches' rows (unchanged rows passed before); full refreshes check all

@@ -114,9 +114,10 @@ def build_silver(con: duckdb.DuckDBPyConnection, full_refresh: bool = False) -> 
                    inner join _new as n on s.user_id = n.user_id and s.movie_id = n.movie_id and s.rated_at = n.rated_at"""
             )
             replaced = True
+            # keys are unique in silver: deleting the rows just found is the one join against the table
             con.execute(
-                """delete from silver.ratings s using _new n
-                   where s.user_id = n.user_id and s.movie_id = n.movie_id and s.rated_at = n.rated_at"""
+                """delete from silver.ratings s using _silver_replaced r
+                   where s.user_id = r.user_id and s.movie_id = r.movie_id and s.rated_at = r.rated_at"""
             )
             con.execute("insert into silver.ratings select * from _new")
             merged = con.execute("select count(*) from _new").fetchall()[0][0]
