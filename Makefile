@@ -42,10 +42,13 @@ format: $(STAMP)
 # stop the whole process group: `kill -TERM -- -<pid of make>`. Tasks run with CINEMATCH_HOME (default ./cinematch-home).
 AIRFLOW_DIR ?= $(CURDIR)/airflow-home
 AIRFLOW_PORT ?= 8080
+# the API server (UI) listens on this machine only; `make airflow AIRFLOW_HOST=0.0.0.0` opens it to the network
+AIRFLOW_HOST ?= 127.0.0.1
 AIRFLOW := $(CURDIR)/$(VENV)/bin/airflow
 AIRFLOW_PASSWORDS := $(AIRFLOW_DIR)/simple_auth_manager_passwords.json.generated
 AIRFLOW_ENV = AIRFLOW_HOME=$(AIRFLOW_DIR) AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
-	AIRFLOW__CORE__LOAD_EXAMPLES=False AIRFLOW__API__PORT=$(AIRFLOW_PORT) AIRFLOW__API__BASE_URL=http://localhost:$(AIRFLOW_PORT) \
+	AIRFLOW__CORE__LOAD_EXAMPLES=False AIRFLOW__API__HOST=$(AIRFLOW_HOST) AIRFLOW__API__PORT=$(AIRFLOW_PORT) \
+	AIRFLOW__API__BASE_URL=http://localhost:$(AIRFLOW_PORT) \
 	AIRFLOW__CORE__DEFAULT_TASK_RETRY_DELAY=$${AIRFLOW__CORE__DEFAULT_TASK_RETRY_DELAY:-30} \
 	CINEMATCH_HOME=$${CINEMATCH_HOME:-$(CURDIR)/cinematch-home} PATH=$(CURDIR)/$(VENV)/bin:$$PATH
 
@@ -53,7 +56,7 @@ airflow: $(STAMP)
 	@mkdir -p $(AIRFLOW_DIR)
 	@env $(AIRFLOW_ENV) $(AIRFLOW) db migrate >/dev/null
 	@env $(AIRFLOW_ENV) $(AIRFLOW) pools set cinematch_warehouse 1 "CineMatch warehouse: DuckDB has one writer" >/dev/null
-	@echo "Airflow UI: http://localhost:$(AIRFLOW_PORT)  (AIRFLOW_HOME $(AIRFLOW_DIR), DAGs $(CURDIR)/dags)"
+	@echo "Airflow UI: http://localhost:$(AIRFLOW_PORT)  (listening on $(AIRFLOW_HOST); AIRFLOW_HOME $(AIRFLOW_DIR), DAGs $(CURDIR)/dags)"
 	@if [ -f $(AIRFLOW_PASSWORDS) ]; then echo "login: admin, password: $$(cat $(AIRFLOW_PASSWORDS))"; \
 	else echo "login: admin, password: printed below on this first start, then kept in $(AIRFLOW_PASSWORDS)"; fi
 	@echo "stop: Ctrl-C here (in the background: kill -TERM -- -<process group of make>)"

@@ -9,7 +9,8 @@ When the ratings buffer changes: process new data, find the champion, detect dri
   `ops.drift_reports`; decision and scores in the log and XCom) → `decide` (branch on the stored decision) →
   either `skip_retrain`, or `merge_and_retrain` (merge exactly the checked batches, train, promote if not worse)
   → `find_latest_model` → `test_model`; both paths join at `validate_run` (`none_failed_min_one_success`) →
-  `notify`.
+  `publish_views` (the drift report and, after a retrain, the new champion reach the API) → `notify`. A retrain
+  decision and the promotion outcome are posted to the alert webhook.
 - **no champion yet**: the decision is `no_champion` and the retrain branch trains the first model.
 - **idempotent**: a rerun finds the batches merged, so the buffer is empty and the decision is
   `insufficient_data` (skip); a retried `merge_and_retrain` returns the version it already trained.
@@ -21,6 +22,7 @@ from datetime import datetime
 
 from airflow.sdk import Asset, TriggerRule, dag, task
 
+from cinematch import dag_tasks as steps
 from cinematch import orchestration as orch
 
 
@@ -56,7 +58,7 @@ def drift_detection_retrain_pipeline() -> None:
 
     @task(pool=orch.POOL)
     def merge_and_retrain(drift: dict) -> dict:
-        return orch.merge_and_retrain(drift["batch_ids"])
+        return orch.announce_training(orch.merge_and_retrain(drift["batch_ids"]))
 
     @task(pool=orch.POOL)
     def find_latest_model(trained: dict) -> dict:
@@ -71,14 +73,15 @@ def drift_detection_retrain_pipeline() -> None:
         return orch.validate_run("drift_detection_retrain_pipeline", drift=drift, training=trained, test=tested)
 
     @task
-    def notify(summary: dict, run_id: str | None = None) -> dict:
-        return orch.notify("drift_detection_retrain_pipeline", summary, run_id)
+    def notify(summary: dict, published: dict, run_id: str | None = None) -> dict:
+        return orch.notify("drift_detection_retrain_pipeline", summary, run_id, published)
 
     drift = detect_drift(find_current_model(process_new_data()))
     skipped, trained = skip_retrain(drift), merge_and_retrain(drift)
     decide(drift) >> [skipped, trained]
     tested = test_model(find_latest_model(trained))
-    notify(validate_run(drift, skipped, trained, tested))
+    summary = validate_run(drift, skipped, trained, tested)
+    notify(summary, steps.publish_views(summary))
 
 
 drift_detection_retrain_pipeline()

@@ -7,7 +7,8 @@ On demand: ETL, create futures, train, find the latest model, test it on held-ou
   `pairs_file`, or for the 200 newest buffered (user, movie, date) triples, under `CINEMATCH_HOME/futures/`) →
   `needs_training` (short-circuit) → `train_model` (register a version; promoted only if not worse) →
   `find_latest_model` (newest `version_*` folder) → `test_model` (metrics on the held-out 20 %) →
-  `validate_run` → `notify`.
+  `validate_run` → `publish_views` (the serving views: the champion's recommendations and the new trending and
+  genre tables reach the API) → `notify`. A promotion or a refused promotion is posted to the alert webhook.
 - **params**: `pairs_file` (default: generated from the buffer), `force_train` (default false).
 - **idempotent**: with nothing merged into silver since the champion, `train_model` is skipped (no duplicate
   version); the latest model is still found and tested, and the run ends green.
@@ -40,7 +41,7 @@ def etl_train_test_pipeline() -> None:
 
     @task(pool=orch.POOL)
     def train_model(params: dict | None = None) -> dict:
-        return orch.train_model(force=params["force_train"])
+        return orch.announce_training(orch.train_model(force=params["force_train"]))
 
     trained = train_model()
     steps.model_steps("etl_train_test_pipeline", run_etl(), trained, trained)

@@ -6,7 +6,7 @@
 
 - **tasks**: `run_etl` (SparkSubmitOperator: `spark_jobs.py etl`) → `etl_result` → `create_futures` →
   `needs_training` (short-circuit) → `train_model` (SparkSubmitOperator: `spark_jobs.py train`, Spark MLlib ALS) →
-  `training_result` → `find_latest_model` → `test_model` → `validate_run` → `notify`.
+  `training_result` → `find_latest_model` → `test_model` → `validate_run` → `publish_views` → `notify`.
 - **spark**: connection `spark_default` (type `spark`, host `local[2]` or a cluster master, e.g.
   `AIRFLOW_CONN_SPARK_DEFAULT='{"conn_type": "spark", "host": "local[2]"}'`); `spark-submit` of the CineMatch
   environment on the worker's PATH. The driver runs this interpreter (`spark.pyspark.python`).
@@ -57,7 +57,7 @@ def etl_train_test_pipeline_spark() -> None:
 
     @task
     def training_result(run_id: str | None = None) -> dict:
-        return spark_jobs.read_ref("train", run_id)
+        return orch.announce_training(spark_jobs.read_ref("train", run_id))
 
     built = etl_result()
     run_etl >> built

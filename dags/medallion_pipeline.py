@@ -6,7 +6,8 @@ Daily: bronze → silver → gold for the run's logical date, behind the quality
 - **tasks**: `ingest_raw` (new landing files, or `file`, into bronze; exactly once) → `build_silver_gold`
   (incremental silver; gold rebuilt as of the end of the logical date: the original's `transform_clean`,
   `transform_curated` and `model_analytics` in one gated call, one transaction per layer) → `validate_run`
-  (gate results, silver and gold row counts) → `notify`.
+  (gate results, silver and gold row counts) → `publish_views` (the new trending and genre tables reach the
+  API) → `notify`.
 - **params**: `file`, `batch_id` (as in `buffer_ingestion_weekly`; default: every new landing file).
 - **schedule**: daily data intervals (UTC): the run for day D starts after D ends, and its logical date is D.
 - **backfill**: `catchup=True` from 2024-01-01, one run at a time; each run pins gold to its own logical date,
@@ -21,6 +22,7 @@ from datetime import datetime
 
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 
+from cinematch import dag_tasks as steps
 from cinematch import orchestration as orch
 
 
@@ -51,11 +53,12 @@ def medallion_pipeline() -> None:
         return orch.validate_run("medallion_pipeline", ingest=ingested, etl=built)
 
     @task
-    def notify(summary: dict, run_id: str | None = None) -> dict:
-        return orch.notify("medallion_pipeline", summary, run_id)
+    def notify(summary: dict, published: dict, run_id: str | None = None) -> dict:
+        return orch.notify("medallion_pipeline", summary, run_id, published)
 
     ingested = ingest_raw()
-    notify(validate_run(ingested, build_silver_gold(ingested)))
+    summary = validate_run(ingested, build_silver_gold(ingested))
+    notify(summary, steps.publish_views(summary))
 
 
 medallion_pipeline()

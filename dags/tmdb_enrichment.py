@@ -7,7 +7,7 @@ Every 4 hours: enrich the MovieLens catalogue from the TMDB API, then rebuild si
   to `CINEMATCH_TMDB_RATE_LIMIT` requests/s, resumable: a killed run loses only its in-flight ids) →
   `build_silver_gold` (silver.tmdb_movies/tmdb_reviews with review sentiment, gold.tmdb_sentiment and the TMDB
   columns of gold.movie_kpis, behind the quality gates; gold is rebuilt as of the end of the logical date, also
-  when no ratings batch is new) → `notify`.
+  when no ratings batch is new) → `publish_views` (the TMDB details reach the API) → `notify`.
 - **params**: `links` (a MovieLens links.csv; default: the one beside the ingested movies file), `limit`
   (at most this many new movies per run; empty = all).
 - **needs**: `CINEMATCH_TMDB_API_KEY` (never logged) and optionally `CINEMATCH_TMDB_BASE_URL`.
@@ -19,6 +19,7 @@ from datetime import datetime
 
 from airflow.sdk import Param, dag, task
 
+from cinematch import dag_tasks as steps
 from cinematch import orchestration as orch
 
 
@@ -45,10 +46,11 @@ def tmdb_enrichment() -> None:
         return orch.build_silver_gold(logical_date)
 
     @task
-    def notify(built: dict, run_id: str | None = None) -> dict:
-        return orch.notify("tmdb_enrichment", built, run_id)
+    def notify(built: dict, published: dict, run_id: str | None = None) -> dict:
+        return orch.notify("tmdb_enrichment", built, run_id, published)
 
-    notify(build_silver_gold(fetch_tmdb()))
+    built = build_silver_gold(fetch_tmdb())
+    notify(built, steps.publish_views(built))
 
 
 tmdb_enrichment()

@@ -1,11 +1,14 @@
-"""Shared fixtures: a fresh home per test, tiny ratings files, and a CLI runner."""
+"""Shared fixtures: a fresh home per test, tiny ratings files, a CLI runner, and the real components' lifecycles."""
 
 from __future__ import annotations
 
+import gc
 import json
+import logging
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,3 +85,84 @@ def cli(home: Settings):
         return Result(proc.returncode, proc.stdout, proc.stderr)
 
     return run
+
+
+def in_ci() -> bool:
+    """Whether the suite runs in CI (``CI=true``, set by .ci/run), where a missing component is a failure."""
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require(available: bool, what: str) -> None:
+    """Skip the test when ``what`` is missing on this machine, but fail it in CI: tests there never skip."""
+    if available:
+        return
+    if in_ci():
+        pytest.fail(f"missing in CI (CI=true): {what}; .ci/run must install it", pytrace=False)
+    pytest.skip(f"missing on this machine: {what}")
+
+
+def stop_spark() -> None:
+    """Stop the active Spark session and shut its py4j gateway down, while pytest's streams are still open.
+
+    Left to interpreter exit, py4j closes its connections from ``__del__`` and logs that at INFO; Airflow's
+    logging config sends root records to the stdout pytest had captured, closed by then, hence the
+    "--- Logging error ---" traceback after a run. Later py4j records stay off the root logger.
+    """
+    if "pyspark" not in sys.modules:
+        return
+    from pyspark import SparkContext
+
+    active = SparkContext._active_spark_context
+    if active is not None:
+        active.stop()
+    gateway = SparkContext._gateway
+    if gateway is not None:
+        gateway.shutdown()
+        SparkContext._gateway = None
+        SparkContext._jvm = None
+    del gateway
+    gc.collect()  # the connections' __del__ runs now, not at interpreter exit
+    logging.getLogger("py4j").propagate = False
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[str]:
+    """A private PostgreSQL server for the whole session (as the `postgres` OS user when running as root)."""
+    from cinematch.engines.pgserver import ServerUnavailable, find_bindir, start_local_server
+
+    require(find_bindir() is not None, "PostgreSQL server binaries (/usr/lib/postgresql/15/bin, CINEMATCH_PG_BINDIR)")
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        require(False, "psycopg (pip install -e '.[postgres]')")
+    try:
+        url, stop = start_local_server()
+    except ServerUnavailable as exc:
+        pytest.fail(f"could not start the local PostgreSQL server: {exc}")
+    try:
+        yield url
+    finally:
+        stop()
+
+
+@pytest.fixture
+def pg_url(pg_server: str) -> Iterator[str]:
+    """A fresh database per test."""
+    import uuid
+
+    import psycopg
+
+    from cinematch.engines.pgserver import create_database
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    url = create_database(pg_server, name)
+    yield url
+    with psycopg.connect(pg_server, autocommit=True) as con:
+        con.execute(f'drop database if exists "{name}" with (force)')
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _spark_stopped_at_exit() -> Iterator[None]:
+    """Whatever started Spark (a fixture, the engine, a DAG task), the session ends with it shut down cleanly."""
+    yield
+    stop_spark()

@@ -83,7 +83,7 @@ def test_bad_rows_are_quarantined_with_reason(home: Settings, tmp_path: Path) ->
         path,
     )
     with write_session(home) as con:
-        res = ingest_file(con, path)
+        res = ingest_file(con, path, max_bad_share=1.0)
         assert (res.inserted, res.quarantined) == (1, 5)
         reasons = dict(con.execute("select reason, count(*) from bronze.quarantine group by 1").fetchall())
         assert reasons == {
@@ -152,11 +152,11 @@ def test_wrong_types_are_quarantined(home: Settings, tmp_path: Path) -> None:
         path,
     )
     with write_session(home) as con:
-        res = ingest_file(con, path)
+        res = ingest_file(con, path, max_bad_share=1.0)
         assert (res.inserted, res.quarantined) == (0, 2)
         assert sorted(r[0] for r in con.execute("select reason from bronze.quarantine").fetchall()) == [
             "unparsable timestamp",
-            "user_id is not an integer",
+            "user_id is not a positive integer",
         ]
 
 
@@ -198,7 +198,8 @@ def test_landing_loads_new_files_and_moves_them(home: Settings, tmp_path: Path, 
         assert counts(con)[0] == 70
 
 
-def test_movies_kind(home: Settings, tmp_path: Path) -> None:
+def test_movies_kind(home: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CINEMATCH_MAX_BAD_ROW_SHARE", "0.5")  # one bad row in two
     path = tmp_path / "movies.csv"
     path.write_text("movieId,title,genres\n1,Toy Story (1995),Animation|Children\nx,Bad,Drama\n")
     with write_session(home) as con:

@@ -2,18 +2,37 @@
 
 from __future__ import annotations
 
+import pytest
+from tests.webhook_recorder import WebhookRecorder
+
+from cinematch import simulate as simulate_module
+from cinematch.cli._app import main
+from cinematch.errors import QualityGateFailed
 from cinematch.recommender import registry
 from cinematch.settings import Settings
 from cinematch.simulate import simulate
 from cinematch.warehouse import read_session
 
 
-def test_default_story(home: Settings) -> None:
+@pytest.fixture
+def hook(monkeypatch: pytest.MonkeyPatch):
+    with WebhookRecorder() as recorder:
+        monkeypatch.setenv("CINEMATCH_ALERT_WEBHOOK", recorder.url)
+        yield recorder
+
+
+def test_default_story(home: Settings, hook: WebhookRecorder) -> None:
     lines: list[str] = []
-    doc = simulate(home, say=lines.append)
+    doc = simulate(Settings(home=home.home), say=lines.append)
     decisions = [w["decision"] for w in doc["weeks"]]
     assert decisions == ["insufficient_data", "warning", "retrain"]
     assert [w["promoted"] for w in doc["weeks"]] == [False, False, True]
+    # regression: alerts were posted under Airflow only. The first model, week 3's retrain decision, its promotion
+    assert hook.events() == ["champion_promoted", "retrain_decided", "champion_promoted"]
+    assert {h["source"] for h in hook.received} == {"simulate"}
+    assert hook.received[0]["version"] == doc["first_version"]
+    assert hook.received[1]["batch_ids"] == ["batch_w1", "batch_w2", "batch_w3"]
+    assert hook.received[2]["version"] == doc["weeks"][2]["new_version"]
     assert doc["weeks"][0]["champion_version"] == doc["first_version"]
     assert doc["weeks"][2]["champion_version"] == doc["weeks"][2]["new_version"] != doc["first_version"]
     assert any("drift detected" in line for line in lines)
@@ -39,3 +58,22 @@ def test_cli_simulate_json(cli) -> None:
     weeks = res.json["weeks"]
     assert [w["week"] for w in weeks] == [1, 2]
     assert all({"week", "batch_id", "records", "score", "decision", "champion_version"} <= set(w) for w in weeks)
+
+
+def test_a_failed_week_is_posted_once(home: Settings, hook: WebhookRecorder, monkeypatch: pytest.MonkeyPatch) -> None:
+    """simulate posts the failure naming its week; the CLI's error convention does not post it a second time."""
+    calls = {"n": 0}
+    real = simulate_module.drift_and_retrain
+
+    def failing(con, settings):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise QualityGateFailed("quality gate failed on silver.ratings (simulated)")
+        return real(con, settings)
+
+    monkeypatch.setattr(simulate_module, "drift_and_retrain", failing)
+    with pytest.raises(SystemExit) as exit_:
+        main(["simulate", "--weeks", "2", "--json"])
+    assert exit_.value.code == 1
+    assert hook.events() == ["champion_promoted", "gate_failed"]
+    assert hook.received[1]["where"] == "simulate week 2" and hook.received[1]["source"] == "simulate"

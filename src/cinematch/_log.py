@@ -1,4 +1,4 @@
-"""Structured key=value logging on stderr, with durations."""
+"""Structured key=value logging on stderr, with durations; values escaped, secrets scrubbed."""
 
 from __future__ import annotations
 
@@ -13,18 +13,55 @@ from typing import Any
 _CONFIGURED = False
 
 
+_SHORT_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(char: str) -> str:
+    if char in _SHORT_ESCAPES:
+        return _SHORT_ESCAPES[char]
+    if char.isprintable() or char == " ":
+        return char
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
 def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        text = f"{value:.4g}"
-    else:
-        text = str(value)
-    if not text or any(c.isspace() for c in text) or "=" in text or '"' in text:
-        return '"' + text.replace('"', '\\"') + '"'
-    return text
+    """One value of a key=value line: quoted when it has spaces, ``=`` or quotes, and never a raw control character.
+
+    CR, LF and other control or invisible characters are escaped (``\\n``, ``\\x1b``, ``\\u2028``), so a value
+    taken from a request (a path with ``%0a``) cannot start a forged log line.
+    """
+    text = f"{value:.4g}" if isinstance(value, float) else str(value)
+    if text and text.isprintable() and not any(c in text for c in ' ="\\'):
+        return text
+    return '"' + "".join(_escape(c) for c in text) + '"'
 
 
 def kv(event: str, **fields: Any) -> str:
     return " ".join([f"event={_fmt(event)}", *(f"{k}={_fmt(v)}" for k, v in fields.items())])
+
+
+class _ScrubSecrets(logging.Filter):
+    """The configured secret values (database password, API keys) never reach the log, whatever logs them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from cinematch.secrets import password_of
+
+        names = ("CINEMATCH_DATABASE_URL", "CINEMATCH_API_KEY", "CINEMATCH_TMDB_API_KEY")
+        values = [os.environ.get(n) for n in names]
+        url = values[0]
+        self.secrets = sorted({v for v in [*values, password_of(url) if url else None] if v}, key=len, reverse=True)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            from cinematch.secrets import scrub
+
+            message = record.getMessage()
+            scrubbed = scrub(message, self.secrets)  # percent-encoded and JSON-escaped spellings too
+            if scrubbed != message:
+                record.msg, record.args = scrubbed, None
+        return True
 
 
 def configure(level: str | None = None) -> None:
@@ -34,6 +71,7 @@ def configure(level: str | None = None) -> None:
         return
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    handler.addFilter(_ScrubSecrets())
     root = logging.getLogger("cinematch")
     root.addHandler(handler)
     root.setLevel(level or os.environ.get("CINEMATCH_LOG_LEVEL", "WARNING"))

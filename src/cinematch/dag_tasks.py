@@ -1,4 +1,4 @@
-"""The model steps that etl_train_test_pipeline and its Spark variant share (imported by the DAG files only)."""
+"""Tasks the DAGs share: the publish step and the model steps of etl_train_test_pipeline and its Spark variant."""
 
 from __future__ import annotations
 
@@ -34,17 +34,24 @@ def validate_run(built: dict, trained: dict | None, tested: dict, dag_id: str = 
     return orch.validate_run(dag_id, etl=built, training=trained, test=tested)
 
 
+@task(pool=orch.POOL)
+def publish_views(summary: dict) -> dict:
+    return orch.publish_views()
+
+
 @task
-def notify(summary: dict, dag_id: str = "", run_id: str | None = None) -> dict:
-    return orch.notify(dag_id, summary, run_id)
+def notify(summary: dict, published: dict | None = None, dag_id: str = "", run_id: str | None = None) -> dict:
+    return orch.notify(dag_id, summary, run_id, published)
 
 
 def model_steps(dag_id: str, built: Any, train: Any, trained: Any) -> None:
-    """futures → needs_training (short-circuit) → ``train``; ``trained`` → latest model → test → validate → notify.
+    """futures → needs_training (short-circuit) → ``train``; ``trained`` → latest model → test → validate →
+    publish_views (the champion and the new gold reach the API) → notify.
 
     ``built``/``trained``: the ETL's and the training's results (XComArgs); ``train``: the task that trains
     (the same as ``trained`` when it returns its result itself).
     """
     needs_training(create_futures(built)) >> train
     tested = test_model(find_latest_model(trained))
-    notify(validate_run(built, trained, tested, dag_id=dag_id), dag_id=dag_id)
+    summary = validate_run(built, trained, tested, dag_id=dag_id)
+    notify(summary, publish_views(summary), dag_id=dag_id)

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
-import shutil
+import stat
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from cinematch._log import get_logger, log_event
+from cinematch.datasets.delimited import public_message
 from cinematch.datasets.readers import (
     MOVIES_FORMATS,
     detect_format,
@@ -26,11 +30,13 @@ from cinematch.datasets.viewing import INSERTS as VIEWING_INSERTS
 from cinematch.datasets.viewing import VIEWING_KINDS, normalize_viewing, read_viewing_raw, viewing_kind
 from cinematch.engines._pgingest import load_ratings
 from cinematch.errors import BadInput
+from cinematch.settings import get_settings
 from cinematch.warehouse import is_postgres, query_rows, record_run, utcnow
 
 log = get_logger(__name__)
 
-BATCH_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
+# letters, digits, '_', '-' and single dots inside (never '..', never a leading or trailing dot)
+BATCH_ID_RE = re.compile(r"(?!.*\.\.)[A-Za-z0-9_-](?:[A-Za-z0-9._-]{0,126}[A-Za-z0-9_-])?")
 KINDS = ("ratings", "movies", *VIEWING_KINDS)
 
 
@@ -55,18 +61,22 @@ class IngestResult:
 
 
 def validate_batch_id(batch_id: str) -> str:
-    """Batch ids become file names and SQL values: letters, digits, `_` and `-` only."""
+    """Batch ids become file names and SQL values: letters, digits, `_`, `-` and single dots inside only."""
     if not BATCH_ID_RE.fullmatch(batch_id or ""):
         raise BadInput(
-            f"unsafe batch id {batch_id!r}: use 1-128 letters, digits, '_' or '-' (e.g. --batch-id batch_w3)"
+            f"unsafe batch id {batch_id!r}: use 1-128 letters, digits, '_', '-' or single inner dots "
+            "(e.g. --batch-id batch_w3)"
         )
     return batch_id
 
 
 def default_batch_id(path: Path) -> str:
-    """`batch_w3.parquet` → `batch_w3`; other characters are replaced by `_`."""
-    stem = path.name.split(".")[0] or "batch"
-    return re.sub(r"[^A-Za-z0-9_-]", "_", stem)[:128]
+    """The file name without its extension: `ratings.2024-01.csv` → `ratings.2024-01`.
+
+    Characters a batch id cannot hold become `_`, as do runs of dots; leading and trailing dots are dropped.
+    """
+    stem = re.sub(r"\.{2,}", "_", re.sub(r"[^A-Za-z0-9._-]", "_", Path(path).stem))
+    return stem.strip(".")[:128].rstrip(".") or "batch"
 
 
 def file_checksum(path: Path) -> str:
@@ -91,13 +101,12 @@ _INSERTS = {
     "ratings": (
         "insert into bronze.ratings_buffer select user_id, movie_id, rating, rated_at, $batch, $file, $at from _good",
         """insert into bronze.quarantine
-           select $batch, reason, row_number, user_id, movie_id, rating, rated_at, null, $file, $at from _bad""",
+           select $batch, reason, row_number, user_id, movie_id, rating, rated_at, raw, $file, $at from _bad""",
     ),
     "movies": (
         "insert into bronze.movies select movie_id, title, genres, release_year, $batch, $file, $at from _good",
         """insert into bronze.quarantine
-           select $batch, reason, row_number, null, movie_id, null, null,
-                  to_json({'title': title, 'genres': genres})::varchar, $file, $at from _bad""",
+           select $batch, reason, row_number, null, movie_id, null, null, raw, $file, $at from _bad""",
     ),
     **VIEWING_INSERTS,  # users, sessions, content (cinematch.datasets.viewing)
 }
@@ -116,22 +125,44 @@ def _insert(con: duckdb.DuckDBPyConnection, kind: str, meta: dict, good: pa.Tabl
         con.unregister("_bad")
 
 
+def check_bad_share(
+    path: Path, n_good: int, n_bad: int, limit: float, reasons: Callable[[], list[tuple[str, int]]]
+) -> None:
+    """Refuse a batch whose share of quarantined rows is above ``limit``: a mostly broken file is a wrong file
+    (another format, a truncated export), not a file with a few bad rows. ``reasons`` gives (reason, count)
+    pairs, asked for only to word the refusal."""
+    total = n_good + n_bad
+    if total == 0 or n_bad / total <= limit:
+        return
+    counted = sorted(reasons(), key=lambda rc: (-rc[1], rc[0]))  # a handful of distinct reasons
+    top = ", ".join(f"{reason!r} x{count:,}" for reason, count in counted[:2])
+    raise BadInput(
+        f"refused {path}: {n_bad:,} of {total:,} records are bad ({n_bad / total:.1%}: {top}), more than "
+        f"CINEMATCH_MAX_BAD_ROW_SHARE={limit:g} allows; nothing was loaded: fix the file, or raise "
+        "CINEMATCH_MAX_BAD_ROW_SHARE to load its good rows and quarantine the rest"
+    )
+
+
 def ingest_file(
     con: duckdb.DuckDBPyConnection,
     path: Path,
     batch_id: str | None = None,
     kind: str = "ratings",
     fmt: str = "auto",
+    max_bad_share: float | None = None,
 ) -> IngestResult:
     """Load one batch file into bronze exactly once.
 
     Re-ingesting content already loaded is a no-op (``skipped``); a known ``batch_id`` with different
     content is refused. Good rows, quarantined rows and the audit row commit in one transaction, so a
-    batch is visible completely or not at all, also when the process is killed midway.
+    batch is visible completely or not at all, also when the process is killed midway. A batch with a
+    larger share of quarantined rows than ``max_bad_share`` (default: ``CINEMATCH_MAX_BAD_ROW_SHARE``) is
+    refused whole.
     """
     started = time.perf_counter()
     started_at = utcnow()
     path = Path(path)
+    limit = get_settings().max_bad_row_share if max_bad_share is None else max_bad_share
     batch_id = validate_batch_id(batch_id if batch_id is not None else default_batch_id(path))
     if kind not in KINDS:
         raise BadInput(f"unknown --kind {kind!r}; choose one of {', '.join(KINDS)}")
@@ -178,6 +209,9 @@ def ingest_file(
     n_rows = n_good + n_bad
     if n_rows == 0:
         raise BadInput(f"{path} has a header but no rows; nothing to load")
+    if bad is not None:  # before the transaction: a refused batch writes nothing
+        counts = lambda: [(c["values"], c["counts"]) for c in pc.value_counts(bad.column("reason")).to_pylist()]  # noqa: E731
+        check_bad_share(path, n_good, n_bad, limit, counts)
 
     ingested_at = utcnow()
     meta = {"batch_id": batch_id, "source_file": source_file, "ingested_at": ingested_at}
@@ -187,6 +221,8 @@ def ingest_file(
             con.execute("delete from bronze.ingestion_metadata where batch_id = ?", [batch_id])
         if good is None or bad is None:
             n_good, n_bad = load_ratings(con, raw, meta, _INSERTS["ratings"][1])
+            reasons = "select reason, count(*) from bronze.quarantine where batch_id = ? group by reason"
+            check_bad_share(path, n_good, n_bad, limit, lambda: con.execute(reasons, [batch_id]).fetchall())
         else:
             _insert(con, kind, meta, good, bad)
         seconds = time.perf_counter() - started
@@ -264,43 +300,93 @@ def kind_of(path: Path) -> str:
 
 
 def landing_files(landing: Path) -> list[Path]:
-    """New files waiting in the landing folder (hidden files and sub-folders ignored), oldest name first."""
+    """New entries waiting in the landing folder, oldest name first: hidden entries and sub-folders are ignored;
+    links and other entries that are not regular files are listed too, for ``ingest_landing`` to refuse
+    without reading them."""
     if not landing.is_dir():
         return []
-    return sorted(p for p in landing.iterdir() if p.is_file() and not p.name.startswith("."))
+    entries = []
+    for entry in os.scandir(landing):  # one entry per file of the folder, not per row
+        if entry.name.startswith(".") or entry.is_dir(follow_symlinks=False):
+            continue
+        entries.append(Path(entry.path))
+    return sorted(entries)
+
+
+def _not_a_landing_file(landing: Path, path: Path) -> str | None:
+    """Why ``path`` may not be read as a landing file (None when it may): only regular files that are
+    inside ``landing`` itself, never a link (to a file elsewhere, or to one of landing's own files)."""
+    try:
+        mode = path.lstat().st_mode
+    except OSError as exc:
+        return f"cannot inspect it ({exc.strerror})"
+    if stat.S_ISLNK(mode):
+        return "it is a symbolic link; landing reads only regular files placed in the folder itself"
+    if not stat.S_ISREG(mode):
+        return "it is not a regular file; landing reads only regular files placed in the folder itself"
+    if path.resolve().parent != landing.resolve():
+        return "it resolves outside the landing folder"
+    return None
+
+
+def _folder(landing: Path, name: str) -> Path:
+    """``landing/name``, created when missing; refused when it is a link (files would move elsewhere)."""
+    folder = landing / name
+    if folder.is_symlink():
+        raise BadInput(f"{folder} is a symbolic link; make it a plain folder inside {landing}")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def _move(path: Path, folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
     target = folder / path.name
-    if target.exists():  # never overwrite an earlier file of the same name
+    if os.path.lexists(target):  # never overwrite an earlier file of the same name
         target = folder / f"{path.stem}.{utcnow():%Y%m%dT%H%M%S%f}{path.suffix}"
-    shutil.move(str(path), target)
+    os.rename(path, target)  # within landing/: moves a link itself, never what it points to
     return target
 
 
-def ingest_landing(con: duckdb.DuckDBPyConnection, landing: Path) -> list[dict]:
+def _write_reason(target: Path, message: str) -> None:
+    """``<file>.reason.txt`` beside a rejected file, readable by its owner only (0600), never through a link."""
+    reason = target.with_name(target.name + ".reason.txt")
+    if os.path.lexists(reason):
+        reason.unlink()
+    fd = os.open(reason, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(message + "\n")
+
+
+def _reject(rejected: Path, path: Path, message: str) -> dict:
+    target = _move(path, rejected)
+    _write_reason(target, message)
+    log_event(log, "landing_file_rejected", file=path.name, error=message)
+    return {"batch_id": default_batch_id(path), "inserted": 0, "quarantined": 0, "skipped": False,
+            "error": message, "moved_to": str(target)}  # fmt: skip
+
+
+def ingest_landing(con: duckdb.DuckDBPyConnection, landing: Path, max_bad_share: float | None = None) -> list[dict]:
     """Load every new file in ``landing``; move loaded files to ``processed/``, refused ones to ``rejected/``.
 
-    Nothing is deleted. No new files is a clean no-op.
+    Only regular files inside ``landing`` are read: a link or any other entry is refused unread. What is
+    said about a refused file (output, log, reason file) never quotes its content. Nothing is deleted. No
+    new files is a clean no-op.
     """
-    results = []
-    for path in landing_files(landing):
+    results: list[dict] = []
+    paths = landing_files(landing)
+    if not paths:
+        return results
+    processed, rejected = _folder(landing, "processed"), _folder(landing, "rejected")  # checked before loading
+    for path in paths:
+        why = _not_a_landing_file(landing, path)
+        if why is not None:
+            results.append(_reject(rejected, path, f"refused {path}: {why}"))
+            continue
         try:
-            res = ingest_file(con, path, kind=kind_of(path)).to_dict()
-            res["moved_to"] = str(_move(path, landing / "processed"))
+            res = ingest_file(con, path, kind=kind_of(path), max_bad_share=max_bad_share).to_dict()
         except BadInput as exc:
-            target = _move(path, landing / "rejected")
-            target.with_name(target.name + ".reason.txt").write_text(str(exc) + "\n")
-            res = {
-                "batch_id": default_batch_id(path),
-                "inserted": 0,
-                "quarantined": 0,
-                "skipped": False,
-                "error": str(exc),
-                "moved_to": str(target),
-            }
-            log_event(log, "landing_file_rejected", file=path.name, error=str(exc))
+            results.append(_reject(rejected, path, public_message(exc)))
+            continue
+        res["moved_to"] = str(_move(path, processed))
         results.append(res)
     return results
 

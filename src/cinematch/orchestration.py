@@ -11,7 +11,6 @@ import csv
 import json
 import math
 import re
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
@@ -396,6 +395,9 @@ def drift_decision(ref: dict[str, Any]) -> dict[str, Any]:
             raise CineMatchError(f"drift report {ref['report_id']} is not in ops.drift_reports; rerun detect_drift")
         decision = _ref(rows[0])
     log_event(log, "drift_decision", **decision)
+    from cinematch import alerts
+
+    alerts.post_drift({**decision, "batch_ids": ref.get("batch_ids")}, "airflow")
     return decision
 
 
@@ -527,34 +529,60 @@ def validate_run(
     return _ref(summary)
 
 
-def _post_webhook(url: str, payload: dict[str, Any]) -> bool:
-    """POST JSON to the alert webhook; a broken webhook is logged, never fatal."""
-    body = json.dumps(payload, default=_plain).encode()
-    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"}, method="POST")
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return 200 <= response.status < 300
-    except OSError as exc:
-        log_event(log, "webhook_failed", error=type(exc).__name__, detail=str(exc)[:200])
-        return False
+# --- serving and alerts --------------------------------------------------------------------------------------
 
 
-def notify(pipeline: str, summary: dict[str, Any] | None, run_id: str | None = None) -> dict[str, Any]:
-    """Log the success of a run and post it to ``CINEMATCH_ALERT_WEBHOOK_URL`` when one is configured."""
+def publish_views() -> dict[str, Any]:
+    """`cinematch publish`: the serving views (champion's recommendations, trending, genres, drift) → CURRENT.
+
+    The step after every run that changes what the API serves; a running API swaps the new file in on its next
+    check of ``HOME/serving/CURRENT``.
+    """
+    from cinematch.serving.views import publish
+
+    with _session("publish_views") as (settings, con):
+        doc = publish(con, settings)
+    ref = {k: doc[k] for k in ("views_version", "model_version", "published_at", "users")}
+    ref["path"] = doc["path"]
+    log_event(log, "airflow_publish", views_version=ref["views_version"], model_version=ref["model_version"],
+              users=ref["users"])  # fmt: skip
+    return _ref(ref)
+
+
+def announce_training(ref: dict[str, Any]) -> dict[str, Any]:
+    """Post ``champion_promoted`` or ``promotion_refused`` for a training task's result; returns it unchanged."""
+    from cinematch import alerts
+
+    alerts.post_training(ref, "airflow")
+    return ref
+
+
+def notify(
+    pipeline: str, summary: dict[str, Any] | None, run_id: str | None = None, published: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Log the success of a run and post it (event ``success``) to ``CINEMATCH_ALERT_WEBHOOK`` when one is set."""
+    from cinematch import alerts
+
     summary = summary or {}
     text = (f"cinematch {pipeline} succeeded (run {run_id}): {summary.get('n_checks', 0)} checks passed"
             + "".join(f", {k} {summary[k]}" for k in ("batch_ids", "inserted", "as_of", "model_version",
-                                                      "drift_decision") if summary.get(k) not in (None, [])))  # fmt: skip
+                                                      "drift_decision") if summary.get(k) not in (None, []))
+            + (f", published {published['views_version']}" if published else ""))  # fmt: skip
     log_event(log, "pipeline_succeeded", pipeline=pipeline, run_id=run_id, message=text)
-    url = _settings().alert_webhook_url
-    sent = _post_webhook(url, {"text": text, "status": "success", "pipeline": pipeline, "run_id": run_id,
-                               "summary": summary}) if url else False  # fmt: skip
+    sent = alerts.post(alerts.SUCCESS, text, "airflow", pipeline=pipeline, run_id=run_id, summary=summary,
+                       views_version=(published or {}).get("views_version"))  # fmt: skip
     return {"pipeline": pipeline, "status": "success", "message": text, "webhook": sent}
 
 
 def alert_failure(context: Any) -> None:
-    """``on_failure_callback``: an ERROR line naming DAG, task, run, try and error, and the webhook if set."""
+    """``on_failure_callback``: an ERROR line naming DAG, task, run, try and error, and the webhook if set.
+
+    The event is ``gate_failed`` when the task raised ``QualityGateFailed`` (a layer's gate or the run checks),
+    ``failure`` otherwise.
+    """
     try:
+        from cinematch import alerts
+
         ti = context.get("ti") or context.get("task_instance")
         dag_id = getattr(ti, "dag_id", None) or getattr(context.get("dag"), "dag_id", None)
         task_id = getattr(ti, "task_id", None)
@@ -562,11 +590,10 @@ def alert_failure(context: Any) -> None:
         error = context.get("exception")
         text = (f"ALERT cinematch {dag_id}.{task_id} failed (run {run_id}, try {getattr(ti, 'try_number', '?')}): "
                 f"{type(error).__name__ if error else 'error'}: {' '.join(str(error or '').split())[:300]}")  # fmt: skip
-        log.error(text)
-        url = _settings().alert_webhook_url
-        if url:
-            _post_webhook(url, {"text": text, "status": "failed", "dag_id": dag_id, "task_id": task_id,
-                                "run_id": run_id, "error": str(error)[:1000]})  # fmt: skip
+        log.error(alerts.safe_text(text))
+        event = alerts.exception_event(error) if isinstance(error, BaseException) else alerts.FAILURE
+        alerts.post(event, text, "airflow", dag_id=dag_id, task_id=task_id, run_id=run_id,
+                    error_type=type(error).__name__ if error else None, error=str(error or "")[:1000])  # fmt: skip
     except Exception as exc:  # an alert must never mask the task's own failure
         log.error("alert callback failed: %s: %s", type(exc).__name__, exc)
 

@@ -12,6 +12,7 @@ from typing import Any
 import duckdb
 
 from cinematch.drift_stats import HALF_STAR_BINS
+from cinematch.recommender.registry import same_rows
 from cinematch.serving.dashboard import AMBER, BLUE, GREEN, ORANGE, RED, grouped_bars, hbars, line_chart
 from cinematch.settings import Settings
 from cinematch.warehouse import query_rows, utcnow
@@ -103,7 +104,8 @@ def _model_section(con: duckdb.DuckDBPyConnection) -> tuple[list[str], list[dict
     rows = [{"version": m["version"], "status": m["status"], "champion": m["is_champion"],
              "rmse": m["metrics"].get("rmse"), "mae": m["metrics"].get("mae"),
              "precision_at_10": m["metrics"].get("precision_at_10"), "ndcg_at_10": m["metrics"].get("ndcg_at_10"),
-             "batches": ", ".join(m["batch_ids"]), "promotion": (m["promotion"] or {}).get("reason")}
+             **same_rows(m["promotion"]), "batches": ", ".join(m["batch_ids"]),
+             "promotion": (m["promotion"] or {}).get("reason")}
             for m in reversed(models)]  # fmt: skip
     return plots, rows
 

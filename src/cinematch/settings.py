@@ -6,7 +6,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -31,10 +31,18 @@ class Settings(BaseSettings):
     tmdb_workers: int = Field(default=4, ge=1)
     tmdb_commit_every: int = Field(default=10, ge=1)
     api_key: SecretStr | None = None
-    alert_webhook_url: str | None = None
+    # CINEMATCH_ALERT_WEBHOOK (the documented name) or CINEMATCH_ALERT_WEBHOOK_URL (older); see cinematch.alerts.
+    # The aliases are whole variable names (no prefix added); as a keyword, pass CINEMATCH_ALERT_WEBHOOK=...
+    alert_webhook_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("CINEMATCH_ALERT_WEBHOOK", "CINEMATCH_ALERT_WEBHOOK_URL"),
+        description="URL that failures, retrain decisions and promotions are posted to",
+    )
 
     # ingestion
     lock_timeout_seconds: float = 120.0
+    # a batch whose quarantined rows are a larger share of its records than this is refused whole
+    max_bad_row_share: float = Field(default=0.05, ge=0, le=1)
 
     # quality gates
     soft_check_tolerance: float = 0.01
@@ -53,7 +61,15 @@ class Settings(BaseSettings):
     seed: int = 42
     top_n: int = 10
     relevance_threshold: float = 4.0
-    promotion_tolerance: float = 0.0
+    promotion_tolerance: float = 0.0  # RMSE: the challenger's may be at most (1 + this) x the champion's
+    # top-10 NDCG: the 95% lower bound of (challenger - champion) over users must be >= -this
+    promotion_ndcg_tolerance: float = Field(default=0.01, ge=0)
+    # ranking models: EASE is a candidate while the catalogue (movies with >= ease_min_support ratings) fits
+    ease_max_items: int = Field(default=20_000, ge=2)
+    ease_min_support: int = Field(default=1, ge=1)
+    ease_keep_per_item: int = Field(default=1024, ge=1)  # largest weights kept per movie in a stored model
+    # model versions whose large files are kept besides the champion and the previous champion
+    model_keep_versions: int = Field(default=5, ge=0)
 
     # drift (the original's thresholds and weights)
     drift_kl_threshold: float = 0.1

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cinematch import alerts
 from cinematch._log import get_logger, log_event
 from cinematch.datasets.generate import generate_dataset, scale_config
 from cinematch.drift import drift_and_retrain
@@ -44,8 +45,22 @@ def simulate(
     scale: str = "small",
     say: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Run the weekly story on generated data in ``settings.home`` and return one row per week."""
-    say = say or (lambda line: None)
+    """Run the weekly story on generated data in ``settings.home`` and return one row per week.
+
+    Posts to ``CINEMATCH_ALERT_WEBHOOK`` as the DAGs do: each retrain decision, each promotion outcome, and a
+    failure (or gate_failed) naming the week before the error propagates.
+    """
+    stage = {"where": "simulate setup"}
+    try:
+        return _simulate(settings, weeks, seed, scale, say or (lambda line: None), stage)
+    except Exception as exc:
+        alerts.post_exception(exc, "simulate", stage["where"], settings)
+        raise
+
+
+def _simulate(
+    settings: Settings, weeks: int, seed: int, scale: str, say: Callable[[str], None], stage: dict[str, str]
+) -> dict[str, Any]:
     started = time.perf_counter()
     data_dir = settings.home_dir / "simulation" / f"seed{seed}-{scale}-{weeks}w"
     config = dataclasses.replace(scale_config(scale, seed), weeks=weeks)
@@ -59,14 +74,18 @@ def simulate(
         base = ingest_file(con, data_dir / "ratings.parquet", batch_id="base")
         run_etl(con, settings)
         first = train_warehouse(con, settings, params_from_settings(settings))
+        alerts.post_training(first, "simulate", settings)
         _publish(con, settings)
         say(f"week 0: {base.inserted:,} base ratings, first model {first['version']} (rmse {first['rmse']:.4f})")
         rows = []
         for week in range(1, weeks + 1):
+            stage["where"] = f"simulate week {week}"
             batch = ingest_file(con, data_dir / f"batch_w{week}.parquet")
             run_etl(con, settings)
             cycle = drift_and_retrain(con, settings)
             drift = cycle["drift"]
+            alerts.post_drift(drift, "simulate", settings)
+            alerts.post_training(cycle["training"], "simulate", settings)
             published = _publish(con, settings)
             row = {
                 "week": week,

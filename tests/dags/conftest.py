@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import atexit
-import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.webhook_recorder import WebhookRecorder
 
 REPO = Path(__file__).resolve().parents[2]
 DAGS_FOLDER = REPO / "dags"
@@ -121,6 +119,20 @@ class Home:
         finally:
             con.close()
 
+    def views(self) -> tuple[str, dict[str, Any], Any]:
+        """The views file serving/CURRENT names: its name, its meta row and the newest as_of of its trending."""
+        import duckdb
+
+        name = (self.path / "serving" / "CURRENT").read_text().strip()
+        con = duckdb.connect(str(self.path / "serving" / name), read_only=True)
+        try:
+            cur = con.execute("select * from meta")
+            meta = dict(zip([d[0] for d in cur.description], cur.fetchall()[0], strict=True))
+            trending_as_of = con.execute("select max(as_of) from trending").fetchall()[0][0]
+        finally:
+            con.close()
+        return name, meta, trending_as_of
+
     def snapshot(self, exclude: tuple[str, ...] = ("ops.pipeline_runs",)) -> dict[str, tuple]:
         """Row count and an order-independent content hash of every warehouse table (audit logs excluded)."""
         tables = [f"{s}.{t}" for s, t in self.query(
@@ -134,39 +146,17 @@ def home(tmp_path: Path, dataset: Path, monkeypatch: pytest.MonkeyPatch) -> Home
     """Tasks run in this process under dag.test(), so the environment set here is what they read."""
     path = tmp_path / "cinematch-home"
     monkeypatch.setenv("CINEMATCH_HOME", str(path))
-    for var in ("CINEMATCH_DATABASE_URL", "CINEMATCH_ENGINE", "CINEMATCH_ALERT_WEBHOOK_URL"):
+    for var in ("CINEMATCH_DATABASE_URL", "CINEMATCH_ENGINE", "CINEMATCH_ALERT_WEBHOOK", "CINEMATCH_ALERT_WEBHOOK_URL"):
         monkeypatch.delenv(var, raising=False)
     return Home(path, dataset)
 
 
-@dataclass
-class Webhook:
-    url: str
-    received: list[dict] = field(default_factory=list)
-
-
 @pytest.fixture
-def webhook(monkeypatch: pytest.MonkeyPatch) -> Iterator[Webhook]:
-    """A local HTTP endpoint recording the JSON posted to CINEMATCH_ALERT_WEBHOOK_URL."""
-    received: list[dict] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    hook = Webhook(f"http://127.0.0.1:{server.server_port}/hook", received)
-    monkeypatch.setenv("CINEMATCH_ALERT_WEBHOOK_URL", hook.url)
-    yield hook
-    server.shutdown()
-    server.server_close()
+def webhook(monkeypatch: pytest.MonkeyPatch) -> Iterator[WebhookRecorder]:
+    """A local HTTP endpoint recording the JSON posted to CINEMATCH_ALERT_WEBHOOK."""
+    with WebhookRecorder() as hook:
+        monkeypatch.setenv("CINEMATCH_ALERT_WEBHOOK", hook.url)
+        yield hook
 
 
 @dataclass

@@ -24,10 +24,19 @@ DAG_IDS = (
 
 WRITERS = {
     "buffer_ingestion_weekly": {"ingest_batch", "check_buffer_status", "validate_run"},
-    "medallion_pipeline": {"ingest_raw", "build_silver_gold", "validate_run"},
+    "medallion_pipeline": {"ingest_raw", "build_silver_gold", "validate_run", "publish_views"},
     "etl_train_test_pipeline": {"run_etl", "create_futures", "needs_training", "train_model", "test_model"},
     "drift_detection_retrain_pipeline": {"process_new_data", "detect_drift", "decide", "merge_and_retrain"},
-    "tmdb_enrichment": {"fetch_tmdb", "build_silver_gold"},
+    "tmdb_enrichment": {"fetch_tmdb", "build_silver_gold", "publish_views"},
+}
+# What each DAG changes that the API serves, and so must publish after: gold (trending, genres, TMDB details),
+# the champion, drift reports. buffer_ingestion_weekly only loads bronze; the drift DAG it triggers publishes.
+PUBLISHES_AFTER = {
+    "medallion_pipeline": {"build_silver_gold", "validate_run"},
+    "etl_train_test_pipeline": {"run_etl", "train_model", "validate_run"},
+    "etl_train_test_pipeline_spark": {"run_etl", "train_model", "validate_run"},
+    "drift_detection_retrain_pipeline": {"process_new_data", "detect_drift", "merge_and_retrain", "validate_run"},
+    "tmdb_enrichment": {"build_silver_gold"},
 }
 
 
@@ -50,6 +59,16 @@ def test_dag_contract(dagbag, dag_id: str) -> None:
         assert task.retry_policy is not None, task.task_id
     pooled = {t.task_id for t in dag.tasks if t.pool == POOL}
     assert WRITERS[dag_id] <= pooled
+
+
+@pytest.mark.parametrize("dag_id", sorted(PUBLISHES_AFTER))
+def test_dags_that_change_what_is_served_publish_it(dagbag, dag_id: str) -> None:
+    """Regression: no DAG published the serving views, so a new champion or trending list never reached the API."""
+    dag = dagbag.dags[dag_id]
+    publish = dag.get_task("publish_views")
+    assert PUBLISHES_AFTER[dag_id] <= publish.get_flat_relative_ids(upstream=True)
+    assert "notify" in publish.downstream_task_ids  # the success alert names the published views
+    assert publish.pool == POOL
 
 
 def test_schedules_and_asset_chaining(dagbag) -> None:

@@ -58,6 +58,9 @@ def test_medallion_pins_gold_to_the_logical_date_and_reruns_change_nothing(home,
     assert built["checks_failed"] == [] and built["checks_run"] > 0
     assert home.query("select max(as_of) from gold.movie_kpis")[0][0].isoformat().startswith("2024-03-20T23:59:59")
     assert home.query("select count(*) from silver.ratings") == [(8048,)]
+    # the new gold reaches the API: CURRENT names views whose trending is this run's (no champion yet)
+    _, meta, trending_as_of = home.views()
+    assert meta["model_version"] is None and trending_as_of.isoformat().startswith("2024-03-20T23:59:59")
     before = home.snapshot()
 
     rerun = run_dag("medallion_pipeline", "2024-03-20")
@@ -71,6 +74,7 @@ def test_medallion_pins_gold_to_the_logical_date_and_reruns_change_nothing(home,
     after = home.snapshot()
     assert after["silver.ratings"] == before["silver.ratings"]
     assert after["gold.movie_kpis"] != before["gold.movie_kpis"]
+    assert home.views()[2].isoformat().startswith("2024-03-31T23:59:59")
 
 
 def test_sessions_users_and_content_flow_through_the_weekly_ingestion(home, run_dag) -> None:

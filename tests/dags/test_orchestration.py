@@ -72,10 +72,27 @@ def test_failure_alert_posts_to_the_webhook(home, webhook, caplog) -> None:
     orch.alert_failure({"ti": ti, "run_id": "r1", "exception": QualityGateFailed("gold.movie_kpis.unique_key")})
     assert "ALERT cinematch medallion_pipeline.build_silver_gold failed (run r1, try 3)" in caplog.text
     assert webhook.received[0]["status"] == "failed" and "QualityGateFailed" in webhook.received[0]["text"]
+    assert webhook.received[0]["event"] == "gate_failed"  # a gate has its own event type
     assert orch.notify("medallion_pipeline", {"n_checks": 4, "as_of": "2024-03-20"}, "r1")["webhook"] is True
-    assert webhook.received[1]["status"] == "success"
+    assert webhook.received[1]["status"] == "success" and webhook.received[1]["event"] == "success"
+    orch.alert_failure({"ti": ti, "run_id": "r1", "exception": ConnectionError("connection reset")})
+    assert webhook.received[2]["event"] == "failure" and webhook.received[2]["source"] == "airflow"
 
 
 def test_a_dead_webhook_never_fails_the_task(home, monkeypatch) -> None:
     monkeypatch.setenv("CINEMATCH_ALERT_WEBHOOK_URL", "http://127.0.0.1:9/nothing-listens-here")
     assert orch.notify("buffer_ingestion_weekly", None)["webhook"] is False
+
+
+def test_failure_alert_and_its_log_line_carry_no_secret(home, webhook, caplog, monkeypatch) -> None:
+    key, password = "0123456789abcdef0123456789abcdef", "pw-9f8e7d6c"
+    monkeypatch.setenv("CINEMATCH_TMDB_API_KEY", key)
+    monkeypatch.setenv("CINEMATCH_DATABASE_URL", f"postgresql://cine:{password}@db.internal:5432/cinematch")
+    ti = SimpleNamespace(dag_id="tmdb_enrichment", task_id="fetch_tmdb", run_id="r2", try_number=1)
+    error = ConnectionError(f"GET https://api.themoviedb.org/3/movie/1?api_key={key} failed; db password {password}")
+    orch.alert_failure({"ti": ti, "run_id": "r2", "exception": error})
+    assert "ALERT cinematch tmdb_enrichment.fetch_tmdb failed" in caplog.text
+    posted = json.dumps(webhook.received)
+    for secret in (key, password):
+        assert secret not in caplog.text and secret not in posted
+    assert webhook.received[0]["event"] == "failure" and "api_key=***" in webhook.received[0]["text"]

@@ -152,6 +152,16 @@ def test_drift_genre_rises_sharply() -> None:
     assert share("batch_w3") > 2 * share("ratings")
 
 
+def test_new_users_and_movies_take_exactly_their_scheduled_shares() -> None:
+    tables = generate_tables(DRIFT)
+    for spec in drift_schedule(DRIFT)[1:]:
+        batch = tables[f"batch_w{spec['week']}"]
+        new_users = (batch.column("user_id").to_numpy() > DRIFT.users).mean()
+        new_movies = (batch.column("movie_id").to_numpy() > DRIFT.movies).mean()
+        assert new_users == pytest.approx(spec["new_user_share"], abs=2 / batch.num_rows), spec
+        assert new_movies == pytest.approx(spec["new_movie_share"], abs=2 / batch.num_rows), spec
+
+
 @pytest.mark.parametrize("drift_week", [2, 3])
 def test_new_ids_appear_only_from_the_drift_week(drift_week: int) -> None:
     config = GenerateConfig(**{**SMALL.__dict__, "drift_week": drift_week})
@@ -265,13 +275,14 @@ def test_scale_presets() -> None:
     weeks=st.integers(0, 4),
     drift_week=st.integers(1, 5),
     seed=st.integers(0, 2**32),
+    taste=st.sampled_from([0.0, 0.5, 1.0]),
 )
 def test_any_feasible_config_gives_exact_unique_counts(
-    users: int, movies: int, density: float, weeks: int, drift_week: int, seed: int
+    users: int, movies: int, density: float, weeks: int, drift_week: int, seed: int, taste: float
 ) -> None:
     config = GenerateConfig(
         users=users, movies=movies, ratings=max(1, int(density * users * movies)), weeks=weeks,
-        drift_week=drift_week, seed=seed,
+        drift_week=drift_week, seed=seed, taste=taste,
     )  # fmt: skip
     tables = generate_tables(config)
     names = ["ratings", *(f"batch_w{k}" for k in range(1, weeks + 1))]

@@ -118,7 +118,7 @@ def test_validation_reasons(tmp_path: Path) -> None:
     assert good.num_rows == 1
     assert dict(zip(bad.column("row_number").to_pylist(), bad.column("reason").to_pylist(), strict=True)) == {
         2: "missing user_id",
-        3: "user_id is not an integer",
+        3: "user_id is not a positive integer",
         4: "rating outside 0.5-5.0",
         5: "rating outside 0.5-5.0",
         6: "rating is NaN",

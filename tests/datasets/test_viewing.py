@@ -151,7 +151,10 @@ def test_missing_required_column_and_malformed_json_are_refused(tmp_path: Path) 
         read_viewing_raw(_write(tmp_path / "c.json", '[{"movie_id": 1,'), "content")
 
 
-def test_ingest_is_exactly_once_with_audit_and_quarantine(home: Settings, tmp_path: Path) -> None:
+def test_ingest_is_exactly_once_with_audit_and_quarantine(
+    home: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CINEMATCH_MAX_BAD_ROW_SHARE", "1")  # a file made of bad rows, one of each reason
     path = _write(tmp_path / "sessions.csv", SESSIONS)
     with write_session(home) as con:
         first = ingest_file(con, path, kind="sessions")

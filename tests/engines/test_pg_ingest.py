@@ -8,7 +8,6 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from tests.conftest import make_ratings
-from tests.engines.test_postgres import pg_server, pg_url  # noqa: F401  (the real PostgreSQL 15 fixtures)
 
 from cinematch.engines import _pgingest
 from cinematch.engines.postgres import PgConnection
@@ -18,7 +17,6 @@ from cinematch.settings import Settings
 from cinematch.warehouse import write_session
 
 pytestmark = pytest.mark.postgres
-psycopg = pytest.importorskip("psycopg")
 
 # rows 3 and 6 fail a per-row check; rows 5 and 10 repeat row 1 and row 8 repeats row 2's key with another
 # rating, each in a later chunk (3 rows per chunk) than the row it repeats: the first occurrence stays
@@ -41,6 +39,8 @@ class _PieceSpy:
     session sees of ``bronze.ratings_buffer``."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+        import psycopg
+
         self.pieces, self.seen = 0, []
         self._other = psycopg.connect(url, autocommit=True)
         real = _pgingest._Checker.next_piece
@@ -59,7 +59,7 @@ class _PieceSpy:
 
 
 def test_streamed_chunks_give_the_same_tables_as_staging_first(
-    pg_url: str,  # noqa: F811
+    pg_url: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -71,6 +71,7 @@ def test_streamed_chunks_give_the_same_tables_as_staging_first(
         "bronze.ingestion_metadata": "batch_id, record_count, quarantined_count, status, checksum, kind",
     }
     monkeypatch.setattr(_pgingest, "CHUNK_ROWS", 3)
+    monkeypatch.setenv("CINEMATCH_MAX_BAD_ROW_SHARE", "1")  # half of MIXED is bad on purpose
     seen, results = [], []
     spy = _PieceSpy(monkeypatch, pg_url)
     try:
@@ -96,7 +97,7 @@ def test_streamed_chunks_give_the_same_tables_as_staging_first(
 
 
 def test_failure_after_chunks_were_sent_leaves_nothing_and_keeps_earlier_batches(
-    pg_url: str,  # noqa: F811
+    pg_url: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

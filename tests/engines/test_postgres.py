@@ -10,8 +10,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -22,7 +20,6 @@ import pytest
 from tests.conftest import make_ratings
 
 from cinematch.datasets.generate import GenerateConfig, generate_tables, write_tables
-from cinematch.engines.pgserver import ServerUnavailable, create_database, find_bindir, start_local_server
 from cinematch.settings import Settings
 
 pytestmark = pytest.mark.postgres
@@ -40,33 +37,6 @@ COUNTED = (
     "silver.movies", "silver.processed_batches", "ops.training_batches", "ops.model_registry", "ops.drift_reports",
     "serving.recommendations", *(f"gold.{g}" for g in GOLD),
 )  # fmt: skip
-
-
-@pytest.fixture(scope="session")
-def pg_server() -> Iterator[str]:
-    """A private PostgreSQL server for the whole session (as the `postgres` OS user when running as root)."""
-    if find_bindir() is None:
-        pytest.skip("PostgreSQL binaries not found (/usr/lib/postgresql/15/bin): install postgresql-15")
-    try:
-        url, stop = start_local_server()
-    except ServerUnavailable as exc:
-        pytest.fail(f"could not start the local PostgreSQL server: {exc}")
-    try:
-        yield url
-    finally:
-        stop()
-
-
-@pytest.fixture
-def pg_url(pg_server: str) -> Iterator[str]:
-    """A fresh database per test."""
-    import psycopg
-
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    url = create_database(pg_server, name)
-    yield url
-    with psycopg.connect(pg_server, autocommit=True) as con:
-        con.execute(f'drop database if exists "{name}" with (force)')
 
 
 @pytest.fixture(scope="module")
@@ -247,10 +217,11 @@ def test_copy_round_trip_keeps_values(pg_url: str, tmp_path: Path) -> None:
         con.close()
 
 
-def test_quarantine_and_movies_match_duckdb(pg_url: str, tmp_path: Path) -> None:
+def test_quarantine_and_movies_match_duckdb(pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from cinematch.ingest import ingest_file
     from cinematch.warehouse import write_session
 
+    monkeypatch.setenv("CINEMATCH_MAX_BAD_ROW_SHARE", "1")  # files made mostly of bad rows, on purpose
     ratings = tmp_path / "mixed.csv"
     ratings.write_text(
         "userId,movieId,rating,timestamp\n1,10,4.0,1700000000\n2,20,7.0,1700000000\n,30,3.0,1700000000\n"
@@ -439,8 +410,9 @@ def test_writers_on_two_machines_queue_on_the_advisory_lock(pg_url: str, tmp_pat
         assert con.execute("select 1").fetchall() == [(1,)]
 
 
-def test_viewing_sources_match_duckdb(pg_url: str, tmp_path: Path) -> None:
+def test_viewing_sources_match_duckdb(pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """users/sessions CSV and content JSON through ingestion, silver and gold on PostgreSQL, as on DuckDB."""
+    monkeypatch.setenv("CINEMATCH_MAX_BAD_ROW_SHARE", "1")  # bad_sessions.csv is mostly bad on purpose
     from cinematch.datasets.generate import generate_dataset
     from cinematch.ingest import ingest_file
     from cinematch.lakehouse.etl import run_etl

@@ -281,7 +281,8 @@ def test_spark_als_registers_serves_and_drift_checks(built: dict[str, Any], tmp_
             "select count(*), count(distinct user_id), min(model_version), max(model_version) "
             "from serving.recommendations"
         ).fetchall()[0]
-        assert recs[0] == 10 * model.n_users and recs[2] == recs[3] == result["version"]
+        users = con.execute("select count(distinct user_id) from silver.ratings").fetchall()[0][0]
+        assert recs[0] == 10 * users and recs[1] == users and recs[2] == recs[3] == result["version"]
 
         drift = check_drift(con, home)
         assert drift["model_version"] == result["version"] and drift["batch_ids"] == ["batch_w1", "rerate"]

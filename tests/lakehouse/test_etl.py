@@ -349,3 +349,114 @@ def _assert_full_refresh_changes_nothing(con, home: Settings, exact: tuple[str, 
     before = snapshot()
     run_etl(con, home, full_refresh=True, write_lake=False)
     assert snapshot() == before
+
+
+def _daily_batch(path: Path, first: str, last: str, first_user: int) -> Path:
+    """One 4-star rating a day at noon from ``first`` to ``last``, each by a new user, movies in turn."""
+    days = np.arange(np.datetime64(first), np.datetime64(last) + 1).astype("datetime64[us]") + np.timedelta64(12, "h")
+    users = np.arange(first_user, first_user + len(days))
+    table = pa.table({"user_id": pa.array(users, pa.int64()), "movie_id": pa.array(users % 69 + 1, pa.int64()),
+                      "rating": pa.array(np.full(len(days), 4.0)), "rated_at": pa.array(days, pa.timestamp("us"))})  # fmt: skip
+    pq.write_table(table, path)
+    return path
+
+
+_TEMPORAL = "select * from gold.temporal_trends order by year, genre"
+
+
+def _same_after_full_refresh(con, settings: Settings) -> None:
+    """gold.temporal_trends as merged equals a full refresh to the last bit (as_of aside, which a full run moves)."""
+    merged = [r[:-1] for r in con.execute(_TEMPORAL).fetchall()]
+    run_etl(con, settings, full_refresh=True, write_lake=False)
+    assert [r[:-1] for r in con.execute(_TEMPORAL).fetchall()] == merged
+
+
+@pytest.mark.parametrize("engine", ["duckdb", "postgres"])
+def test_same_period_yoy_merges_like_a_full_refresh_across_years(
+    engine: str, home: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    """Weekly batches over a new year, a late batch into the year before and a replaced rating: merged and full
+    refresh agree to the bit, and a steady one rating a day compares equal periods (yoy 0, not -0.78)."""
+    if engine == "postgres":
+        home = Settings(home=home.home, database_url=request.getfixturevalue("pg_url"))
+    movies = tmp_path / "movies.csv"
+    movies.write_text(MOVIES_CSV)
+    ranges = [("2022-01-01", "2023-12-20"), ("2023-12-21", "2024-01-10"), ("2024-01-11", "2024-03-20")]
+    batches, user = [], 1
+    for i, (first, last) in enumerate(ranges):
+        batches.append(_daily_batch(tmp_path / f"steady_{i}.parquet", first, last, user))
+        user += (date.fromisoformat(last) - date.fromisoformat(first)).days + 1
+
+    def yoy_2024() -> tuple:
+        return con.execute(
+            "select n_ratings, n_ratings_prev_period, prev_period_end, yoy_volume_change, yoy_avg_rating_change "
+            "from gold.temporal_trends where genre = 'ALL' and year = 2024"
+        ).fetchall()[0]
+
+    with write_session(home) as con:
+        ingest_file(con, movies, kind="movies")
+        ingest_file(con, batches[0])
+        run_etl(con, home, write_lake=False)
+        calls = _spy_scoped(monkeypatch)
+        ingest_file(con, batches[1])  # crosses into 2024: 2023 becomes a whole year, 2024 a first period
+        run_etl(con, home, write_lake=False)
+        assert yoy_2024() == (10, 10, date(2023, 1, 10), 0.0, 0.0)
+        ingest_file(con, batches[2])
+        run_etl(con, home, write_lake=False)
+        assert "temporal_trends" in calls  # merged, not rebuilt whole
+        # 2024 is known to 20 March (day 80 of a leap year): compared with days 1..80 of 2023, to 21 March
+        assert yoy_2024() == (80, 80, date(2023, 3, 21), 0.0, 0.0)
+        assert con.execute(
+            "select yoy_volume_change from gold.temporal_trends where genre = 'ALL' and year = 2023"
+        ).fetchall() == [(0.0,)]
+        _same_after_full_refresh(con, home)
+
+        # a late batch into the year before: one more 2023 rating (5.0) inside 2024's period changes 2024's row
+        late = tmp_path / "late.parquet"
+        pq.write_table(pa.table({"user_id": pa.array([90_000], pa.int64()), "movie_id": pa.array([1], pa.int64()),
+                                 "rating": pa.array([5.0]),
+                                 "rated_at": pa.array([datetime(2023, 2, 15, 8)], pa.timestamp("us"))}), late)  # fmt: skip
+        ingest_file(con, late)
+        run_etl(con, home, write_lake=False)
+        n, n_prev, end, volume, avg = yoy_2024()
+        assert (n, n_prev, end) == (80, 81, date(2023, 3, 21))
+        assert volume == pytest.approx(80 / 81 - 1) and avg == pytest.approx(4.0 - (80 * 4.0 + 5.0) / 81)
+        _same_after_full_refresh(con, home)
+
+        # a re-rating of the newest rating (same key and rated_at): silver replaces it, the merge subtracts it
+        replaced = con.execute(
+            "select user_id, movie_id, rated_at from silver.ratings order by rated_at desc limit 1"
+        ).fetchall()[0]
+        rerate = tmp_path / "rerate.parquet"
+        pq.write_table(pa.table({"user_id": pa.array([replaced[0]], pa.int64()),
+                                 "movie_id": pa.array([replaced[1]], pa.int64()), "rating": pa.array([2.0]),
+                                 "rated_at": pa.array([replaced[2]], pa.timestamp("us"))}), rerate)  # fmt: skip
+        ingest_file(con, rerate)
+        run_etl(con, home, write_lake=False)
+        n, n_prev, end, volume, avg = yoy_2024()
+        assert (n, n_prev, end) == (80, 81, date(2023, 3, 21))
+        assert avg == pytest.approx((79 * 4.0 + 2.0) / 80 - (80 * 4.0 + 5.0) / 81)
+        if engine == "duckdb":
+            _assert_full_refresh_changes_nothing(con, home, ("gold.temporal_trends",))
+        else:
+            _same_after_full_refresh(con, home)
+
+
+def test_gold_built_before_the_new_columns_is_rebuilt_whole(loaded, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A warehouse built before gold.temporal_trends had its previous-period columns: the next incremental run
+    cannot merge into the old table (nothing stored to merge with), so it rebuilds gold whole."""
+    home, movies, batches = loaded
+    with write_session(home) as con:
+        ingest_file(con, movies, kind="movies")
+        ingest_file(con, batches[0])
+        run_etl(con, home, write_lake=False)
+        for column in ("prev_period_end", "n_ratings_prev_period", "avg_rating_prev_period"):
+            con.execute(f"alter table gold.temporal_trends drop column {column}")
+        con.execute("alter table gold.trending_movies drop column is_new")
+        ingest_file(con, batches[1])
+        calls = _spy_scoped(monkeypatch)
+        run_etl(con, home, write_lake=False)
+        assert calls == []  # rebuilt whole, not merged into the old tables
+        columns = {r[0] for r in con.execute("select * from gold.temporal_trends limit 0").description}
+        assert {"prev_period_end", "n_ratings_prev_period", "avg_rating_prev_period"} <= columns
+        _assert_full_refresh_changes_nothing(con, home, ("gold.temporal_trends",))

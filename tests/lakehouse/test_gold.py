@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
 import duckdb
@@ -156,29 +156,30 @@ def test_genre_analytics(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def trending_score(n: int, window_sum: float, n_prev: int, days: int, prior: float = C) -> float:
-    velocity = (n - n_prev) / max(n_prev, 1)
+    momentum = 1.0 if n_prev == 0 else 1.0 + math.log(1.0 + max((n - n_prev) / n_prev, 0.0))  # new: no bonus
     bayes = (prior * M + window_sum) / (prior + n)
-    return n / days * (bayes / 5.0) * (1.0 + math.log(1.0 + max(velocity, 0.0)))
+    return n / days * (bayes / 5.0) * momentum
 
 
 def test_trending_movies(con: duckdb.DuckDBPyConnection) -> None:
-    # (movie, days): n, sum of current ratings, n_prev, avg_prev, velocity, rank
+    # (movie, days): n, sum of current ratings, n_prev, avg_prev, velocity, rank. A movie without ratings in the
+    # previous window is new: velocity null (not n / 1) and no momentum bonus.
     expected = {
         # 7d: (03-24 12:00, 03-31 12:00]; prev (03-17 12:00, 03-24 12:00]
-        (1, 7): (1, 4.5, 1, 5.0, 0.0, 3),  # r14; prev r10 (exactly at the boundary)
-        (2, 7): (1, 3.0, 0, None, 1.0, 2),  # r13
-        (3, 7): (1, 4.0, 0, None, 1.0, 1),  # r12 (exactly at as_of)
+        (1, 7): (1, 4.5, 1, 5.0, 0.0, 1),  # r14; prev r10 (exactly at the boundary)
+        (2, 7): (1, 3.0, 0, None, None, 3),  # r13
+        (3, 7): (1, 4.0, 0, None, None, 2),  # r12 (exactly at as_of)
         (4, 7): (1, 2.5, 1, 1.0, 0.0, 4),  # r11; prev r9
         # 30d: (03-01 12:00, 03-31 12:00]; prev (01-31 12:00, 03-01 12:00]
-        (1, 30): (2, 9.5, 1, 4.0, 1.0, 2),  # r10, r14; prev r7
-        (2, 30): (1, 3.0, 0, None, 1.0, 3),  # r13
-        (3, 30): (1, 4.0, 1, 5.0, 0.0, 4),  # r12; prev r8 (exactly at the boundary)
-        (4, 30): (2, 3.5, 0, None, 2.0, 1),  # r9, r11
+        (1, 30): (2, 9.5, 1, 4.0, 1.0, 1),  # r10, r14; prev r7
+        (2, 30): (1, 3.0, 0, None, None, 4),  # r13
+        (3, 30): (1, 4.0, 1, 5.0, 0.0, 3),  # r12; prev r8 (exactly at the boundary)
+        (4, 30): (2, 3.5, 0, None, None, 2),  # r9, r11
         # 90d: (01-01 12:00, 03-31 12:00]; prev (2023-10-03 12:00, 01-01 12:00]
         (1, 90): (3, 13.5, 1, 3.5, 2.0, 1),  # r7, r10, r14; prev r6 (exactly at the boundary)
         (2, 90): (1, 3.0, 1, 4.5, 0.0, 4),  # r13; prev r5
-        (3, 90): (2, 9.0, 0, None, 2.0, 2),  # r8, r12
-        (4, 90): (2, 3.5, 0, None, 2.0, 3),  # r9, r11
+        (3, 90): (2, 9.0, 0, None, None, 2),  # r8, r12
+        (4, 90): (2, 3.5, 0, None, None, 3),  # r9, r11
     }
     rows = fetch(con, "select * from gold.trending_movies")
     got = {(r["movie_id"], r["window_days"]): r for r in rows}
@@ -192,10 +193,37 @@ def test_trending_movies(con: duckdb.DuckDBPyConnection) -> None:
         assert r["avg_rating"] == approx(window_sum / n)
         assert r["avg_rating_prev"] == approx(avg_prev)
         assert r["velocity"] == approx(velocity)
+        assert r["is_new"] is (n_prev == 0)
+        # the data begins 2022-06-10, before every previous window's start
+        assert r["window_complete"] is True
         assert r["bayesian_rating"] == approx((C * M + window_sum) / (C + n))
         assert r["trending_score"] == approx(trending_score(n, window_sum, n_prev, days))
         assert r["window_end"] == AS_OF
         assert r["window_start"] == AS_OF - timedelta(days=days)
+
+
+def test_new_movies_get_no_momentum_boost_and_short_data_marks_windows_incomplete() -> None:
+    """Regression: velocity was n_ratings / 1 for a movie new in the window, a 1 + ln(1 + n) boost (x2.4 here).
+
+    Movie 1 is steady (3 ratings in each 7-day window), movie 2 is new with the same 3 ratings, same values. The
+    data begins 20 days before as_of: the 7-day window and the one before it are covered, the 30 and 90-day
+    windows are not.
+    """
+    days = [-12, -11, -10, -3, -2, -1]
+    steady = [(10 + i, 1, 4.0, f"{AS_OF + timedelta(days=d):%Y-%m-%d %H:%M}") for i, d in enumerate(days)]
+    new = [(20 + i, 2, 4.0, f"{AS_OF + timedelta(days=d):%Y-%m-%d %H:%M}") for i, d in enumerate(days[3:])]
+    first = [(30, 3, 4.0, f"{AS_OF - timedelta(days=20):%Y-%m-%d %H:%M}")]
+    con = make_silver(steady + new + first)
+    build_gold(con)
+    rows = {(r["movie_id"], r["window_days"]): r for r in fetch(con, "select * from gold.trending_movies")}
+    old, fresh = rows[(1, 7)], rows[(2, 7)]
+    assert (old["n_ratings"], old["n_ratings_prev"], old["velocity"], old["is_new"]) == (3, 3, 0.0, False)
+    assert (fresh["n_ratings"], fresh["n_ratings_prev"], fresh["velocity"], fresh["is_new"]) == (3, 0, None, True)
+    # same rate, same ratings: the same score (the old formula gave the new movie 1 + ln 4 = 2.39 times more)
+    assert fresh["trending_score"] == approx(old["trending_score"])
+    assert old["trending_rank"] == 1  # the tie goes to movie_id, newness earns nothing
+    assert {r["window_days"]: r["window_complete"] for r in rows.values()} == {7: True, 30: False, 90: False}
+    assert [r.check.name for r in run_checks(con) if not r.passed] == []
 
 
 def test_trending_window_boundaries_move_with_as_of() -> None:
@@ -214,32 +242,65 @@ def test_trending_window_boundaries_move_with_as_of() -> None:
 def test_temporal_trends(con: duckdb.DuckDBPyConnection) -> None:
     all_2023 = 11.5 / 3
     all_2024 = 32.5 / 9
-    # (year, genre): n_ratings, avg_rating, yoy_volume_change, yoy_avg_rating_change
+    # Each year compares with the same period of the year before: 1 January to the day of year of its last rating.
+    # 2022 ends on 06-20 (r2), 2023 on 12-31 (r5: the whole year), 2024 on 03-31 (r12: day 91 of a leap year,
+    # so 2023 up to 04-01, which holds only r3).
+    end_2022, end_2023, end_2024 = date(2021, 6, 20), date(2022, 12, 31), date(2023, 4, 1)
+    # (year, genre): n_ratings, avg_rating, n_ratings_prev_period, avg_rating_prev_period, yoy_volume_change,
+    # yoy_avg_rating_change
     expected = {
-        (2022, "ALL"): (2, 3.5, None, None),
-        (2022, "Animation"): (2, 3.5, None, None),
-        (2022, "Comedy"): (2, 3.5, None, None),
-        (2023, "ALL"): (3, all_2023, (3 - 2) / 2, all_2023 - 3.5),
-        (2023, "Action"): (2, 4.75, None, None),
-        (2023, "Crime"): (2, 4.75, None, None),
-        (2023, "Comedy"): (1, 2.0, (1 - 2) / 2, 2.0 - 3.5),
-        (2023, "Romance"): (1, 2.0, None, None),
-        (2024, "ALL"): (9, all_2024, (9 - 3) / 3, all_2024 - all_2023),
-        (2024, "Animation"): (4, 17.0 / 4, None, None),  # no Animation in 2023: null, not a 2022 comparison
-        (2024, "Comedy"): (6, 26.0 / 6, (6 - 1) / 1, 26.0 / 6 - 2.0),
-        (2024, "Romance"): (2, 4.5, (2 - 1) / 1, 4.5 - 2.0),
-        (2024, "Action"): (1, 3.0, (1 - 2) / 2, 3.0 - 4.75),
-        (2024, "Crime"): (1, 3.0, (1 - 2) / 2, 3.0 - 4.75),
-        (2024, "(no genres listed)"): (2, 1.75, None, None),
+        (2022, "ALL"): (2, 3.5, None, None, None, None),
+        (2022, "Animation"): (2, 3.5, None, None, None, None),
+        (2022, "Comedy"): (2, 3.5, None, None, None, None),
+        (2023, "ALL"): (3, all_2023, 2, 3.5, (3 - 2) / 2, all_2023 - 3.5),
+        (2023, "Action"): (2, 4.75, None, None, None, None),
+        (2023, "Crime"): (2, 4.75, None, None, None, None),
+        (2023, "Comedy"): (1, 2.0, 2, 3.5, (1 - 2) / 2, 2.0 - 3.5),
+        (2023, "Romance"): (1, 2.0, None, None, None, None),
+        # a full year against 2023 would be (9 - 3) / 3; the same period (r3 only) gives (9 - 1) / 1
+        (2024, "ALL"): (9, all_2024, 1, 5.0, (9 - 1) / 1, all_2024 - 5.0),
+        (2024, "Animation"): (4, 17.0 / 4, None, None, None, None),  # no Animation in 2023: null, not 2022
+        (2024, "Comedy"): (6, 26.0 / 6, 0, None, None, None),  # 2023's Comedy (r4, June) is after 04-01
+        (2024, "Romance"): (2, 4.5, 0, None, None, None),
+        (2024, "Action"): (1, 3.0, 1, 5.0, 0.0, 3.0 - 5.0),  # r3
+        (2024, "Crime"): (1, 3.0, 1, 5.0, 0.0, 3.0 - 5.0),
+        (2024, "(no genres listed)"): (2, 1.75, None, None, None, None),
     }
     got = {(r["year"], r["genre"]): r for r in fetch(con, "select * from gold.temporal_trends")}
     assert set(got) == set(expected)
-    for key, (n, avg, yoy_n, yoy_avg) in expected.items():
+    for key, (n, avg, n_prev, avg_prev, yoy_n, yoy_avg) in expected.items():
         r = got[key]
         assert r["n_ratings"] == n, key
         assert r["avg_rating"] == approx(avg), key
+        assert r["n_ratings_prev_period"] == n_prev, key
+        assert r["avg_rating_prev_period"] == approx(avg_prev), key
         assert r["yoy_volume_change"] == approx(yoy_n), key
         assert r["yoy_avg_rating_change"] == approx(yoy_avg), key
+        assert r["prev_period_end"] == {2022: end_2022, 2023: end_2023, 2024: end_2024}[key[0]], key
+
+
+def _daily(first: str, last: str, rating: float = 4.0) -> list[tuple[int, int, float, str]]:
+    """One rating a day at noon from ``first`` to ``last`` (inclusive), each by a new user of movie 1."""
+    days = pd.date_range(first, last, freq="D")
+    return [(i + 1, 1, rating, f"{d:%Y-%m-%d} 12:00") for i, d in enumerate(days)]
+
+
+@pytest.mark.parametrize("last", ["2024-03-20", "2023-03-20", "2024-12-30", "2025-02-28"])
+def test_steady_daily_ratings_give_zero_yoy(last: str) -> None:
+    """Regression: a steady one rating a day gave -0.78 for a year known to 20 March (79 days against 365)."""
+    con = make_silver(_daily("2021-01-01", last))
+    build_gold(con)
+    year = int(last[:4])
+    days = (date.fromisoformat(last) - date(year, 1, 1)).days + 1
+    rows = {r["genre"]: r for r in fetch(con, f"select * from gold.temporal_trends where year = {year}")}
+    for genre in ("ALL", "Animation", "Comedy"):  # movie 1's genres
+        r = rows[genre]
+        assert (r["n_ratings"], r["n_ratings_prev_period"]) == (days, days), genre
+        assert r["yoy_volume_change"] == 0.0 and r["yoy_avg_rating_change"] == 0.0, genre
+    # the complete years before compare whole years: 2022 has 365 days, as 2021 has
+    full = {r["year"]: r for r in fetch(con, "select * from gold.temporal_trends where genre = 'ALL' and year < 2023")}
+    assert full[2022]["prev_period_end"] == date(2021, 12, 31) and full[2022]["yoy_volume_change"] == 0.0
+    assert [r.check.name for r in run_checks(con) if not r.passed] == []
 
 
 def test_user_engagement(con: duckdb.DuckDBPyConnection) -> None:
@@ -426,6 +487,9 @@ BREAKERS: dict[str, list[str]] = {
     "trending_movies.velocity_formula": [
         "update gold.trending_movies set velocity = 5.0 where movie_id = 1 and window_days = 90"
     ],
+    "trending_movies.window_complete_valid": [
+        "update gold.trending_movies set window_complete = false where movie_id = 1 and window_days = 7"
+    ],
     "trending_movies.windows_nested": [
         "update gold.trending_movies set n_ratings = 3 where movie_id = 1 and window_days = 7"
     ],
@@ -441,6 +505,10 @@ BREAKERS: dict[str, list[str]] = {
     "temporal_trends.genre_within_all": ["delete from gold.temporal_trends where genre = 'ALL' and year = 2022"],
     "temporal_trends.yoy_consistent": [
         "update gold.temporal_trends set yoy_volume_change = 0.0 where genre = 'Animation' and year = 2024"
+    ],
+    "temporal_trends.prev_period_reconciles_with_silver": [
+        # a 2023 rating inside 2024's period (to 2023-04-01) arrives after the build
+        "insert into silver.ratings values (2, 3, 3.0, timestamp '2023-02-01 00:00', 'late', now())"
     ],
     "temporal_trends.reconciles_with_silver": ["late"],
     "user_engagement.unique_key": [_dup("user_engagement")],

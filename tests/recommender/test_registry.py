@@ -120,9 +120,16 @@ def test_retrain_compares_on_the_new_batches(warehouse) -> None:
     run_etl(con, home, write_lake=False)
     doc = train_warehouse(con, home, params_from_settings(home, **SMALL))
     assert doc["merged_batches"] == ["batch_w2"]
-    assert doc["promotion"]["eval_data"] == "held-out ratings of the new batches"
-    assert 0 < doc["promotion"]["eval_rows"] < 2500
-    assert doc["promoted"]  # trained on the new batch: better than the champion on it
+    promotion = doc["promotion"]
+    # both versions on every held-out row (the new batch's and the older ones, unseen by both)
+    assert promotion["eval_data"].startswith("every held-out rating of the stable split")
+    assert promotion["eval_rows"] == doc["n_test"]
+    assert promotion["eval_users"] > 0 and promotion["champion_ndcg"] == promotion["champion_ndcg"]  # not NaN
+    assert promotion["challenger_rmse"] < promotion["champion_rmse"]  # trained on the new batch: better on it
+    # the decision follows the rule: bootstrap lower bound of the NDCG difference and RMSE, both within tolerance
+    ndcg_ok = promotion["ndcg_diff_low"] >= -home.promotion_ndcg_tolerance
+    assert doc["promoted"] == ndcg_ok, promotion["reason"]
+    assert promotion["ndcg_diff_low"] <= promotion["ndcg_diff"] <= promotion["ndcg_diff_high"]
 
 
 def test_stable_split_keeps_each_rating_on_its_side(rng) -> None:

@@ -1,4 +1,4 @@
-"""Random and temporal splits: sizes, seeding, time ordering, input types."""
+"""Random, temporal and per-user splits: sizes, stratification, seeding, time ordering, input types."""
 
 from __future__ import annotations
 
@@ -8,7 +8,14 @@ import pyarrow as pa
 import pytest
 
 from cinematch.errors import BadInput
-from cinematch.recommender.split import random_split, temporal_split
+from cinematch.recommender.split import (
+    Split,
+    leave_last_n_split,
+    random_per_user_split,
+    random_split,
+    temporal_cut_split,
+    temporal_split,
+)
 
 
 def ratings_frame(n: int = 1000, seed: int = 0) -> pd.DataFrame:
@@ -92,3 +99,135 @@ def test_split_rejects_bad_input() -> None:
     table = pa.table({"user_id": [1, 2], "movie_id": [1, 2], "rating": [1.0, 2.0], "rated_at": [1, None]})
     with pytest.raises(BadInput):
         temporal_split(table)
+
+
+def _as_frame(table: pa.Table | pd.DataFrame) -> pd.DataFrame:
+    return table.to_pandas() if isinstance(table, pa.Table) else table
+
+
+def _pairs(table: pa.Table | pd.DataFrame) -> set[tuple[int, int]]:
+    frame = _as_frame(table)
+    return set(zip(frame["user_id"].tolist(), frame["movie_id"].tolist(), strict=True))
+
+
+def per_user_frame() -> pd.DataFrame:
+    """Users 1..6 with 1, 2, 4, 6, 10 and 40 ratings of distinct movies, times 0..62 in row order."""
+    sizes = [1, 2, 4, 6, 10, 40]
+    users = np.repeat(np.arange(1, 7), sizes)
+    movies = np.concatenate([np.arange(100, 100 + n) for n in sizes])
+    return pd.DataFrame({"user_id": users, "movie_id": movies, "rating": 4.0, "rated_at": np.arange(len(users))})
+
+
+@pytest.mark.parametrize("kind", ["pandas", "arrow"])
+def test_random_per_user_split_sizes_follow_the_rounding_rule(kind: str) -> None:
+    df = per_user_frame()
+    data = df if kind == "pandas" else pa.Table.from_pandas(df, preserve_index=False)
+    split = random_per_user_split(data)
+    assert isinstance(split, Split) and type(split.train) is type(data)
+    train, test = _as_frame(split.train), _as_frame(split.test)
+    # train per user = round-half-to-even(0.75 n): 0.75 -> 1, 1.5 -> 2, 3 -> 3, 4.5 -> 4, 7.5 -> 8, 30 -> 30
+    assert train.groupby("user_id").size().to_dict() == {1: 1, 2: 2, 3: 3, 4: 4, 5: 8, 6: 30}
+    assert test.groupby("user_id").size().to_dict() == {3: 1, 4: 2, 5: 2, 6: 10}
+    assert not _pairs(train) & _pairs(test) and _pairs(train) | _pairs(test) == _pairs(df)
+    assert split.info == {"protocol": "random_per_user", "test_fraction": 0.25, "seed": 42,
+                          "rounding": "half-to-even", "n_train": 48, "n_test": 15}  # fmt: skip
+
+
+def test_random_per_user_split_is_seeded_and_independent_of_row_order() -> None:
+    df = per_user_frame()
+    first = random_per_user_split(df, seed=7)
+    again = random_per_user_split(df, seed=7)
+    assert first.test.index.equals(again.test.index)
+    # the same ratings in another row order and as Arrow: the same (user, movie) pairs go to test
+    shuffled = df.sample(frac=1.0, random_state=3)
+    assert _pairs(random_per_user_split(shuffled, seed=7).test) == _pairs(first.test)
+    table = pa.Table.from_pandas(shuffled, preserve_index=False)
+    assert _pairs(random_per_user_split(table, seed=7).test) == _pairs(first.test)
+    # another seed picks other movies of user 6 (10 of 40: the chance of the same pick is 1 / C(40, 10))
+    assert _pairs(random_per_user_split(df, seed=8).test) != _pairs(first.test)
+
+
+def test_random_per_user_split_is_random_within_a_user() -> None:
+    # across seeds, user 6's test movies are spread over its 40 movies, not always the first or last rows
+    df = per_user_frame()
+    picked = np.concatenate(
+        [random_per_user_split(df, seed=s).test.query("user_id == 6")["movie_id"] for s in range(30)]
+    )
+    frequency = np.bincount(picked - 100, minlength=40) / 30
+    assert len(picked) == 300 and frequency.min() > 0.0 and frequency.max() < 0.65  # expected 0.25 each
+
+
+def test_random_per_user_split_fraction_and_bad_input() -> None:
+    split = random_per_user_split(per_user_frame(), test_fraction=0.5)
+    # train = round-half-to-even(0.5 n) for n = 1, 2, 4, 6, 10, 40: 0, 1, 2, 3, 5, 20 (user 1's one rating is test)
+    assert _as_frame(split.train).groupby("user_id").size().to_dict() == {2: 1, 3: 2, 4: 3, 5: 5, 6: 20}
+    with pytest.raises(BadInput):
+        random_per_user_split(per_user_frame(), test_fraction=0.0)
+    with pytest.raises(BadInput):
+        random_per_user_split(per_user_frame().drop(columns=["movie_id"]))
+    with pytest.raises(BadInput):
+        random_per_user_split(per_user_frame().astype({"user_id": float}).assign(user_id=1.5))
+
+
+@pytest.mark.parametrize("kind", ["pandas", "arrow"])
+def test_temporal_cut_split_cuts_at_the_quantile(kind: str) -> None:
+    df = ratings_frame()  # 1000 ratings, shuffled times with repeats
+    data = df if kind == "pandas" else pa.Table.from_pandas(df, preserve_index=False)
+    train, test, info = temporal_cut_split(data)
+    train_times, test_times = _as_frame(train)["rated_at"], _as_frame(test)["rated_at"]
+    cut = np.sort(df["rated_at"].to_numpy())[800]  # position floor(0.8 * 1000)
+    assert train_times.max() < cut <= test_times.min()  # strictly before / at or after the cut
+    assert len(train) == int((df["rated_at"] < cut).sum()) and len(train) + len(test) == 1000
+    assert info == {"protocol": "temporal", "quantile": 0.8, "cut_at": pd.Timestamp(cut).isoformat(),
+                    "n_train": len(train), "n_test": len(test)}  # fmt: skip
+
+
+def test_temporal_cut_split_ties_go_to_test() -> None:
+    df = pd.DataFrame({"user_id": [1] * 10, "movie_id": range(10), "rating": 3.0,
+                       "rated_at": [5, 1, 5, 2, 9, 3, 5, 4, 0, 8]})  # fmt: skip
+    # sorted times 0 1 2 3 4 5 5 5 8 9; quantile 0.6 -> position 6 -> cut 5: all three 5s go to test
+    train, test, info = temporal_cut_split(df, quantile=0.6)
+    assert sorted(train["rated_at"]) == [0, 1, 2, 3, 4] and sorted(test["rated_at"]) == [5, 5, 5, 8, 9]
+    assert info["cut_at"] == 5
+    with pytest.raises(BadInput):  # nothing is older than the cut: no train set
+        temporal_cut_split(df.assign(rated_at=7))
+    with pytest.raises(BadInput):
+        temporal_cut_split(df, quantile=1.0)
+    with pytest.raises(BadInput):
+        temporal_cut_split(df.assign(rated_at="2024-01-01"))
+
+
+def test_temporal_cut_split_with_time_zones() -> None:
+    times = pd.to_datetime(["2024-01-01T10:00", "2024-01-02T10:00", "2024-01-03T10:00", "2024-01-04T10:00"])
+    df = pd.DataFrame({"user_id": 1, "movie_id": [1, 2, 3, 4], "rating": 4.0, "rated_at": times.tz_localize("UTC")})
+    for data in (df, pa.Table.from_pandas(df, preserve_index=False)):
+        train, test, info = temporal_cut_split(data, quantile=0.5)  # position 2 -> the third timestamp
+        assert len(train) == 2 and len(test) == 2
+        assert info["cut_at"] == "2024-01-03T10:00:00+00:00"
+
+
+@pytest.mark.parametrize("kind", ["pandas", "arrow"])
+def test_leave_last_n_split_picks_the_latest(kind: str) -> None:
+    df = pd.DataFrame(
+        {
+            "user_id": [1, 1, 1, 2, 2, 3, 1, 2],
+            "movie_id": [10, 11, 12, 20, 21, 30, 13, 22],
+            "rating": 4.0,
+            # user 1: movies 10..13 at times 3, 9, 1, 9 -> latest is the tie at 9, broken by the larger movie id (13)
+            # user 2: movies 20, 21, 22 at times 5, 2, 7 -> latest 22, then 20
+            # user 3: a single rating stays in train
+            "rated_at": [3, 9, 1, 5, 2, 4, 9, 7],
+        }
+    )
+    data = df if kind == "pandas" else pa.Table.from_pandas(df, preserve_index=False)
+    train, test, info = leave_last_n_split(data)
+    assert _pairs(test) == {(1, 13), (2, 22)}
+    assert _pairs(train) == _pairs(df) - _pairs(test)
+    assert info == {"protocol": "leave_last_n", "n": 1, "n_train": 6, "n_test": 2}
+    _, test2, _ = leave_last_n_split(data, n=2)
+    # user 2 has 3 > 2 ratings: 22 and 20 go; user 1: 13 and 11 (both at time 9); user 3 keeps its one
+    assert _pairs(test2) == {(1, 13), (1, 11), (2, 22), (2, 20)}
+    _, test3, _ = leave_last_n_split(data, n=3)
+    assert _pairs(test3) == {(1, 13), (1, 11), (1, 10)}  # only user 1 has more than 3 ratings
+    with pytest.raises(BadInput):
+        leave_last_n_split(data, n=0)

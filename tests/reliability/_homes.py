@@ -32,11 +32,16 @@ GENRES = ("Action", "Comedy", "Drama", "Horror", "Romance", "Sci-Fi", "Thriller"
 N_MOVIES = 300
 TRAIN_ARGS = ("--rank", "8", "--iterations", "5")
 # a challenger is promoted even when slightly worse, so a train run always moves the champion
-ENV = {"CINEMATCH_PROMOTION_TOLERANCE": "1.0", "CINEMATCH_LOCK_TIMEOUT_SECONDS": "30"}
+ENV = {
+    "CINEMATCH_PROMOTION_TOLERANCE": "1.0",
+    "CINEMATCH_PROMOTION_NDCG_TOLERANCE": "1.0",
+    "CINEMATCH_LOCK_TIMEOUT_SECONDS": "30",
+}
 
 
 def settings_for(home: Path) -> Settings:
-    return Settings(home=home, promotion_tolerance=1.0, lock_timeout_seconds=30, api_key=None, database_url=None)
+    return Settings(home=home, promotion_tolerance=1.0, promotion_ndcg_tolerance=1.0, lock_timeout_seconds=30,
+                    api_key=None, database_url=None)  # fmt: skip
 
 
 def env_for(home: Path, **extra: str) -> dict[str, str]:

@@ -121,7 +121,7 @@ def test_file_names_become_safe_batch_ids(tmp_path: Path) -> None:
     moved = Path(__import__("json").loads(proc.stdout)["files"][0]["moved_to"])
     assert moved.resolve().is_relative_to(settings.home_dir)
     ids = run_readonly(settings, "select batch_id from bronze.ingestion_metadata")
-    assert ids == [{"batch_id": "x_2f"}]  # the name up to its first dot, unsafe characters as _
+    assert ids == [{"batch_id": "x_2f__2fevil_name_x"}]  # the whole stem; unsafe characters and '..' as _
     assert sorted(os.listdir(tmp_path)) == ["home"]
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
 
 import duckdb
 import httpx2
+import numpy as np
 import pytest
 from tests.reliability._homes import (
     cinematch,
@@ -123,3 +125,119 @@ def test_damaged_warehouse_is_detected_and_serving_keeps_answering(built, tmp_pa
     assert cinematch(home, "init").returncode == 0
     status = cinematch(home, "status", "--json")
     assert status.returncode == 0 and json.loads(status.stdout)["total_records"] == 0
+
+
+# Issue 16, point 10: damage inside the data blocks of a warehouse file that DuckDB still opens.
+HINT = "move it aside, then `cinematch init` and re-ingest the batch files"
+SCHEMAS = ("bronze", "silver", "gold", "ops", "serving")
+
+
+def _blocks_by_schema(db: Path) -> tuple[int, dict[str, list[int]]]:
+    """The block size and, per schema, the ids of the blocks holding its tables' data."""
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        size = con.execute("select block_size from pragma_database_size()").fetchall()[0][0]
+        blocks: dict[str, set[int]] = {s: set() for s in SCHEMAS}
+        for schema, table in con.execute("select schema_name, table_name from duckdb_tables()").fetchall():
+            rows = con.execute(
+                f"select distinct block_id from pragma_storage_info('{schema}.{table}') where block_id >= 0"
+            ).fetchall()
+            blocks[schema] |= {b for (b,) in rows}
+    finally:
+        con.close()
+    return size, {s: sorted(b) for s, b in blocks.items()}
+
+
+def _damage(db: Path, kind: str, seed: int = 16) -> None:
+    """Bit flips at 25 seeded offsets (5 per schema), a zeroed 4 KiB page per schema, or a cut at half the size."""
+    raw = bytearray(db.read_bytes())
+    if kind == "truncated":
+        db.write_bytes(bytes(raw[: len(raw) // 2]))
+        return
+    size, blocks = _blocks_by_schema(db)
+    rng = np.random.default_rng(seed)
+    for schema in SCHEMAS:
+        assert blocks[schema], f"no data blocks in {schema}: the home is too small for this test"
+        for _ in range(5 if kind == "bit flips" else 1):
+            start = 3 * 4096 + int(rng.choice(blocks[schema])) * size  # after the file's three headers
+            if kind == "bit flips":
+                offset = start + int(rng.integers(8, size))  # past the block's own checksum
+                raw[offset] ^= 1 << int(rng.integers(0, 8))
+            else:  # a page that holds data (a block's unused tail is zeros already)
+                pages = [start + 8 + i * 4096 for i in range((size - 8) // 4096)]
+                used = [p for p in pages if any(raw[p : p + 4096])]
+                page = int(rng.choice(used))
+                raw[page : page + 4096] = bytes(4096)
+    db.write_bytes(bytes(raw))
+
+
+def _fingerprint(home: Path) -> tuple[str, bool]:
+    db = home / "warehouse.duckdb"
+    return hashlib.sha256(db.read_bytes()).hexdigest(), db.with_suffix(".duckdb.wal").exists()
+
+
+@pytest.mark.parametrize("kind", ["bit flips", "zeroed pages", "truncated"])
+def test_damaged_data_blocks_stop_every_command_with_the_hint(built, tmp_path: Path, kind: str) -> None:
+    src, data, _ = built
+    home = copy_home(src, tmp_path / "home")
+    batch = ratings_file(data.parent / f"batch_w9_{kind[0]}.parquet", 9, 1000, "2024-05-01")
+    _damage(home / "warehouse.duckdb", kind)
+    before = _fingerprint(home)
+    writers = [("ingest", str(batch)), ("etl",), ("train", "--rank", "4", "--iterations", "2"), ("drift",),
+               ("publish",), ("models", "rollback")]  # fmt: skip
+    for args in writers:  # each checks the tables it writes first: it never commits into the damaged file
+        proc = cinematch(home, *args)
+        _one_line_error(proc, HINT)
+        assert proc.returncode == 1 and "is damaged" in proc.stderr and "unexpected" not in proc.stderr, proc.stderr
+        assert _fingerprint(home) == before, f"{args[0]} wrote into the damaged file"
+    # a query over every silver row (DuckDB's own checksum error) names the way back too
+    con = duckdb.connect(str(src / "warehouse.duckdb"), read_only=True)
+    silver = [
+        t for (t,) in con.execute("select table_name from duckdb_tables() where schema_name = 'silver'").fetchall()
+    ]
+    con.close()
+    proc = cinematch(
+        home, "sql", "select " + " + ".join(f"(select count(hash(t)) from silver.{t} as t)" for t in silver)
+    )
+    _one_line_error(proc, HINT)
+    assert proc.returncode == 1
+    for args in (("status",), ("sql", "select count(*) from bronze.ingestion_metadata")):
+        proc = cinematch(home, *args)  # reads that miss the damaged blocks may answer; nothing else
+        if proc.returncode != 0:
+            _one_line_error(proc, HINT)
+    if kind == "truncated":
+        assert proc.returncode == 1  # every open checks the size
+    assert _fingerprint(home) == before
+
+
+# the writing command that changes each schema (warehouse.WRITES)
+WRITER_OF = {"bronze": "ingest", "silver": "etl", "gold": "etl", "ops": "drift", "serving": "publish"}
+
+
+def test_each_seeded_bit_flip_is_refused_before_writing(built, tmp_path: Path) -> None:
+    """24 copies, each with one bit flipped at its own seeded offset inside a data block of one schema: the
+    command that writes to that schema refuses before writing, and the file stays byte-for-byte the same."""
+    from cinematch.errors import CineMatchError
+
+    src, _, _ = built
+    pristine = (src / "warehouse.duckdb").read_bytes()
+    size, blocks = _blocks_by_schema(src / "warehouse.duckdb")
+    rng = np.random.default_rng(1016)
+    offsets = set()
+    for i in range(24):
+        schema = SCHEMAS[i % len(SCHEMAS)]
+        block = int(rng.choice(blocks[schema]))
+        offset = 3 * 4096 + block * size + int(rng.integers(8, size))  # past the block's own checksum
+        offsets.add(offset)
+        raw = bytearray(pristine)
+        raw[offset] ^= 1 << int(rng.integers(0, 8))
+        home = tmp_path / f"home{i}"
+        home.mkdir()
+        (home / "warehouse.duckdb").write_bytes(bytes(raw))
+        before = hashlib.sha256(raw).hexdigest()
+        refused = pytest.raises(CineMatchError, match=f"block {block} fails its checksum.*{HINT.split(',')[0]}")
+        with refused, write_session(settings_for(home), WRITER_OF[schema]):
+            pass
+        assert hashlib.sha256((home / "warehouse.duckdb").read_bytes()).hexdigest() == before, (schema, offset)
+        assert not (home / "warehouse.duckdb.wal").exists()
+    assert len(offsets) == 24

@@ -43,7 +43,7 @@ def movies_csv(n: int = N_MOVIES) -> str:
 def build_home(root: Path, train: bool = True) -> Settings:
     """Three weekly batches, two trainings (rank 8, 5 iterations), three drift reports."""
     # a generous tolerance promotes the second model, so the champion has seen all three batches
-    settings = Settings(home=root / "home", api_key=None, promotion_tolerance=1.0)
+    settings = Settings(home=root / "home", api_key=None, promotion_tolerance=1.0, promotion_ndcg_tolerance=1.0)
     rng = np.random.default_rng(2024)
     (root / "movies.csv").write_text(movies_csv())
     batches = []

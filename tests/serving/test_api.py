@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -10,6 +11,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx2
 import pytest
@@ -125,6 +127,49 @@ def test_request_log_is_key_value(server: CliServer) -> None:
     assert any("method=GET path=/recommendations/2 status=200 duration_ms=" in ln for ln in lines)
 
 
+@pytest.mark.parametrize(
+    ("breaker", "escaped"),
+    [("%0a", r"\n"), ("%0d", r"\r"), ("%0d%0a", r"\r\n"), ("%e2%80%a8", r"\u2028"), ("%c2%85", r"\x85")],
+)
+def test_request_path_cannot_forge_a_log_line(server: CliServer, breaker: str, escaped: str) -> None:
+    """Issue 16, point 9: CR, LF and other line breaks in a logged value are escaped, so a request path cannot
+    start a line of its own in the request log."""
+    forged = "event=request method=GET path=/forged status=200 duration_ms=0.1"
+    get(f"{server.url}/recommendations/1{breaker}{quote(forged, safe='=/')}")
+    time.sleep(0.3)
+    lines = server.log_path.read_text().splitlines()  # splits on every line boundary, U+2028 and NEL included
+    assert not [ln for ln in lines if ln.startswith("event=")], "a request path started a log line"
+    ours = [ln for ln in lines if f'event=request method=GET path="/recommendations/1{escaped}event=request' in ln]
+    assert len(ours) == 1 and "path=/forged" in ours[0] and re.match(r"\d{4}-\d\d-\d\d \S+ INFO ", ours[0]), ours
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        ("/recommendations/1_000", {}),
+        ("/recommendations/+5", {}),
+        ("/recommendations/%205", {}),
+        ("/recommendations/1", {"k": "1.0"}),
+        ("/recommendations/1", {"k": "+5"}),
+        ("/recommendations/1", {"k": "1_0"}),
+        ("/movies/1_0", {}),
+        ("/movies/+1/performance", {}),
+        ("/movies/trending", {"limit": "1.0"}),
+        ("/content/performance", {"limit": "1e1"}),
+    ],
+)
+def test_ids_and_counts_must_be_plain_decimal_integers(server: CliServer, path: str, params: dict) -> None:
+    """Issue 16, point 17: pydantic's lax int parsing took `1_000`, `+5` and `k=1.0`; now they get a 422."""
+    resp = get(f"{server.url}{path}", params=params)
+    assert resp.status_code == 422, (path, params, resp.text)
+    assert resp.json()["error"] == "invalid request" and "plain decimal integer" in resp.json()["detail"]
+
+
+def test_plain_decimal_ids_still_work(server: CliServer) -> None:
+    assert get(f"{server.url}/recommendations/-5", params={"k": "3"}).json()["fallback"] is True
+    assert get(f"{server.url}/recommendations/0001", params={"k": "03"}).json()["user_id"] == 1
+
+
 def test_atomic_swap_under_concurrent_reads(server: CliServer, served_home: Settings) -> None:
     """Threads read while publish runs repeatedly: no request fails, no list is empty, versions change."""
     stop = threading.Event()
@@ -183,6 +228,7 @@ def test_serve_before_publish_then_reload_and_ctrl_c(served_home: Settings, tmp_
     home = Settings(home=tmp_path / "home")
     home.home_dir.mkdir(parents=True)
     shutil.copy(served_home.duckdb_path, home.duckdb_path)
+    shutil.copytree(served_home.models_dir, home.models_dir)  # publish refreshes the champion's lists
     srv = start_cli_server(home, tmp_path / "serve.log")
     try:
         wait_ready(srv.url, status=503)

@@ -77,6 +77,9 @@ def test_page_is_self_contained_with_every_plot(server: CliServer) -> None:
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)
     assert "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
     assert "no drift reports yet" not in html  # the fixture has three
+    # the second version was compared with the first on the same held-out rows: both scores are shown
+    assert "ndcg@10 vs champion, same rows" in html
+    assert re.search(r"<td>0\.\d{4} / 0\.\d{4}</td>", html)
 
 
 def test_text_from_data_is_escaped() -> None:

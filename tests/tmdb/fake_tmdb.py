@@ -75,11 +75,13 @@ class FakeTmdb:
 
     Actions: ``ok``, ``404``, ``500``, ``429:<retry-after seconds>``, ``slow:<seconds>`` (then ok),
     ``malformed`` (not JSON), ``badshape`` (JSON without a title). Every request is recorded with its arrival time.
+    With ``echo_url``, every JSON body also echoes the request URL (``request_url``), and broken ones end with it.
     """
 
     def __init__(self, movies: dict[int, dict] | None = None, script: dict[int, list[str]] | None = None,
-                 key: str = KEY) -> None:  # fmt: skip
+                 key: str = KEY, echo_url: bool = False) -> None:  # fmt: skip
         self.movies = MOVIES if movies is None else movies
+        self.echo_url = echo_url  # bodies then carry the request URL, key included (as some proxies do)
         self.script = {k: list(v) for k, v in (script or {}).items()}
         self.key = key
         self.requests: list[tuple[float, int | None, str, dict[str, str]]] = []
@@ -149,6 +151,9 @@ class FakeTmdb:
                 raise AssertionError(action)
 
             def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+                if fake.echo_url:
+                    echoed = f"https://api.themoviedb.org{self.path}"
+                    body = body + echoed.encode() if isinstance(body, bytes) else {**body, "request_url": echoed}
                 data = body if isinstance(body, bytes) else json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json;charset=utf-8")

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+from urllib.parse import quote, quote_plus
 
 import duckdb
 import pyarrow.parquet as pq
+import pytest
 from tests.tmdb.fake_tmdb import KEY, MOVIES, SCRIPT, FakeTmdb, max_in_window, movie
 
 from cinematch.ingest import ingest_file
@@ -119,3 +122,74 @@ def test_killed_run_resumes_without_refetching(inputs, home) -> None:
     ok = con.execute("select count(*), count(distinct tmdb_id) from bronze.tmdb_raw where status = 'ok'").fetchall()
     con.close()
     assert ok == [(len(many), len(many))]
+
+
+def _lake_payloads(home) -> list[str]:
+    parts = sorted((home.lake_dir / "bronze" / "tmdb_raw").rglob("*.parquet"))
+    return [p for p in pq.ParquetDataset(parts).read()["payload"].to_pylist() if p is not None]
+
+
+# a v3 key as TMDB issues them, and one whose characters the query string percent-encodes (+, /, =, space, &, é)
+ODD_KEY = "Zx9+Qw/Er=Ty Ui&Op%Kl\u00e9Mn4"
+
+
+@pytest.mark.parametrize("key", [KEY, ODD_KEY], ids=["hex key", "percent-encoded key"])
+def test_key_echoed_by_the_upstream_is_scrubbed_before_storing(inputs, cli, home, key: str) -> None:
+    """Issue 16, point 8: bodies that echo the request URL (``?api_key=...``) are stored without the key, in
+    whatever spelling the echo has it (the URL carries it percent-encoded)."""
+    spellings = {key, quote(key, safe=""), quote_plus(key), quote(key, safe="").lower()}
+    with FakeTmdb(MOVIES, {**SCRIPT, 8844: ["badshape"]}, key=key, echo_url=True) as fake:
+        env = {"CINEMATCH_TMDB_API_KEY": key, "CINEMATCH_TMDB_BASE_URL": fake.url, "CINEMATCH_TMDB_RATE_LIMIT": "50"}
+        res = cli("tmdb", "fetch", "--movies-from-links", inputs[1], "--json", env=env)
+    assert res.code == 0, res.stderr
+    assert (res.json["fetched"], res.json["malformed"], res.json["not_found"]) == (2, 2, 1)
+    con = duckdb.connect(str(home.duckdb_path), read_only=True)
+    stored = [p for (p,) in con.execute("select payload from bronze.tmdb_raw where payload is not null").fetchall()]
+    con.close()
+    lake = _lake_payloads(home)
+    assert len(stored) == len(lake) == 4
+    for payload in stored + lake:
+        assert "api_key=***" in payload  # the echo is kept, the key is not
+        assert not [s for s in spellings if s in payload], payload
+    ok = [json.loads(p) for p in stored if "Broken" not in p and "overview" not in p]
+    assert sorted(d["title"] for d in ok) == ["Father of the Bride Part II", "Toy Story"]  # still valid JSON
+    for path in [home.duckdb_path, *home.lake_dir.rglob("*.parquet")]:
+        assert not [s for s in spellings if s.encode() in path.read_bytes()], path
+
+
+@pytest.mark.parametrize("upstream", ["http 500", "unreachable"])
+def test_fetch_exits_1_when_every_request_failed(inputs, cli, home, upstream: str) -> None:
+    """Issue 16, point 12: a run where no request got an answer is a failure (exit 1, one line with the cause)."""
+    ids = (862, 8844, 15602, 31357, 11862)
+    with FakeTmdb(MOVIES, {i: ["500"] * 10 for i in ids}) as fake:
+        base = fake.url if upstream == "http 500" else f"http://127.0.0.1:{_closed_port()}/3"
+        env = {"CINEMATCH_TMDB_API_KEY": KEY, "CINEMATCH_TMDB_BASE_URL": base, "CINEMATCH_TMDB_RATE_LIMIT": "50",
+               "CINEMATCH_TMDB_MAX_ATTEMPTS": "2", "CINEMATCH_TMDB_BACKOFF_SECONDS": "0.01"}  # fmt: skip
+        res = cli("tmdb", "fetch", "--movies-from-links", inputs[1], "--json", env=env)
+    cause = "HTTP 500 after 2 attempts" if upstream == "http 500" else "transport error (ConnectError) after 2 attempts"
+    assert res.code == 1, (res.code, res.stdout, res.stderr)
+    assert res.stderr.strip().splitlines() == [
+        f"error: tmdb fetch: all 5 requests failed ({cause}); check CINEMATCH_TMDB_BASE_URL and the network, "
+        "then rerun (failed ids are retried)"
+    ]
+    con = duckdb.connect(str(home.duckdb_path), read_only=True)
+    assert con.execute("select count(*) from bronze.tmdb_raw where status = 'failed'").fetchall() == [(5,)]
+    assert con.execute("select status from ops.pipeline_runs where pipeline = 'tmdb'").fetchall() == [("failed",)]
+    con.close()
+
+
+def test_fetch_with_some_failures_still_succeeds(inputs, cli) -> None:
+    """Point 12's other side: one id that keeps failing among answered ones is a partial run (exit 0)."""
+    with FakeTmdb(MOVIES, {**SCRIPT, 862: ["500"] * 10}) as fake:
+        env = {"CINEMATCH_TMDB_API_KEY": KEY, "CINEMATCH_TMDB_BASE_URL": fake.url, "CINEMATCH_TMDB_RATE_LIMIT": "50",
+               "CINEMATCH_TMDB_MAX_ATTEMPTS": "2", "CINEMATCH_TMDB_BACKOFF_SECONDS": "0.01"}  # fmt: skip
+        res = cli("tmdb", "fetch", "--movies-from-links", inputs[1], "--json", env=env)
+    assert res.code == 0, res.stderr
+    assert (res.json["failed"], res.json["fetched"]) == (1, 2)
+    assert res.json["failure_reasons"] == {"HTTP 500 after 2 attempts": 1}
+
+
+def _closed_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

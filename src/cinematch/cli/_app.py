@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 import traceback
 from collections.abc import Callable, Iterator
@@ -136,6 +137,56 @@ def _one_line(message: str) -> str:
     return " ".join(message.split())
 
 
+def _secrets() -> list[str | None]:
+    """Every configured secret value, to scrub from whatever the error convention prints."""
+    from cinematch.secrets import password_of
+
+    values = [
+        os.environ.get(name) for name in ("CINEMATCH_DATABASE_URL", "CINEMATCH_API_KEY", "CINEMATCH_TMDB_API_KEY")
+    ]
+    url = values[0]
+    return [*values, password_of(url) if url else None]
+
+
+def _print_error(message: str, debug: bool) -> None:
+    """One ``error: ...`` line on stderr (after the traceback under --debug), with known secrets scrubbed."""
+    from cinematch.secrets import redact, scrub
+
+    secrets = _secrets()
+    if debug:
+        sys.stderr.write(scrub(redact(traceback.format_exc()), secrets))
+    sys.stderr.write(f"error: {scrub(_one_line(message), secrets)}\n")
+
+
+def _damaged_warehouse(exc: Exception) -> CineMatchError | None:
+    """A DuckDB error that comes from a damaged warehouse file, as the recovery hint; None otherwise."""
+    if not type(exc).__module__.lstrip("_").startswith("duckdb"):
+        return None
+    import duckdb
+
+    from cinematch.warehouse import damaged, diagnose
+
+    try:
+        settings = get_settings()
+        found = diagnose(settings)
+    except Exception:  # the diagnosis must never hide the original error
+        return None
+    if found is None and isinstance(exc, duckdb.IOException) and str(settings.duckdb_path) in str(exc):
+        found = damaged(settings.duckdb_path, str(exc))  # an I/O error of the file itself (EIO, short read)
+    return found
+
+
+def _alert(exc: BaseException, args: list[str]) -> None:
+    """Post the failure to CINEMATCH_ALERT_WEBHOOK (``gate_failed`` for a quality gate): never raises, ~3 s at most."""
+    words = [a for a in args if not a.startswith("-")]
+    name = words[:1]
+    if name and isinstance(cli.commands.get(name[0]), click.Group):  # `models promote`, `tmdb fetch`
+        name = words[:2]
+    from cinematch import alerts
+
+    alerts.post_exception(exc, "cli", " ".join(["cinematch", *name]), exit_code=getattr(exc, "exit_code", 1))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: runs the group and applies the error convention (one line, exit 2/1)."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -149,27 +200,28 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except click.UsageError as exc:
         hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx else " (see `cinematch --help`)"
-        sys.stderr.write(f"error: {_one_line(exc.format_message())}{hint}\n")
+        _print_error(f"{exc.format_message()}{hint}", debug=False)
         sys.exit(2)
     except click.ClickException as exc:
-        sys.stderr.write(f"error: {_one_line(exc.format_message())}\n")
+        _print_error(exc.format_message(), debug=False)
         sys.exit(2)
     except CineMatchError as exc:
-        if debug:
-            traceback.print_exc()
-        sys.stderr.write(f"error: {_one_line(str(exc))}\n")
+        _print_error(str(exc), debug)
+        _alert(exc, args)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         sys.exit(130)
     except Exception as exc:  # the last resort: still one line unless --debug
-        if debug:
-            traceback.print_exc()
-        from cinematch.secrets import redact
-
-        sys.stderr.write(
-            f"error: unexpected {type(exc).__name__}: {_one_line(redact(str(exc)))[:300]} "
-            "(rerun with --debug for the traceback)\n"
+        known = _damaged_warehouse(exc)
+        if known is not None:
+            _print_error(str(known), debug)
+            _alert(known, args)
+            sys.exit(known.exit_code)
+        _print_error(
+            f"unexpected {type(exc).__name__}: {_one_line(str(exc))[:300]} (rerun with --debug for the traceback)",
+            debug,
         )
+        _alert(exc, args)
         sys.exit(1)
     sys.exit(0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -13,41 +14,115 @@ from cinematch.warehouse import write_session
 
 def _metrics_line(doc: dict) -> str:
     return (f"rmse {doc['rmse']:.4f}  mae {doc['mae']:.4f}  precision@10 {doc['precision_at_10']:.4f}  "
-            f"recall@10 {doc['recall_at_10']:.4f}  ndcg@10 {doc['ndcg_at_10']:.4f}")  # fmt: skip
+            f"recall@10 {doc['recall_at_10']:.4f}  ndcg@10 {doc['ndcg_at_10']:.4f}  map@10 {doc['map_at_10']:.4f}")  # fmt: skip
 
 
 @command(cli, "train")
 @click.option("--ratings", type=click.Path(path_type=Path), help="Train on this file instead of the warehouse.")
 @click.option("--test", "test_file", type=click.Path(path_type=Path), help="Evaluate on this file (with --ratings).")
+@click.option(
+    "--lists-out", type=click.Path(path_type=Path), help="Write the evaluated top-10 lists (user_id,rank,movie_id)."
+)
+@click.option(
+    "--min-rating",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Relevance: test ratings >= this count as hits (0: every test interaction; default 4).",
+)
+@click.option("--tune", is_flag=True, help="Search the ranking model's hyper-parameters on validation data again.")
 @click.option("--rank", type=click.IntRange(min=1, max=512), default=None)
 @click.option("--reg", type=click.FloatRange(min=0, min_open=True), default=None)
 @click.option("--iterations", type=click.IntRange(min=1, max=200), default=None)
 @click.option("--seed", type=int, default=None)
-def train_cmd(ctx: Ctx, ratings: Path | None, test_file: Path | None, rank: int | None, reg: float | None,
-              iterations: int | None, seed: int | None) -> None:  # fmt: skip
-    """Train ALS, evaluate, register a version (promoted only if not worse than the champion)."""
+def train_cmd(ctx: Ctx, ratings: Path | None, test_file: Path | None, lists_out: Path | None, min_rating: float | None,
+              tune: bool, rank: int | None, reg: float | None, iterations: int | None, seed: int | None) -> None:  # fmt: skip
+    """Train the rating model (ALS) and the ranking model, evaluate, register (promoted only if not worse)."""
     from cinematch.recommender.training import params_from_settings, train_files, train_warehouse
 
     params = params_from_settings(ctx.settings, rank=rank, reg=reg, iterations=iterations, seed=seed)
     if test_file is not None and ratings is None:
         raise BadInput("--test needs --ratings (to train on the warehouse, pass neither)")
+    if ratings is None and (lists_out is not None or min_rating is not None):
+        raise BadInput("--lists-out and --min-rating go with --ratings (and --test)")
     with ctx.progress("training ALS", total=params.iterations) as update:
 
         def progress(iteration: int, rmse: float) -> None:
             update(completed=iteration, description=f"ALS iteration {iteration} train rmse {rmse:.4f}")
 
+        def note(message: str) -> None:
+            update(description=f"ranking model: {message}"[:100])
+
         if ratings is not None:
-            doc = train_files(ctx.settings, ratings, test_file, params, progress)
+            doc = train_files(ctx.settings, ratings, test_file, params, progress, lists_out, min_rating, note)
         else:
             with write_session(ctx.settings, "train") as con:
-                doc = train_warehouse(con, ctx.settings, params, progress=progress)
+                doc = train_warehouse(con, ctx.settings, params, progress=progress, tune=tune, note=note)
+                if doc.get("promoted"):
+                    doc["published"] = _publish_champion(con, ctx.settings)
+            from cinematch import alerts
+
+            alerts.post_training(doc, "cli", ctx.settings)  # champion_promoted or promotion_refused
 
     def human() -> None:
         out.print(f"{doc['version']}: {_metrics_line(doc)}  ({doc['train_seconds']:.1f}s)")
+        base = doc["baseline"]["most_popular"]
+        out.print(f"served lists: {doc['ranking_model']}; most popular on the same split: "
+                  f"precision@10 {base['precision_at_10']:.4f}  ndcg@10 {base['ndcg_at_10']:.4f}")  # fmt: skip
         if "promotion" in doc:
             out.print(f"promotion: {doc['promotion']['decision']} ({doc['promotion']['reason']})")
+        if doc.get("lists_out"):
+            out.print(f"lists: {doc['lists_out']}")
 
     emit(ctx, doc, human)
+
+
+@command(cli, "evaluate")
+@click.option("--ratings", type=click.Path(path_type=Path), help="Ratings file (default: the warehouse's ratings).")
+@click.option("--test", "test_file", type=click.Path(path_type=Path), help="Held-out file (with --ratings).")
+@click.option(
+    "--protocol",
+    type=click.Choice(["random_per_user", "temporal", "leave_last_n"]),
+    default="random_per_user",
+    show_default=True,
+    help="How the ratings are split into train and test.",
+)
+@click.option(
+    "--min-rating",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Relevance: test ratings >= this count as hits (0: every test interaction; default 4).",
+)
+@click.option("--n", "last_n", type=click.IntRange(min=1), default=1, show_default=True, help="leave_last_n: n.")
+def evaluate_cmd(ctx: Ctx, ratings: Path | None, test_file: Path | None, protocol: str, min_rating: float | None,
+                 last_n: int) -> None:  # fmt: skip
+    """Every model beside most-popular on one named protocol: P/R/NDCG/MAP@10, coverage, popularity."""
+    from cinematch.recommender.comparison import evaluate_protocol
+
+    if test_file is not None and ratings is None:
+        raise BadInput("--test needs --ratings")
+    with ctx.progress("evaluating") as update:
+        doc = evaluate_protocol(ctx.settings, ratings, test_file, protocol, min_rating, last_n,
+                                note=lambda m: update(description=m[:100]))  # fmt: skip
+
+    def human() -> None:
+        out.print(f"protocol: {doc['protocol']}  relevance: rating >= {doc['min_rating']}  k = {doc['k']}  "
+                  f"train {doc['n_train']:,} / test {doc['n_test']:,} ratings")  # fmt: skip
+        out.print(table("models", doc["models"]))
+
+    emit(ctx, doc, human)
+
+
+def _publish_champion(con: Any, settings: Any) -> str | None:
+    """A change of champion republishes the serving views, so a running API follows it (None: no lakehouse yet)."""
+    from cinematch.errors import CineMatchError
+    from cinematch.serving.views import publish
+
+    try:
+        return publish(con, settings)["views_version"]
+    except CineMatchError as exc:
+        if "nothing to publish yet" in str(exc):
+            return None
+        raise
 
 
 @command(cli, "predict")
@@ -79,10 +154,24 @@ def models_list(ctx: Ctx) -> None:
     def human() -> None:
         flat = [{"version": r["version"], "status": r["status"], "champion": "*" if r["is_champion"] else "",
                  "rmse": r["metrics"].get("rmse"), "ndcg_at_10": r["metrics"].get("ndcg_at_10"),
-                 "batches": len(r["batch_ids"]), "promotion": r["promotion"].get("decision")} for r in rows]  # fmt: skip
+                 **_same_rows(r["promotion"]), "batches": len(r["batch_ids"]),
+                 "promotion": r["promotion"].get("decision")} for r in rows]  # fmt: skip
         out.print(table("models", flat) if flat else "no models yet: run `cinematch train`")
 
     emit(ctx, doc, human)
+
+
+def _same_rows(promotion: dict[str, Any]) -> dict[str, str]:
+    """'version / champion' NDCG@10 and RMSE on the same held-out rows (blank for a first model)."""
+    from cinematch.recommender.registry import same_rows
+
+    same = same_rows(promotion)
+
+    def pair(a: Any, b: Any) -> str:
+        return f"{a:.4f} / {b:.4f}" if isinstance(a, float) and isinstance(b, float) else ""
+
+    return {"ndcg vs champion, same rows": pair(same["ndcg_same_rows"], same["champion_ndcg_same_rows"]),
+            "rmse vs champion, same rows": pair(same["rmse_same_rows"], same["champion_rmse_same_rows"])}  # fmt: skip
 
 
 @command(models, "promote")
@@ -100,6 +189,7 @@ def models_promote(ctx: Ctx, version: str) -> None:
                                                        version)  # fmt: skip
         con.execute("commit")
         registry.write_alias(con, ctx.settings)
+        doc["published"] = _publish_champion(con, ctx.settings)
     emit(ctx, doc, lambda: out.print(f"champion: {doc['champion']} (was {doc['previous']})"))
 
 
@@ -117,4 +207,5 @@ def models_rollback(ctx: Ctx) -> None:
         doc["recommendations"] = write_recommendations(con, ctx.settings, model, doc["champion"])
         con.execute("commit")
         registry.write_alias(con, ctx.settings)
+        doc["published"] = _publish_champion(con, ctx.settings)
     emit(ctx, doc, lambda: out.print(f"champion: {doc['champion']} (rolled back from {doc['previous']})"))

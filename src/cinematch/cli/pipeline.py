@@ -59,8 +59,11 @@ def drift_cmd(ctx: Ctx, reference: Path | None, current: Path | None) -> None:
     if reference is not None:
         doc = drift_files(ctx.settings, reference, current)
     else:
+        from cinematch import alerts
+
         with write_session(ctx.settings, "drift") as con:
             doc = check_drift(con, ctx.settings)
+        alerts.post_drift(doc, "cli", ctx.settings)  # the warehouse check's decision drives retraining
 
     def human() -> None:
         out.print(f"decision: {doc['decision']} (score {doc['score']:.3f}; retrain above "

@@ -16,6 +16,20 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cinematch._log import get_logger, log_event
+from cinematch.datasets._taste import (
+    CHUNK,
+    Catalogue,
+    TasteSpace,
+    capped_activity,
+    catalogue,
+    genre_component,
+    movie_components,
+    movie_factors,
+    sample_pairs,
+    split_keys,
+    taste_space,
+    user_tastes,
+)
 from cinematch.datasets.viewing import write_viewing
 from cinematch.errors import BadInput
 
@@ -52,11 +66,13 @@ _COUNTRY_WEIGHTS = np.array([35, 10, 8, 7, 6, 8, 7, 5, 5, 4, 5], dtype=np.float6
 _AGE_BANDS = np.array(["<18", "18-24", "25-34", "35-44", "45-54", "55+"])
 _AGE_WEIGHTS = np.array([4, 22, 35, 20, 11, 8], dtype=np.float64)
 
-# Latent model: rating = MU + user bias + movie bias + <p_u, q_m> + noise, rounded to the user's star scale.
-# The spreads reproduce the MovieLens histogram (mean ~3.5, mode 4.0, sd ~1.0) while leaving a rank-8 signal
-# strong enough for ALS to learn.
+# Latent model: rating = MU + user bias + movie bias + <p_u, q_m> + noise, rounded to the user's star scale. The
+# factors lean towards genre directions (datasets/_taste.py), so users rate the genres they like higher; and users
+# mostly pick movies close to their own tastes, which lifts the observed mean over MU, as self-selection does in
+# MovieLens. The spreads reproduce the MovieLens histogram (mean ~3.5, mode 4.0, sd ~1.05) while leaving a rank-8
+# signal strong enough for ALS to learn.
 _RANK = 8
-_MU = 3.74
+_MU = 3.71
 _USER_BIAS_SD = 0.45
 _MOVIE_BIAS_SD = 0.30
 _FACTOR_SD = (0.60 / math.sqrt(_RANK)) ** 0.5
@@ -64,7 +80,7 @@ _NOISE_SD = 0.50
 _POPULARITY_QUALITY = 0.02  # rating gain per unit of log popularity
 _DISLIKE_SHARE = 0.10  # ratings pulled down 1-2.5 stars: MovieLens' heavy left tail of 0.5-2.5 ratings
 _HALF_STAR_USERS = 0.60  # the rest rate in whole stars, which makes whole stars dominate as in MovieLens
-_ZIPF_EXPONENT = 1.0
+_ZIPF_EXPONENT = 1.6  # see _MAINSTREAM_EXPONENT in datasets/_taste.py
 _ACTIVITY_SIGMA = 1.1
 _MAX_USER_FRACTION = 0.35  # cap on a user's expected ratings as a share of the catalogue, so heavy users fit
 
@@ -74,14 +90,11 @@ _SIGNUP_HISTORY_DAYS = 730
 _FIRST_WEEK_FRACTION = 0.006  # week 1 stays below the drift detector's 1,000-record minimum at the defaults
 _LATER_WEEK_FRACTION = 0.03
 _MAX_DENSITY = 0.25  # refuse configs whose ratings would fill more than this share of the user x movie matrix
-_CHUNK = 1 << 20
-_KEY_SHIFT = 32  # pair key = user_id << 32 | movie_id: sorts like (user, movie), splits with shifts not division
-_MAX_ROUNDS = 200
 
 # Drift at full strength; week `drift_week` runs at _EARLY_STRENGTH and the ramp reaches 1.0 in the last week.
 _EARLY_STRENGTH = 0.5
 _FULL_MEAN_DROP = 0.6  # intended drop of the mean rating at full strength (0.3 in the early week)
-_FULL_LATENT_SHIFT = 0.48
+_FULL_LATENT_SHIFT = 0.60
 _FULL_LOW_SHARE = 0.07  # extra share of "hate" ratings (0.5-2.0 stars) at full strength
 _FULL_NEW_USER_SHARE = 0.30
 _FULL_NEW_MOVIE_SHARE = 0.20
@@ -106,6 +119,11 @@ class GenerateConfig:
     ``batch_ratings`` None means: week 1 holds 0.6% of ``ratings`` (600 at the defaults, below the 1,000-record
     minimum of the drift detector, so it reports "insufficient data") and every later week 3% (3,000 at the
     defaults). An explicit ``batch_ratings`` gives every week that many ratings.
+
+    ``taste`` scales the users' latent tastes (see datasets/_taste.py): 1 (the default) makes which movies a user
+    rates, and a little how they rate them, depend on genre and latent-factor preferences; 0 makes users pick
+    by popularity alone, with no personal signal for a ranking model to find (and, without the self-selection of
+    liked movies, ratings average ~0.1 lower).
     """
 
     users: int = 2_000
@@ -116,6 +134,7 @@ class GenerateConfig:
     drift_week: int = 2
     seed: int = 42
     start: str = "2024-01-01"
+    taste: float = 1.0
 
     def __post_init__(self) -> None:
         self.validate()
@@ -135,6 +154,8 @@ class GenerateConfig:
             )
         if self.seed < 0:
             raise BadInput(f"--seed must be 0 or more (got {self.seed})")
+        if not 0.0 <= self.taste <= 1.0:
+            raise BadInput(f"taste must be between 0 and 1 (got {self.taste})")
         _parse_start(self.start)
         total = self.ratings + sum(batch_sizes(self))
         capacity = int(_MAX_DENSITY * self.users * self.movies)
@@ -231,6 +252,8 @@ class _Users:
     signup_us: np.ndarray
     country: np.ndarray
     age_band: np.ndarray
+    taste_comp: np.ndarray  # (n, 16) int8 the heaviest choice components (datasets/_taste.py), heaviest first
+    taste_weight: np.ndarray  # (n, K) their weights
 
     def extend(self, other: _Users) -> _Users:
         return _Users(*(np.concatenate([a, b]) for a, b in zip(self._arrays(), other._arrays(), strict=True)))
@@ -248,6 +271,7 @@ class _Movies:
     drift_genre: np.ndarray
     title: np.ndarray
     genres: np.ndarray
+    member: np.ndarray  # (n, K) membership of the choice components
 
     def extend(self, other: _Movies) -> _Movies:
         return _Movies(*(np.concatenate([a, b]) for a, b in zip(self._arrays(), other._arrays(), strict=True)))
@@ -256,20 +280,29 @@ class _Movies:
         return tuple(getattr(self, f) for f in self.__dataclass_fields__)
 
 
-def _make_users(rng: np.random.Generator, first_id: int, n: int, signup_lo: int, signup_hi: int) -> _Users:
+def _make_users(
+    rng: np.random.Generator, first_id: int, n: int, signup_lo: int, signup_hi: int, space: TasteSpace, taste: float
+) -> _Users:
+    bias = rng.normal(0.0, _USER_BIAS_SD, n)
+    # float32 factors halve the gather traffic of _rate
+    tastes = user_tastes(rng, n, space, _GENRE_WEIGHTS / _GENRE_WEIGHTS.sum(), _FACTOR_SD, taste)
     return _Users(
         ids=np.arange(first_id, first_id + n, dtype=np.int64),
-        bias=rng.normal(0.0, _USER_BIAS_SD, n),
-        factors=rng.normal(0.0, _FACTOR_SD, (n, _RANK)).astype(np.float32),  # float32 halves gather traffic
+        bias=bias,
+        factors=tastes.factors,
         half_star=rng.random(n) < _HALF_STAR_USERS,
         activity=rng.lognormal(0.0, _ACTIVITY_SIGMA, n),
         signup_us=(rng.integers(signup_lo // 1_000_000, signup_hi // 1_000_000, n) * 1_000_000).astype(np.int64),
         country=_COUNTRIES[_draw(rng, np.cumsum(_COUNTRY_WEIGHTS), n)],
         age_band=_AGE_BANDS[_draw(rng, np.cumsum(_AGE_WEIGHTS), n)],
+        taste_comp=tastes.comp,
+        taste_weight=tastes.weight,
     )
 
 
-def _make_movies(rng: np.random.Generator, first_id: int, n: int, year_lo: int, year_hi: int) -> _Movies:
+def _make_movies(
+    rng: np.random.Generator, first_id: int, n: int, year_lo: int, year_hi: int, space: TasteSpace
+) -> _Movies:
     # Zipf popularity over a random ranking, so ids carry no popularity order.
     popularity = 1.0 / rng.permutation(np.arange(1, n + 1, dtype=np.float64)) ** _ZIPF_EXPONENT
     # 1-3 distinct genres per movie: Gumbel top-k sampling by catalogue frequency, vectorized over movies.
@@ -286,14 +319,16 @@ def _make_movies(rng: np.random.Generator, first_id: int, n: int, year_lo: int, 
     bias = rng.normal(0.0, _MOVIE_BIAS_SD, n) + _POPULARITY_QUALITY * pop_term + (member @ _GENRE_EFFECT) / n_genres
     # Release years skew recent: a Beta(2.6, 1.1) over the year range.
     years = year_lo + np.floor((year_hi - year_lo + 1) * rng.beta(2.6, 1.1, n)).astype(np.int64)
+    factors = movie_factors(rng, member, space, _FACTOR_SD)  # float32 halves the gather traffic of _rate
     return _Movies(
         ids=np.arange(first_id, first_id + n, dtype=np.int64),
         bias=bias,
-        factors=rng.normal(0.0, _FACTOR_SD, (n, _RANK)).astype(np.float32),  # float32 halves gather traffic
+        factors=factors,
         popularity=popularity,
         drift_genre=member[:, _DRIFT_GENRE_IDX],
         title=_titles(rng, np.minimum(years, year_hi)),
         genres=_join_genres(member),
+        member=movie_components(rng, member, factors, space),
     )
 
 
@@ -335,109 +370,6 @@ def _draw(rng: np.random.Generator, cdf: np.ndarray, n: int) -> np.ndarray:
     return np.minimum(idx, cdf.size - 1)
 
 
-def _in_sorted(values: np.ndarray, sorted_ref: np.ndarray) -> np.ndarray:
-    if sorted_ref.size == 0:
-        return np.zeros(values.size, dtype=bool)
-    pos = np.minimum(np.searchsorted(sorted_ref, values), sorted_ref.size - 1)
-    return sorted_ref[pos] == values
-
-
-def _capped_activity(activity: np.ndarray, n_ratings: int, n_movies: int) -> np.ndarray:
-    """Activity weights whose expected ratings per user stay below a share of the catalogue."""
-    p = activity / activity.sum()
-    cap = _MAX_USER_FRACTION * n_movies / n_ratings
-    if cap * p.size <= 1.0:
-        return np.full(p.size, 1.0 / p.size)
-    for _ in range(20):  # clipping renormalizes the rest upwards; a few passes settle it
-        if p.max() <= cap * (1 + 1e-9):
-            break
-        p = np.minimum(p, cap)
-        p /= p.sum()
-    return p
-
-
-def _draw_pairs(
-    rng: np.random.Generator, n: int, user_p: np.ndarray, movie_cdf: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` independent (user, movie) index draws, returned sorted by user and then movie.
-
-    Users come from one multinomial (counts per user, repeated), so they are sorted for free. Within a user's
-    block the movie uniforms are generated already sorted, as normalised cumulative sums of exponential
-    spacings (uniform order statistics); the inverse-CDF lookup then runs on sorted queries and the pairs come
-    out in key order. This avoids both a 25M-row sort and random-access binary searches.
-    """
-    counts = rng.multinomial(n, user_p / user_p.sum())  # renormalised: multinomial rejects sums above 1
-    users = np.flatnonzero(counts)
-    sizes = counts[users]
-    spacings = np.cumsum(rng.standard_exponential(n + users.size))
-    ends = np.cumsum(sizes + 1) - 1  # each block holds `size` spacings plus one closing spacing
-    before = np.zeros(users.size)
-    before[1:] = spacings[ends[:-1]]
-    span = spacings[ends] - before
-    keep = np.ones(spacings.size, dtype=bool)
-    keep[ends] = False
-    uniform = spacings[keep]
-    del spacings, keep
-    uniform -= np.repeat(before, sizes)
-    uniform /= np.repeat(span, sizes)
-    uniform *= movie_cdf[-1]
-    movie_idx = np.minimum(np.searchsorted(movie_cdf, uniform, side="right"), movie_cdf.size - 1)
-    return np.repeat(users, sizes), movie_idx
-
-
-def _sample_pairs(
-    rng: np.random.Generator,
-    n: int,
-    user_ids: np.ndarray,
-    user_p: np.ndarray,
-    movie_ids: np.ndarray,
-    movie_cdf: np.ndarray,
-    exclude: list[np.ndarray],
-) -> np.ndarray:
-    """``n`` distinct sorted keys ``user_id << 32 | movie_id`` not in any ``exclude`` (sorted) array.
-
-    Draws pairs by weight, drops repeats and excluded pairs, and tops up until ``n`` are found; a random
-    surplus is dropped. This samples without replacement per user, fully vectorized. ``user_ids`` and
-    ``movie_ids`` must be ascending.
-    """
-    acc = np.empty(0, dtype=np.int64)
-    yield_rate = 1.0
-    empty_rounds = 0
-    for _ in range(_MAX_ROUNDS):
-        need = n - acc.size
-        if need <= 0:
-            break
-        draws = int(min(need / yield_rate * 1.02 + 64, 8 * n + 1024))
-        u_idx, m_idx = _draw_pairs(rng, draws, user_p, movie_cdf)
-        keys = np.take(user_ids, u_idx) << _KEY_SHIFT
-        del u_idx
-        keys |= np.take(movie_ids, m_idx)
-        del m_idx
-        keys = keys[np.concatenate(([True], keys[1:] != keys[:-1]))]  # sorted, so repeats are adjacent
-        for ref in [*exclude, acc]:
-            if ref.size:
-                keys = keys[~_in_sorted(keys, ref)]
-        yield_rate = max(keys.size / draws, 1e-3)
-        if keys.size == 0:
-            empty_rounds += 1
-            if empty_rounds >= 5:
-                break
-            continue
-        # Both runs are sorted and disjoint: a stable (run-merging) sort is ~5x faster than np.insert here.
-        acc = keys if acc.size == 0 else np.sort(np.concatenate([acc, keys]), kind="stable")
-    if acc.size < n:
-        raise BadInput(f"could only place {acc.size} of {n} distinct ratings; raise --users/--movies")
-    if acc.size > n:
-        keep = np.ones(acc.size, dtype=bool)
-        keep[rng.choice(acc.size, acc.size - n, replace=False)] = False
-        acc = acc[keep]
-    return acc
-
-
-def _split_keys(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return keys >> _KEY_SHIFT, keys & ((1 << _KEY_SHIFT) - 1)
-
-
 def _rate(
     rng: np.random.Generator,
     u_idx: np.ndarray,
@@ -449,9 +381,9 @@ def _rate(
 ) -> np.ndarray:
     """Ratings from the latent model, in chunks so 25M rows never materialise (n, rank) factor copies."""
     out = np.empty(u_idx.size, dtype=np.float64)
-    for lo in range(0, u_idx.size, _CHUNK):
-        u = u_idx[lo : lo + _CHUNK]
-        m = m_idx[lo : lo + _CHUNK]
+    for lo in range(0, u_idx.size, CHUNK):
+        u = u_idx[lo : lo + CHUNK]
+        m = m_idx[lo : lo + CHUNK]
         # np.take on axis 0 gathers whole factor rows and is several times faster than fancy indexing here.
         x = np.einsum("ij,ij->i", np.take(users.factors, u, axis=0), np.take(movies.factors, m, axis=0))
         x += _MU - latent_shift
@@ -465,7 +397,7 @@ def _rate(
             x[low] = rng.uniform(0.3, 2.2, int(low.sum()))
         half = np.take(users.half_star, u)
         stars = np.where(half, np.round(x * 2) / 2, np.round(x))
-        out[lo : lo + _CHUNK] = np.clip(stars, np.where(half, 0.5, 1.0), 5.0)
+        out[lo : lo + CHUNK] = np.clip(stars, np.where(half, 0.5, 1.0), 5.0)
     return out
 
 
@@ -510,15 +442,18 @@ def _generate(config: GenerateConfig, progress: Callable[[str], None] | None) ->
     rng_users, rng_movies, rng_base, rng_time = (np.random.default_rng(s) for s in children[:4])
 
     hist_us = _SIGNUP_HISTORY_DAYS * 86_400 * 1_000_000
-    users = _make_users(rng_users, 1, config.users, start_us - hist_us, start_us)
+    space = taste_space(rng_movies, len(GENRES), _RANK, config.movies)  # directions shared by users and movies
+    users = _make_users(rng_users, 1, config.users, start_us - hist_us, start_us, space, config.taste)
     say(f"users {config.users}")
-    movies = _make_movies(rng_movies, 1, config.movies, 1950, max(1950, min(2024, start_year)))
+    movies = _make_movies(rng_movies, 1, config.movies, 1950, max(1950, min(2024, start_year)), space)
     say(f"movies {config.movies}")
 
     # Base ratings, sorted by (user_id, movie_id) like MovieLens' ratings.csv.
-    user_p = _capped_activity(users.activity, config.ratings, config.movies)
-    keys = _sample_pairs(rng_base, config.ratings, users.ids, user_p, movies.ids, np.cumsum(movies.popularity), [])
-    user_id, movie_id = _split_keys(keys)
+    user_p = capped_activity(users.activity, config.ratings, config.movies, _MAX_USER_FRACTION)
+    taste = (users.taste_comp, users.taste_weight)
+    base_cat = catalogue(movies.member, movies.popularity)
+    keys = sample_pairs(rng_base, config.ratings, users.ids, user_p, taste, movies.ids, base_cat, [])
+    user_id, movie_id = split_keys(keys)
     u_idx = user_id - 1
     rating = _rate(rng_base, u_idx, movie_id - 1, users, movies, 0.0, 0.0)
     # Each user is active in a window of the base period, so a user's ratings cluster in time as in MovieLens.
@@ -550,19 +485,15 @@ def _generate(config: GenerateConfig, progress: Callable[[str], None] | None) ->
             # New arrivals this week; ids continue after everything created so far. Earlier arrivals stay.
             first_user, first_movie = all_users.ids.size + 1, all_movies.ids.size + 1
             signup_lo = week_lo - 3 * 86_400 * 1_000_000
-            all_users = all_users.extend(_make_users(rng, first_user, new_users_per_week, signup_lo, week_lo))
+            new_users = _make_users(rng, first_user, new_users_per_week, signup_lo, week_lo, space, config.taste)
+            all_users = all_users.extend(new_users)
             year = datetime.fromtimestamp(week_lo / 1e6, tz=UTC).year
-            all_movies = all_movies.extend(_make_movies(rng, first_movie, new_movies_per_week, year, year))
+            all_movies = all_movies.extend(_make_movies(rng, first_movie, new_movies_per_week, year, year, space))
             spec["new_user_ids"] = [first_user, all_users.ids.size]
             spec["new_movie_ids"] = [first_movie, all_movies.ids.size]
-        # Base users keep their base activity; new users together take `new_user_share` of the week.
-        u_weights = _mix(user_p, all_users.activity[config.users :], spec["new_user_share"])
-        # The drift genre's popularity is multiplied by `genre_boost`, for old and new movies alike.
-        pop = all_movies.popularity * np.where(all_movies.drift_genre, spec["genre_boost"], 1.0)
-        m_weights = _mix(pop[: config.movies], pop[config.movies :], spec["new_movie_share"])
-        wkeys = _sample_pairs(rng, size, all_users.ids, u_weights, all_movies.ids, np.cumsum(m_weights), taken)
+        wkeys = _week_keys(rng, size, spec, config, all_users, all_movies, user_p, base_cat, taken)
         taken.append(wkeys)
-        w_user, w_movie = _split_keys(wkeys)
+        w_user, w_movie = split_keys(wkeys)
         w_rating = _rate(
             rng, w_user - 1, w_movie - 1, all_users, all_movies, spec["latent_shift"], spec["low_rating_share"]
         )
@@ -598,11 +529,53 @@ def _generate(config: GenerateConfig, progress: Callable[[str], None] | None) ->
     return result
 
 
-def _mix(old: np.ndarray, new: np.ndarray, new_share: float) -> np.ndarray:
-    """Probabilities over ``old`` then ``new`` items, with ``new`` holding ``new_share`` of the mass."""
-    if new.size == 0 or new_share <= 0:
-        return np.concatenate([old / old.sum(), np.zeros(new.size)])
-    return np.concatenate([old / old.sum() * (1 - new_share), new / new.sum() * new_share])
+def _week_keys(
+    rng: np.random.Generator,
+    size: int,
+    spec: dict[str, Any],
+    config: GenerateConfig,
+    users: _Users,
+    movies: _Movies,
+    user_p: np.ndarray,
+    base_cat: Catalogue,
+    taken: list[np.ndarray],
+) -> np.ndarray:
+    """The week's sorted pair keys: new users and new movies get their scheduled shares of the rows.
+
+    Each (old/new user) x (old/new movie) cell is sampled apart: pooled, new users and new movies would gain from
+    never colliding with earlier ratings (users' favourite old movies are mostly rated already). A cell too small
+    for its share (a few new users x a few new movies) passes the rest on to the next; old x old comes last.
+    """
+    n_new_users = users.ids.size - config.users
+    user_groups = [(1.0 - spec["new_user_share"], np.concatenate([user_p, np.zeros(n_new_users)]))]
+    if spec["new_user_share"] > 0:
+        new_p = np.concatenate([np.zeros(config.users), users.activity[config.users :]])
+        user_groups.append((spec["new_user_share"], new_p))
+    # The drift genre's popularity is multiplied by `genre_boost`, for old and new movies alike, and so is every
+    # user's taste weight for the genre (else the genre's own component would renormalise the boost away).
+    pop = movies.popularity * np.where(movies.drift_genre, spec["genre_boost"], 1.0)
+    old_cat = (
+        base_cat if spec["genre_boost"] == 1.0 else catalogue(movies.member[: config.movies], pop[: config.movies])
+    )
+    movie_groups = [(1.0 - spec["new_movie_share"], old_cat)]
+    if spec["new_movie_share"] > 0:
+        new_cat = catalogue(movies.member[config.movies :], pop[config.movies :], first=config.movies)
+        movie_groups.append((spec["new_movie_share"], new_cat))
+    cells = [(u_share * m_share, p, cat) for u_share, p in user_groups for m_share, cat in movie_groups][::-1]
+    bounds = np.round(np.cumsum([0.0] + [share for share, _, _ in cells]) * size).astype(np.int64)
+    taste = (users.taste_comp, users.taste_weight)
+    if spec["genre_boost"] != 1.0:
+        boosted = np.where(taste[0] == genre_component(_DRIFT_GENRE_IDX), spec["genre_boost"], 1.0) * taste[1]
+        taste = (taste[0], boosted / boosted.sum(axis=1, keepdims=True))
+    parts, carry = [], 0
+    for i, (n, (_, p, cat)) in enumerate(zip(np.diff(bounds), cells, strict=True)):
+        want = int(n) + carry
+        last = i == len(cells) - 1
+        keys = sample_pairs(rng, want, users.ids, p, taste, movies.ids, cat, taken, strict=last) if want else None
+        if keys is not None:
+            parts.append(keys)
+            carry = want - keys.size
+    return np.sort(np.concatenate(parts))
 
 
 def _observed(

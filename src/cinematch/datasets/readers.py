@@ -18,6 +18,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from cinematch.datasets.delimited import (
+    FAULT,
+    INTERNAL,
+    RECORD,
+    Records,
+    content_error,
+    read_delimited,
+    read_lines,
+    split_records,
+)
+from cinematch.datasets.values import integer, integer_text, timestamp_number, timestamp_text
 from cinematch.errors import BadInput
 
 RATINGS_FORMATS = ("parquet", "movielens_csv", "csv", "ml100k", "ml1m", "streaming_csv", "netflix")
@@ -53,10 +64,14 @@ def _duck() -> duckdb.DuckDBPyConnection:
 
 
 def _head_text(path: Path, size: int = 65536) -> tuple[bytes, list[str]]:
-    raw = path.open("rb").read(size)
+    """The first bytes of ``path`` (a UTF-8 BOM dropped) and its complete non-blank lines among them."""
+    with path.open("rb") as fh:
+        raw = fh.read(size)
+    full = len(raw) == size
+    raw = raw.removeprefix(b"\xef\xbb\xbf")
     text = raw.decode("utf-8", errors="replace")
     lines = [ln.strip("\r") for ln in text.split("\n")]
-    if len(raw) == size:
+    if full:
         lines = lines[:-1]  # the last line may be cut in the middle
     return raw, [ln for ln in lines if ln.strip()]
 
@@ -71,6 +86,25 @@ def check_file(path: Path) -> None:
         raise BadInput(f"file is empty: {path}; nothing to load")
 
 
+def _no_lines(path: Path, raw: bytes) -> BadInput:
+    """The error for a file whose first 64 KiB hold no complete line, or only CR line breaks."""
+    if not raw.strip():
+        return BadInput(f"file is empty: {path}; it holds only blank lines, nothing to load")
+    if b"\r" in raw and b"\n" not in raw:
+        return BadInput(f"{path} uses old Mac line breaks (CR only); convert them to LF, e.g. with `mac2unix`")
+    return BadInput(
+        f"{path} has no line break in its first {len(raw):,} bytes: it is not a ratings or movies text file "
+        f"(a text file has one record per line); {_FIX}"
+    )
+
+
+def _usual_counts(lines: list[str], delim: str) -> set[int]:
+    """The most common numbers of fields among the first lines (so one malformed first line is not decisive)."""
+    counts = [len(line.split(delim)) for line in lines[:9]]
+    top = max(counts.count(c) for c in counts)
+    return {c for c in counts if counts.count(c) == top}
+
+
 def detect_format(path: Path, kind: str = "ratings") -> str:
     """Guess the format of ``path`` from its magic bytes and first lines."""
     check_file(path)
@@ -79,74 +113,59 @@ def detect_format(path: Path, kind: str = "ratings") -> str:
         return "parquet"
     if path.suffix.lower() == ".parquet":
         raise BadInput(f"{path} is named .parquet but is not a Parquet file; re-export it as Parquet")
+    if raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        raise BadInput(f"{path} is UTF-16 text; re-encode it as UTF-8, e.g. `iconv -f utf-16 -t utf-8`")
     if b"\x00" in raw[:4096]:
         raise BadInput(f"{path} is a binary file of unknown format; {_FIX}")
-    if not lines:
-        raise BadInput(f"file is empty: {path}; nothing to load")
+    if not lines or (b"\r" in raw.rstrip(b"\r") and b"\n" not in raw):
+        raise _no_lines(path, raw)
     first = lines[0]
-    fields = [f.strip().strip('"').lower() for f in first.split(",")]
+    fields = set(f.strip().strip('"').lower() for f in first.split(","))
+    # a header names the format; headerless formats are told by their most common field count in the first lines
+    if {"movieid", "title", "genres"} <= fields:
+        return "movielens_movies"
+    if {"date", "cust_id", "movie_id", "rating"} <= fields:
+        return "streaming_csv"
+    if {"userid", "movieid", "rating"} <= fields:
+        return "movielens_csv"
+    if {"user_id", "movie_id", "rating"} <= fields:
+        return "csv"
     if re.fullmatch(r"\d+:\s*", first):
         return "netflix"
-    if "::" in first:
-        n = len(first.split("::"))
-        if n == 3:
-            return "ml1m_movies"
-        if n == 4:
+    if any("::" in line for line in lines[:9]):
+        usual = _usual_counts(lines, "::")
+        if 4 in usual:
             return "ml1m"
-    if "\t" in first and len(first.split("\t")) == 4:
+        if 3 in usual:
+            return "ml1m_movies"
+    if any("\t" in line for line in lines[:9]) and 4 in _usual_counts(lines, "\t"):
         return "ml100k"
     if "|" in first and len(first.split("|")) >= 20 and first.split("|")[0].strip().isdigit():
         return "ml100k_items"
-    if {"movieid", "title", "genres"} <= set(fields):
-        return "movielens_movies"
-    if {"date", "cust_id", "movie_id", "rating"} <= set(fields):
+    parts = [f.strip() for f in first.split(",")]
+    if len(parts) == 4 and re.fullmatch(r"\d{4}-\d{2}-\d{2}.*", parts[0]) and parts[1].isdigit():
         return "streaming_csv"
-    if {"userid", "movieid", "rating"} <= set(fields):
-        return "movielens_csv"
-    if {"user_id", "movie_id", "rating"} <= set(fields):
-        return "csv"
-    if len(fields) == 4 and re.fullmatch(r"\d{4}-\d{2}-\d{2}.*", fields[0]) and fields[1].isdigit():
-        return "streaming_csv"
-    raise BadInput(f"cannot recognise the format of {path} (first line: {first[:60]!r}); {_FIX}")
-
-
-def _read_csv(path: Path, header: bool, delim: str, names: list[str] | None, encoding: str = "utf-8") -> pa.Table:
-    con = _duck()
-    opts = [f"delim='{delim}'", f"header={'true' if header else 'false'}", "all_varchar=true", "quote='\"'"]
-    if names:
-        cols = ", ".join(f"'{n}': 'VARCHAR'" for n in names)
-        opts.append(f"columns={{{cols}}}")
-        opts.append("null_padding=true")
-    if encoding != "utf-8":
-        opts.append(f"encoding='{encoding}'")
-    try:
-        return con.sql(f"select * from read_csv(?, {', '.join(opts)})", params=[str(path)]).to_arrow_table()
-    except duckdb.InvalidInputException as exc:
-        msg = str(exc)
-        if "unicode" in msg.lower() or "utf-8" in msg.lower():
-            line = re.search(r"Line: (\d+)", msg)
-            where = f" (line {line.group(1)})" if line else ""
-            raise BadInput(f"{path} is not valid UTF-8{where}; re-encode it, e.g. `iconv -f latin1 -t utf-8`") from None
-        first = msg.splitlines()[0][:160]
-        raise BadInput(f"cannot parse {path} as CSV: {first}; {_FIX}") from None
-    finally:
-        con.close()
+    message = f"cannot recognise the format of {path}{{}}; {_FIX}"
+    raise content_error(message.format(f" (first line: {first[:60]!r})"), message.format(""))
 
 
 def _rename(table: pa.Table, wanted: tuple[str, ...], path: Path, optional: tuple[str, ...] = ()) -> pa.Table:
-    """Map aliased column names onto ``wanted``; refuse a table that lacks any of them."""
-    lower = {c.lower().strip(): c for c in table.column_names}
+    """Map aliased column names onto ``wanted``; refuse a table that lacks any of them.
+
+    The reader's own columns (``row_number``, ``_fault``, ``_record``) are kept as they are.
+    """
+    data = [c for c in table.column_names if c not in INTERNAL]
+    lower = {c.lower().strip(): c for c in data}
     out = {}
     for name in wanted:
         src = next((lower[a] for a in _ALIASES[name] if a in lower), None)
         if src is None:
             if name in optional:
                 continue
-            raise BadInput(
-                f"{path} lacks a {name!r} column (found: {', '.join(table.column_names)}); "
-                f"expected columns {', '.join(wanted)}"
-            )
+            message = f"{path} lacks a {name!r} column{{}}; expected columns {', '.join(wanted)}"
+            raise content_error(message.format(f" (found: {', '.join(data)[:200]})"), message.format(""))
         out[name] = table.column(src)
+    out.update({c: table.column(c) for c in INTERNAL if c in table.column_names})
     return pa.table(out)
 
 
@@ -210,26 +229,20 @@ def _read_parquet(path: Path) -> pa.Table:
 
 def _read_netflix(path: Path) -> pa.Table:
     """Netflix Prize combined_data: a ``MovieID:`` line, then ``CustomerID,Rating,Date`` lines."""
-    lines = _read_csv(path, header=False, delim="\x1f", names=["line"]).column("line")
-    lines = pc.fill_null(pc.utf8_trim_whitespace(lines), "")  # a null line would drop out of the split below
-    is_movie = pc.fill_null(pc.ends_with(lines, ":"), False)
-    movie = pc.if_else(is_movie, pc.utf8_slice_codeunits(lines, 0, -1), pa.scalar(None, pa.string()))
+    lines = read_lines(path, quoted=False)
+    text = lines.text.filter(pa.array(~lines.blank))
+    is_movie = pc.match_substring_regex(text, r"^\s*[0-9]+:\s*$")
+    movie = pc.if_else(is_movie, pc.utf8_trim(pc.utf8_trim_whitespace(text), ":"), pa.scalar(None, pa.large_string()))
     movie = pc.fill_null_forward(movie)
     keep = pc.invert(is_movie)
-    parts = pc.split_pattern(pc.filter(lines, keep), ",")
-    movie = pc.filter(movie, keep)
-
-    def part(i: int) -> pa.Array:
-        padded = pc.list_slice(parts, i, i + 1)
-        return pc.list_flatten(
-            pc.if_else(pc.greater(pc.list_value_length(padded), 0), padded, pa.scalar([None], pa.list_(pa.string())))
-        )
-
-    return pa.table({"user_id": part(0), "movie_id": movie, "rating": part(1), "rated_at": part(2)})
+    data = pc.filter(text, keep)
+    records = Records(data, pa.nulls(len(data), pa.string()))
+    table = split_records(records, ",", ["user_id", "rating", "rated_at"], quoted=False)
+    return table.add_column(1, "movie_id", pc.filter(movie, keep).cast(pa.string()))
 
 
 def read_ratings_raw(path: Path, fmt: str = "auto") -> tuple[RawSource, str]:
-    """Read a ratings file of any supported format as raw columns (+ ``row_number``).
+    """Read a ratings file of any supported format as raw columns (+ ``row_number``, ``_fault``, ``_record``).
 
     Parquet is not read here: DuckDB scans it directly when the batch is staged.
     """
@@ -239,24 +252,23 @@ def read_ratings_raw(path: Path, fmt: str = "auto") -> tuple[RawSource, str]:
     if fmt == "parquet":
         return _parquet_source(path, RATING_COLUMNS), fmt
     if fmt in ("movielens_csv", "csv"):
-        table = _rename(_read_csv(path, True, ",", None), RATING_COLUMNS, path)
+        table = _rename(read_delimited(path, ",", header=True, quoted=True), RATING_COLUMNS, path)
     elif fmt == "ml100k":
-        table = _read_csv(path, False, "\t", list(RATING_COLUMNS))
+        table = read_delimited(path, "\t", header=False, names=list(RATING_COLUMNS))
     elif fmt == "ml1m":
-        table = _read_csv(path, False, "::", list(RATING_COLUMNS))
+        table = read_delimited(path, "::", header=False, names=list(RATING_COLUMNS))
     elif fmt == "streaming_csv":
         _, lines = _head_text(path, 4096)
-        has_header = "cust_id" in lines[0].lower()
-        names = ["rated_at", "user_id", "movie_id", "rating"]
-        table = _read_csv(path, has_header, ",", None if has_header else names)
-        table = _rename(table, RATING_COLUMNS, path)
+        has_header = bool(lines) and "cust_id" in lines[0].lower()
+        names = None if has_header else ["rated_at", "user_id", "movie_id", "rating"]
+        table = _rename(read_delimited(path, ",", header=has_header, names=names, quoted=True), RATING_COLUMNS, path)
     elif fmt == "netflix":
         table = _read_netflix(path)
     elif fmt in MOVIES_FORMATS:
         raise BadInput(f"{path} looks like a movies file ({fmt}); load it with --kind movies")
     else:
         raise BadInput(f"unknown ratings format {fmt!r}; choose one of {', '.join(RATINGS_FORMATS)}")
-    return _with_row_numbers(table), fmt
+    return table, fmt
 
 
 def read_movies_raw(path: Path, fmt: str = "auto") -> tuple[pa.Table, str]:
@@ -266,43 +278,46 @@ def read_movies_raw(path: Path, fmt: str = "auto") -> tuple[pa.Table, str]:
     fmt = detect_format(path, "movies") if fmt == "auto" else fmt
     if fmt == "parquet":
         table = _rename(_read_parquet(path), MOVIE_COLUMNS, path, optional=("genres", "release_year"))
-    elif fmt == "movielens_movies":
-        table = _rename(_read_csv(path, True, ",", None), ("movie_id", "title", "genres"), path)
+        return _with_row_numbers(table), fmt
+    if fmt == "movielens_movies":
+        table = _rename(read_delimited(path, ",", header=True, quoted=True), ("movie_id", "title", "genres"), path)
     elif fmt == "ml1m_movies":
-        table = _read_csv(path, False, "::", ["movie_id", "title", "genres"], encoding="latin-1")
+        table = read_delimited(path, "::", header=False, names=["movie_id", "title", "genres"], encoding="latin-1")
     elif fmt == "ml100k_items":
         names = ["movie_id", "title", "release_date", "video_release_date", "imdb_url"]
         names += [f"g{i}" for i in range(len(ML100K_GENRES))]
-        raw = _read_csv(path, False, "|", names, encoding="latin-1")
+        raw = read_delimited(path, "|", header=False, names=names, encoding="latin-1")
         flags = [pc.equal(raw.column(f"g{i}"), "1") for i, g in enumerate(ML100K_GENRES) if g]
         labels = [g for g in ML100K_GENRES if g]
         # Join the flagged genre names with '|' column-wise (vectorized over rows).
         pieces = [pc.if_else(f, pa.scalar(g + "|"), pa.scalar("")) for f, g in zip(flags, labels, strict=True)]
-        joined = pc.binary_join_element_wise(*pieces, "")
-        genres = pc.utf8_rtrim(joined, "|")
-        table = pa.table({"movie_id": raw.column("movie_id"), "title": raw.column("title"), "genres": genres})
+        genres = pc.utf8_rtrim(pc.binary_join_element_wise(*pieces, ""), "|")
+        table = pa.table({"movie_id": raw.column("movie_id"), "title": raw.column("title"), "genres": genres,
+                          **{c: raw.column(c) for c in INTERNAL}})  # fmt: skip
     elif fmt in RATINGS_FORMATS:
         raise BadInput(f"{path} looks like a ratings file ({fmt}); load it with --kind ratings")
     else:
         raise BadInput(f"unknown movies format {fmt!r}; choose one of {', '.join(MOVIES_FORMATS)}")
-    return _with_row_numbers(table), fmt
+    return table, fmt
 
 
 # Typing and validation in one vectorized query. Reasons are checked in order; the first one wins.
 _NORMALIZE_RATINGS = """
 with typed as (
     select row_number, {user_id} as user_id, {movie_id} as movie_id, {rating} as rating, {rated_at} as rated_at,
-           user_id as user_id_raw, movie_id as movie_id_raw, rating as rating_raw, rated_at as rated_at_raw
+           user_id as user_id_raw, movie_id as movie_id_raw, rating as rating_raw, rated_at as rated_at_raw,
+           {fault} as fault
     from raw
 ),
 checked as (
     select
         row_number, user_id, movie_id, rating, rated_at,
         case
+            when fault is not null then fault
             when {missing_user_id} then 'missing user_id'
-            when user_id is null then 'user_id is not an integer'
+            when user_id is null or user_id <= 0 then 'user_id is not a positive integer'
             when {missing_movie_id} then 'missing movie_id'
-            when movie_id is null then 'movie_id is not an integer'
+            when movie_id is null or movie_id <= 0 then 'movie_id is not a positive integer'
             when {missing_rating} then 'missing rating'
             when rating is null then 'rating is not a number'
             -- isnan() is not used: DuckDB folds it to false from Parquet statistics that ignore NaN
@@ -323,26 +338,9 @@ final as (
 select * from final
 """
 
-_TEXT_TIMESTAMP = """(case
-    when regexp_full_match(trim(cast(rated_at as varchar)), '-?[0-9]+(\\.[0-9]+)?') then
-        case when abs(try_cast(trim(cast(rated_at as varchar)) as double)) >= 1e11
-             then to_timestamp(try_cast(trim(cast(rated_at as varchar)) as double) / 1000)
-             else to_timestamp(try_cast(trim(cast(rated_at as varchar)) as double)) end
-    else try_cast(trim(cast(rated_at as varchar)) as timestamptz)
-end at time zone 'UTC')"""
-
 
 def _typed_expressions(schema: pa.Schema) -> dict[str, str]:
     """Per-column casts chosen from the Arrow type, so typed Parquet skips the text round trip."""
-
-    def integer(col: str) -> str:
-        t = schema.field(col).type
-        if pa.types.is_integer(t):
-            return f"cast({col} as bigint)"
-        if pa.types.is_floating(t):
-            return f"case when {col} = floor({col}) then try_cast({col} as bigint) end"
-        return f"try_cast(trim(cast({col} as varchar)) as bigint)"
-
     t_rating = schema.field("rating").type
     rating = (
         "cast(rating as double)"
@@ -354,18 +352,16 @@ def _typed_expressions(schema: pa.Schema) -> dict[str, str]:
         rated_at = "cast(rated_at as timestamp)" if t_ts.tz is None else "(rated_at at time zone 'UTC')"
     elif pa.types.is_date(t_ts):
         rated_at = "cast(rated_at as timestamp)"
-    elif pa.types.is_integer(t_ts) or pa.types.is_floating(t_ts):
-        rated_at = (
-            "(case when abs(rated_at) >= 1e11 then to_timestamp(rated_at / 1000) "
-            "else to_timestamp(rated_at) end at time zone 'UTC')"
-        )
+    elif pa.types.is_integer(t_ts) or pa.types.is_floating(t_ts) or pa.types.is_decimal(t_ts):
+        rated_at = timestamp_number("rated_at")
     else:
-        rated_at = _TEXT_TIMESTAMP
+        rated_at = timestamp_text("trim(cast(rated_at as varchar))")
     exprs = {
-        "user_id": integer("user_id"),
-        "movie_id": integer("movie_id"),
+        "user_id": integer("user_id", schema.field("user_id").type),
+        "movie_id": integer("movie_id", schema.field("movie_id").type),
         "rating": rating,
         "rated_at": rated_at,
+        "fault": FAULT if FAULT in schema.names else "cast(null as varchar)",
     }
     for col in RATING_COLUMNS:
         # Only text can be blank; casting typed columns to text for the check would dominate the run time.
@@ -384,9 +380,8 @@ def ratings_check_sql(schema: pa.Schema) -> str:
 def unreadable(source: RawSource, exc: Exception) -> BadInput:
     """The error for a batch DuckDB fails to read while staging it (a corrupt or truncated file)."""
     where = source.path if isinstance(source, ParquetSource) else "the batch"
-    return BadInput(
-        f"cannot read {where}: {' '.join(str(exc).split())[:160]}; the file is corrupt or truncated: re-export it"
-    )
+    message = f"cannot read {where}{{}}; the file is corrupt or truncated: re-export it"
+    return content_error(message.format(f": {' '.join(str(exc).split())[:160]}"), message.format(""))
 
 
 def stage_ratings(con: duckdb.DuckDBPyConnection, source: RawSource) -> tuple[int, int]:
@@ -440,10 +435,14 @@ def _mark_duplicates(con: duckdb.DuckDBPyConnection) -> None:
         con.unregister("_repeated")
 
 
-QUARANTINE_SELECT = """
+def quarantine_select(schema: pa.Schema) -> str:
+    """The quarantined rows of ``_checked`` with their raw values as text, and the raw text of a malformed
+    record (``raw``)."""
+    raw = f"r.{RECORD}" if RECORD in schema.names else "cast(null as varchar)"
+    return f"""
     select c.row_number, c.final_reason as reason, cast(r.user_id as varchar) as user_id,
            cast(r.movie_id as varchar) as movie_id, cast(r.rating as varchar) as rating,
-           cast(r.rated_at as varchar) as rated_at
+           cast(r.rated_at as varchar) as rated_at, {raw} as raw
     from _checked c join raw r using (row_number)
     where c.final_reason is not null
 """
@@ -461,7 +460,7 @@ def normalize_ratings(raw: RawSource, ordered: bool = True) -> tuple[pa.Table, p
         good = con.sql(
             f"select user_id, movie_id, rating, rated_at from _checked where final_reason is null{order}"
         ).to_arrow_table()
-        bad = con.sql(QUARANTINE_SELECT + " order by c.row_number").to_arrow_table()
+        bad = con.sql(quarantine_select(raw.schema) + " order by c.row_number").to_arrow_table()
     finally:
         con.close()
     return good, bad
@@ -470,13 +469,13 @@ def normalize_ratings(raw: RawSource, ordered: bool = True) -> tuple[pa.Table, p
 _NORMALIZE_MOVIES = """
 with src as (
     select row_number, cast(movie_id as varchar) as movie_id_raw, cast(title as varchar) as title_raw,
-           {genres} as genres_raw, {year} as year_raw
+           {genres} as genres_raw, {year} as year_raw, {fault} as fault, {record} as record
     from raw
 ),
 typed as (
     select
         *,
-        try_cast(trim(movie_id_raw) as bigint) as movie_id,
+        {movie_id} as movie_id,
         trim(regexp_replace(trim(title_raw), '\\s*\\((\\d{{4}})\\)\\s*$', '')) as title,
         coalesce(try_cast(year_raw as integer),
                  try_cast(regexp_extract(trim(title_raw), '\\((\\d{{4}})\\)\\s*$', 1) as integer)) as release_year,
@@ -484,17 +483,19 @@ typed as (
                     lambda g: g <> '' and g <> '(no genres listed)') as genres
     from src
 ),
-final as (
+checked as (
     select *,
         case
-            when movie_id is null then 'movie_id is not an integer'
+            when fault is not null then fault
+            when movie_id is null or movie_id <= 0 then 'movie_id is not a positive integer'
             when title_raw is null or trim(title_raw) = '' then 'missing title'
-            when row_number() over (partition by movie_id order by row_number desc) > 1
-                then 'duplicate movie_id in batch (the last row wins)'
-        end as reason
+        end as base_reason
     from typed
 )
-select * from final
+select *, coalesce(base_reason, case when row_number() over (
+        partition by movie_id, base_reason is null order by row_number desc) > 1
+    then 'duplicate movie_id in batch (the last row wins)' end) as reason
+from checked
 """
 
 
@@ -505,16 +506,23 @@ def normalize_movies(raw: pa.Table) -> tuple[pa.Table, pa.Table]:
         genres = "array_to_string(genres, '|')"
     else:
         genres = "cast(genres as varchar)" if "genres" in cols else "null"
-    year = "release_year" if "release_year" in cols else "null"
+    sql = _NORMALIZE_MOVIES.format(
+        genres=genres,
+        year="release_year" if "release_year" in cols else "null",
+        fault=FAULT if FAULT in cols else "cast(null as varchar)",
+        record=RECORD if RECORD in cols else "cast(null as varchar)",
+        movie_id=integer_text("trim(movie_id_raw)"),
+    )
     con = _duck()
     try:
         con.register("raw", raw)
-        con.execute(f"create temp table checked as {_NORMALIZE_MOVIES.format(genres=genres, year=year)}")
+        con.execute(f"create temp table checked as {sql}")
         good = con.sql(
             "select movie_id, title, genres, release_year from checked where reason is null order by movie_id"
         ).to_arrow_table()
         bad = con.sql(
-            """select row_number, reason, movie_id_raw as movie_id, title_raw as title, genres_raw as genres
+            """select row_number, reason, movie_id_raw as movie_id, title_raw as title, genres_raw as genres,
+                      coalesce(record, to_json({'title': title_raw, 'genres': genres_raw})::varchar) as raw
                from checked where reason is not null order by row_number"""
         ).to_arrow_table()
     finally:

@@ -16,8 +16,9 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from cinematch.datasets.readers import _duck, _read_csv, _with_row_numbers, check_file
-from cinematch.errors import BadInput
+from cinematch.datasets.delimited import FAULT, INTERNAL, RECORD, content_error, read_delimited
+from cinematch.datasets.readers import _duck, _with_row_numbers, check_file
+from cinematch.datasets.values import integer_text, timestamp_text
 
 VIEWING_KINDS = ("users", "sessions", "content")
 SEP = "__"
@@ -121,31 +122,32 @@ def _read_json(path: Path) -> pa.Table:
         cols = ", ".join(f"({_q(n)} ->> '$') as {_q(n)}" if t == "JSON" else _q(n) for n, t, *_ in described)
         return con.sql(f"select {cols} from {src}", params=[str(path)]).to_arrow_table()
     except duckdb.Error as exc:
-        first = " ".join(str(exc).split())[:160]
-        raise BadInput(
-            f"cannot parse {path} as content JSON ({first}); give an array of objects or JSON lines"
-        ) from None
+        message = f"cannot parse {path} as content JSON{{}}; give an array of objects or JSON lines"
+        raise content_error(message.format(f" ({' '.join(str(exc).split())[:160]})"), message.format("")) from None
     finally:
         con.close()
 
 
 def _canonical(table: pa.Table, kind: str, path: Path) -> pa.Table:
-    """Rename aliased known columns to their canonical names; refuse a file that lacks a required one."""
-    lower = {c.lower().strip(): c for c in table.column_names}
+    """Rename aliased known columns to their canonical names; refuse a file that lacks a required one.
+
+    The CSV reader's own columns (``row_number``, ``_fault``, ``_record``) are left as they are.
+    """
+    data = [c for c in table.column_names if c not in INTERNAL]
+    lower = {c.lower().strip(): c for c in data}
     renames: dict[str, str] = {}
     for name in COLUMNS[kind]:
         src = next((lower[a] for a in _ALIASES.get(name, (name,)) if a in lower), None)
         if src is not None:
             renames[src] = name
         elif name in REQUIRED[kind]:
-            raise BadInput(
-                f"{path} lacks a {name!r} column (found: {', '.join(table.column_names)[:200]}); "
-                f"a {kind} file needs {', '.join(REQUIRED[kind])} (see README, Viewing sessions and content)"
-            )
-    names = [renames.get(c, c) for c in table.column_names]
-    clash = {"row_number", "extra"} & (set(names) - set(COLUMNS[kind]))
-    names = [f"{n}_" if n in clash else n for n in names]
-    return table.rename_columns(names)
+            message = (f"{path} lacks a {name!r} column{{}}; a {kind} file needs {', '.join(REQUIRED[kind])} "
+                       "(see README, Viewing sessions and content)")  # fmt: skip
+            raise content_error(message.format(f" (found: {', '.join(data)[:200]})"), message.format(""))
+    names = {c: renames.get(c, c) for c in data}
+    clash = {"row_number", "extra"} & (set(names.values()) - set(COLUMNS[kind]))
+    names = {c: f"{n}_" if n in clash else n for c, n in names.items()}
+    return table.rename_columns([names.get(c, c) for c in table.column_names])
 
 
 def read_viewing_raw(path: Path, kind: str) -> tuple[pa.Table, str]:
@@ -153,10 +155,10 @@ def read_viewing_raw(path: Path, kind: str) -> tuple[pa.Table, str]:
     path = Path(path)
     check_file(path)
     if kind == "content":
-        table = flatten(_read_json(path))
-    else:
-        table = _read_csv(path, True, ",", None)
-    return _with_row_numbers(_canonical(table, kind, path)), _FORMATS[kind]
+        table = flatten(_read_json(path))  # keys named like the CSV reader's own columns are kept apart
+        table = table.rename_columns([f"{c}_" if c in INTERNAL else c for c in table.column_names])
+        return _with_row_numbers(_canonical(table, kind, path)), _FORMATS[kind]
+    return _canonical(read_delimited(path, ",", header=True, quoted=True), kind, path), _FORMATS[kind]
 
 
 # --------------------------------------------------------------------------------------------- validation
@@ -183,21 +185,11 @@ def _list(raw: pa.Table, col: str) -> str:
 
 
 def _extra(raw: pa.Table, kind: str) -> str:
-    unknown = [c for c in raw.column_names if c not in COLUMNS[kind] and c != "row_number"]
+    unknown = [c for c in raw.column_names if c not in COLUMNS[kind] and c not in INTERNAL]
     if not unknown:
         return "cast(null as varchar)"
     entries = ", ".join("{'k': '" + c.replace("'", "''") + "', 'v': to_json(" + _q(c) + ")}" for c in unknown)
     return f"nullif(cast(to_json(map_from_entries(list_filter([{entries}], lambda e: e.v is not null))) as varchar), '{{}}')"
-
-
-def _timestamp(expr: str) -> str:
-    """Epoch seconds (or milliseconds) or an ISO text -> naive UTC timestamp; null when unparsable."""
-    return f"""(case
-        when regexp_full_match({expr}, '-?[0-9]+(\\.[0-9]+)?') then
-            to_timestamp(case when abs(cast({expr} as double)) >= 1e11 then cast({expr} as double) / 1000
-                              else cast({expr} as double) end)
-        else try_cast({expr} as timestamptz)
-    end at time zone 'UTC')"""
 
 
 def _date(expr: str) -> str:
@@ -208,28 +200,37 @@ def _positive_id(col: str) -> str:
     return f"{col} is null or {col} <= 0"
 
 
+def _fault(raw: pa.Table) -> str:
+    """The CSV reader's reason and raw text for a malformed record (null for JSON)."""
+    if FAULT in raw.column_names:
+        return f"{FAULT} as fault, {RECORD} as record"
+    return "cast(null as varchar) as fault, cast(null as varchar) as record"
+
+
 def _typed_sql(raw: pa.Table, kind: str, latest: str) -> tuple[str, str, str]:
     """(typed select with a ``base_reason``, key column for in-batch duplicates, good columns)."""
     t = lambda c: _text(raw, c)  # noqa: E731
     extra = _extra(raw, kind)
     if kind == "users":
         typed = f"""select row_number, {t("user_id")} as user_id_raw, cast(null as varchar) as movie_id_raw,
-                try_cast({t("user_id")} as bigint) as user_id, {_date(t("signup_date"))} as signup_date,
+                {integer_text(t("user_id"))} as user_id, {_date(t("signup_date"))} as signup_date,
                 {t("signup_date")} as signup_raw, upper({t("country")}) as country, {t("age_group")} as age_group,
-                lower({t("subscription")}) as subscription, {extra} as extra
+                lower({t("subscription")}) as subscription, {extra} as extra, {_fault(raw)}
             from raw"""
-        reason = f"""case when {_positive_id("user_id")} then 'user_id is not a positive integer'
+        reason = f"""case when fault is not null then fault
+                 when {_positive_id("user_id")} then 'user_id is not a positive integer'
                  when signup_raw is not null and signup_date is null then 'unparsable signup_date' end"""
         return f"select *, {reason} as base_reason from ({typed}) as t", "user_id", ", ".join(COLUMNS[kind])
     if kind == "sessions":
         typed = f"""select row_number, {t("user_id")} as user_id_raw, {t("movie_id")} as movie_id_raw,
-                {t("session_id")} as session_id, try_cast({t("user_id")} as bigint) as user_id,
-                try_cast({t("movie_id")} as bigint) as movie_id, {t("started_at")} as started_raw,
-                {_timestamp(t("started_at"))} as started_at, {t("watch_seconds")} as watch_raw,
+                {t("session_id")} as session_id, {integer_text(t("user_id"))} as user_id,
+                {integer_text(t("movie_id"))} as movie_id, {t("started_at")} as started_raw,
+                {timestamp_text(t("started_at"))} as started_at, {t("watch_seconds")} as watch_raw,
                 try_cast({t("watch_seconds")} as double) as watch_seconds, lower({t("device")}) as device,
-                {extra} as extra
+                {extra} as extra, {_fault(raw)}
             from raw"""
-        reason = f"""case when session_id is null then 'missing session_id'
+        reason = f"""case when fault is not null then fault
+                 when session_id is null then 'missing session_id'
                  when {_positive_id("user_id")} then 'user_id is not a positive integer'
                  when {_positive_id("movie_id")} then 'movie_id is not a positive integer'
                  when started_raw is null then 'missing started_at'
@@ -241,14 +242,16 @@ def _typed_sql(raw: pa.Table, kind: str, latest: str) -> tuple[str, str, str]:
         return f"select *, {reason} as base_reason from ({typed}) as t", "session_id", ", ".join(COLUMNS[kind])
     lists = ", ".join(f"{_list(raw, c)} as {c}" for c in _LIST_COLUMNS)
     typed = f"""select row_number, cast(null as varchar) as user_id_raw, {t("movie_id")} as movie_id_raw,
-            try_cast({t("movie_id")} as bigint) as movie_id, {t("title")} as title,
+            {integer_text(t("movie_id"))} as movie_id, {t("title")} as title,
             {t("runtime_minutes")} as runtime_raw, try_cast({t("runtime_minutes")} as double) as runtime_minutes,
             {t("release_date")} as release_raw, {_date(t("release_date"))} as release_date, {lists},
             {t("production__studio")} as production__studio, upper({t("production__country")}) as production__country,
             {t("production__budget_usd")} as budget_raw,
-            try_cast({t("production__budget_usd")} as double) as production__budget_usd, {extra} as extra
+            try_cast({t("production__budget_usd")} as double) as production__budget_usd, {extra} as extra,
+            {_fault(raw)}
         from raw"""
-    reason = f"""case when {_positive_id("movie_id")} then 'movie_id is not a positive integer'
+    reason = f"""case when fault is not null then fault
+             when {_positive_id("movie_id")} then 'movie_id is not a positive integer'
              when runtime_raw is not null and (runtime_minutes is null or not isfinite(runtime_minutes)
                   or runtime_minutes <= 0) then 'runtime_minutes is not a positive number'
              when release_raw is not null and release_date is null then 'unparsable release_date'
@@ -278,10 +281,13 @@ def normalize_viewing(raw: pa.Table, kind: str) -> tuple[pa.Table, pa.Table]:
         )
         good = con.sql(f"select {good_cols}, extra from checked where reason is null order by row_number")
         good = good.to_arrow_table()
+        internal = [c for c in (FAULT, RECORD) if c in raw.column_names]
+        values = f"(select * exclude ({', '.join(internal)}) from raw)" if internal else "raw"
         bad = con.sql(
-            """select c.row_number, c.reason, c.user_id_raw as user_id, c.movie_id_raw as movie_id,
-                      cast(to_json(r) as varchar) as raw
-               from checked c join raw r using (row_number) where c.reason is not null order by c.row_number"""
+            f"""select c.row_number, c.reason, c.user_id_raw as user_id, c.movie_id_raw as movie_id,
+                       coalesce(c.record, cast(to_json(r) as varchar)) as raw
+                from checked c join {values} r using (row_number) where c.reason is not null
+                order by c.row_number"""
         ).to_arrow_table()
     finally:
         con.close()

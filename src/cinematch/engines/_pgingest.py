@@ -157,7 +157,7 @@ class _Checker:
         if not parts:
             return None
         local.register("_checked", pa.concat_tables(parts))
-        return local.sql(readers.QUARANTINE_SELECT + " order by c.row_number").to_arrow_table()
+        return local.sql(readers.quarantine_select(self.raw.schema) + " order by c.row_number").to_arrow_table()
 
 
 def _stream(pg: Any, checker: _Checker) -> None:

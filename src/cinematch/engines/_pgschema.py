@@ -77,6 +77,9 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
             seq bigint primary key, version text not null, action text not null, changed_at timestamp not null,
             previous text, reason text)""",
     )),
+    (4, "recommendation explanations", (
+        "alter table serving.recommendations add column if not exists because text",
+    )),
 )  # fmt: skip
 
 

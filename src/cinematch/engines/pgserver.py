@@ -32,10 +32,11 @@ class ServerUnavailable(RuntimeError):
 
 
 def find_bindir() -> Path | None:
-    """The folder holding ``initdb`` and ``pg_ctl``: ``CINEMATCH_PG_BINDIR`` first, then the usual places."""
-    candidates = [os.environ.get("CINEMATCH_PG_BINDIR", ""), *_CANDIDATE_BINDIRS]
+    """The folder holding ``initdb`` and ``pg_ctl``: ``CINEMATCH_PG_BINDIR`` when set (only it), else the usual places."""
+    chosen = os.environ.get("CINEMATCH_PG_BINDIR", "")
+    candidates = [chosen] if chosen else list(_CANDIDATE_BINDIRS)
     on_path = shutil.which("pg_ctl")
-    if on_path:
+    if on_path and not chosen:
         candidates.append(str(Path(on_path).parent))
     for c in candidates:
         if c and (Path(c) / "initdb").is_file() and (Path(c) / "pg_ctl").is_file():

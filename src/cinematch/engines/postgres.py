@@ -38,7 +38,7 @@ from cinematch._log import get_logger, log_event
 from cinematch.engines import _pgcopy, _pgschema
 from cinematch.engines._pgsql import Translation, table_name, translate
 from cinematch.errors import BadInput, CineMatchError, LockBusy
-from cinematch.secrets import redact
+from cinematch.secrets import database_target, parse_database_url, redact
 
 try:
     import psycopg
@@ -149,14 +149,17 @@ class PgConnection:
                 f"CINEMATCH_DATABASE_URL must be a postgresql:// URL, not {scheme.group(1)}://; "
                 "unset it to use the DuckDB file in CINEMATCH_HOME"
             )
+        target = database_target(parse_database_url(url))  # a malformed string stops here, unquoted (exit 2)
         options = "-c TimeZone=UTC -c DateStyle=ISO,MDY -c extra_float_digits=1"
         if read_only:
             options += " -c default_transaction_read_only=on"
         try:
             self._pg = psycopg.connect(url, autocommit=True, application_name=application_name[:63], options=options)
         except psycopg.Error as exc:
+            # libpq's text echoes connection values (a mis-split password can sit in the host name), so the
+            # message is built from the parsed host, port and database and a fixed phrase for the cause
             raise CineMatchError(
-                f"cannot connect to PostgreSQL at {redact(url)}: {redact(' '.join(str(exc).split()))[:240]}; "
+                f"cannot connect to PostgreSQL at {target}: {connect_failure(exc)}; "
                 "check CINEMATCH_DATABASE_URL and that the server is running"
             ) from None
         self._pg.adapters.register_loader("numeric", _NumericLoader)
@@ -427,6 +430,31 @@ def _project(source: pa.Table, plan: tuple[tuple[str, str], ...], local: Any, pa
                 arrays.append(pa.DictionaryArray.from_arrays(zeros, value))
             k += 1
     return pa.table(arrays, names=[f"c{i}" for i in range(len(arrays))])
+
+
+# (what libpq says, what we print): the cause of a failed connection, as a fixed phrase
+_CONNECT_CAUSES = (
+    ("password authentication failed", "password authentication failed"),
+    ("no password supplied", "the server asks for a password and none was given"),
+    ("pg_hba.conf", "the server does not accept this user from this host (pg_hba.conf)"),
+    ("does not exist", "the database or role does not exist"),
+    ("connection refused", "connection refused"),
+    ("timeout", "connection timed out"),
+    ("timed out", "connection timed out"),
+    ("could not translate host name", "unknown host name"),
+    ("name or service not known", "unknown host name"),
+    ("no such file or directory", "no server socket in that directory"),
+    ("too many", "the server has too many connections"),
+    ("starting up", "the server is starting up"),
+    ("shutting down", "the server is shutting down"),
+    ("ssl", "SSL negotiation failed"),
+)
+
+
+def connect_failure(exc: Exception) -> str:
+    """Why a connection failed, as a fixed phrase (libpq's own text is never passed on: it echoes values)."""
+    text = str(exc).lower()
+    return next((said for heard, said in _CONNECT_CAUSES if heard in text), f"connection failed ({type(exc).__name__})")
 
 
 def _py(value: Any) -> Any:

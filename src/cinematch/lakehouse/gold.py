@@ -9,7 +9,7 @@ from typing import Any
 
 import duckdb
 
-from cinematch._log import get_logger, timed
+from cinematch._log import get_logger, log_event, timed
 from cinematch.errors import BadInput, CineMatchError
 from cinematch.lakehouse import incremental
 from cinematch.lakehouse.quality import Check, CheckResult
@@ -27,6 +27,13 @@ GOLD_MODELS: tuple[str, ...] = (
     "movie_kpis",
 )
 DEFAULT_PRIOR_WEIGHT = 25.0
+
+# Columns a model gained after warehouses were built with it. Incremental runs insert into the stored table, so a
+# table that lacks one is dropped first and rebuilt whole (a merge cannot fill what was never stored).
+_ADDED_COLUMNS: dict[str, tuple[str, ...]] = {
+    "trending_movies": ("is_new", "window_complete"),
+    "temporal_trends": ("prev_period_end", "n_ratings_prev_period", "avg_rating_prev_period"),
+}
 
 _PARAM_RE = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 _LINE_COMMENT_RE = re.compile(r"--[^\n]*")
@@ -64,6 +71,28 @@ def _require_silver(con: duckdb.DuckDBPyConnection) -> None:
         raise CineMatchError(f"missing {', '.join('silver.' + m for m in missing)}; build the silver layer first")
 
 
+def outdated_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The gold tables an older version built without a column their model has now (they need a whole rebuild)."""
+    outdated = []
+    for name, added in _ADDED_COLUMNS.items():
+        have = {r[0] for r in con.execute(
+            "select column_name from information_schema.columns where table_schema = 'gold' and table_name = ?",
+            [name]).fetchall()}  # fmt: skip
+        if have and not set(added) <= have:
+            outdated.append(name)
+    return outdated
+
+
+def _drop_outdated(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Drop the :func:`outdated_tables`; returns their names."""
+    dropped = outdated_tables(con)
+    for name in dropped:
+        con.execute(f"drop table gold.{name}")
+    if dropped:
+        log_event(log, "gold_outdated_dropped", tables=",".join(dropped), reason="built before their new columns")
+    return dropped
+
+
 def build_gold(
     con: duckdb.DuckDBPyConnection,
     as_of: datetime | None = None,
@@ -91,6 +120,7 @@ def build_gold(
         as_of = con.execute("select max(rated_at) from silver.ratings").fetchall()[0][0]
     params: dict[str, Any] = {"as_of": as_of, "prior_weight": float(prior_weight)}
     con.execute("create schema if not exists gold")
+    _drop_outdated(con)  # (then incremental.prepare finds a table missing and gold is rebuilt whole)
     scoped = new_batches is not None and incremental.prepare(con, new_batches)
     counts: dict[str, int] = {}
     with timed(log, "gold_build", as_of=as_of, prior_weight=prior_weight, scoped=bool(scoped)) as info:
@@ -237,6 +267,15 @@ bad_sequence as (
 select * from bad_order union all select * from bad_sequence
 """
 
+_TRENDING_COMPLETE = """
+with first_rating as (select min(rated_at) as data_start from silver.ratings)
+select t.movie_id, t.window_days, t.window_start, t.window_complete, f.data_start
+from gold.trending_movies as t
+cross join first_rating as f
+where t.window_complete is null
+   or t.window_complete <> coalesce(f.data_start <= t.window_start - (t.window_end - t.window_start), false)
+"""
+
 _TEMPORAL_YOY = """
 with expected as (
     select
@@ -244,8 +283,13 @@ with expected as (
         cur.genre,
         cur.yoy_volume_change,
         cur.yoy_avg_rating_change,
-        cast(cur.n_ratings - prev.n_ratings as double) / prev.n_ratings as exp_volume,
-        cur.avg_rating - prev.avg_rating as exp_avg
+        cur.prev_period_end,
+        cur.n_ratings_prev_period,
+        cur.avg_rating_prev_period,
+        prev.n_ratings as prev_year_n,
+        prev.avg_rating as prev_year_avg,
+        cast(cur.n_ratings - cur.n_ratings_prev_period as double) / nullif(cur.n_ratings_prev_period, 0) as exp_volume,
+        cur.avg_rating - cur.avg_rating_prev_period as exp_avg
     from gold.temporal_trends as cur
     left join gold.temporal_trends as prev on cur.genre = prev.genre and prev.year = cur.year - 1
 )
@@ -254,6 +298,58 @@ where (exp_volume is null) <> (yoy_volume_change is null)
    or (exp_avg is null) <> (yoy_avg_rating_change is null)
    or abs(exp_volume - yoy_volume_change) > 1e-9
    or abs(exp_avg - yoy_avg_rating_change) > 1e-9
+   or (prev_year_n is null) <> (n_ratings_prev_period is null)
+   or n_ratings_prev_period < 0
+   or n_ratings_prev_period > prev_year_n
+   or (n_ratings_prev_period = 0) <> (avg_rating_prev_period is null)
+   or prev_period_end is null
+   or extract(year from prev_period_end) <> year - 1
+   or (prev_period_end = make_date(year - 1, 12, 31)
+       and (n_ratings_prev_period <> prev_year_n or abs(avg_rating_prev_period - prev_year_avg) > 1e-9))
+"""
+
+# The period from silver, in other terms than the model's: the day count from 1 January to the year's last rating
+_TEMPORAL_PERIODS = f"""
+with
+a as (select {_as_of("temporal_trends")} as as_of),
+rated as (
+    select cast(extract(year from r.rated_at) as integer) as year, cast(r.rated_at as date) as rated_day
+    from silver.ratings as r
+    cross join a
+    where r.rated_at <= a.as_of
+),
+final_days as (
+    select year, max(rated_day) as final_day from rated group by year
+),
+expected_ends as (
+    select
+        year,
+        case
+            when final_day = make_date(year, 12, 31) then make_date(year - 1, 12, 31)
+            else least(make_date(year - 1, 1, 1) + cast(final_day - make_date(year, 1, 1) as integer),
+                       make_date(year - 1, 12, 31))
+        end as prev_period_end
+    from final_days
+),
+expected as (
+    select
+        e.year,
+        e.prev_period_end,
+        count(r.rated_day) as n_prev_year,
+        count(case when r.rated_day <= e.prev_period_end then 1 end) as n_prev_period
+    from expected_ends as e
+    left join rated as r on r.year = e.year - 1
+    group by e.year, e.prev_period_end
+)
+select t.year, t.prev_period_end, t.n_ratings_prev_period, e.prev_period_end as expected_end, e.n_prev_period
+from gold.temporal_trends as t
+inner join expected as e on t.year = e.year
+where t.genre = 'ALL' and (
+    t.prev_period_end is null
+    or t.prev_period_end <> e.prev_period_end
+    or (e.n_prev_year = 0 and t.n_ratings_prev_period is not null)
+    or (e.n_prev_year > 0 and (t.n_ratings_prev_period is null or t.n_ratings_prev_period <> e.n_prev_period))
+)
 """
 
 _MOVIE_RANKS = """
@@ -356,8 +452,16 @@ GOLD_CHECKS: tuple[Check, ...] = (
     Check(
         "trending_movies.velocity_formula",
         "trending_movies",
-        "select * from gold.trending_movies where velocity is null or abs(velocity"
-        " - cast(n_ratings - n_ratings_prev as double) / greatest(n_ratings_prev, 1)) > 1e-9",
+        "select * from gold.trending_movies where is_new is null or is_new <> (n_ratings_prev = 0)"
+        " or (is_new and velocity is not null) or (not is_new and (velocity is null or abs(velocity"
+        " - cast(n_ratings - n_ratings_prev as double) / n_ratings_prev) > 1e-9))",
+        description="is_new = no rating in the previous window; velocity null for new movies, else the ratio",
+    ),
+    Check(
+        "trending_movies.window_complete_valid",
+        "trending_movies",
+        _TRENDING_COMPLETE,
+        description="window_complete = silver's first rating is at or before the previous window's start",
     ),
     Check(
         "trending_movies.windows_nested",
@@ -404,7 +508,13 @@ GOLD_CHECKS: tuple[Check, ...] = (
         "temporal_trends.yoy_consistent",
         "temporal_trends",
         _TEMPORAL_YOY,
-        description="yoy columns match the row of the calendar year before (null when there is none)",
+        description="yoy columns follow the previous-period columns, which lie within the row of the year before",
+    ),
+    Check(
+        "temporal_trends.prev_period_reconciles_with_silver",
+        "temporal_trends",
+        _TEMPORAL_PERIODS,
+        description="per year, the ALL row's period ends on the last rating's day of year and counts silver's ratings",
     ),
     Check(
         "temporal_trends.reconciles_with_silver",

@@ -6,7 +6,7 @@ import duckdb
 
 from cinematch.errors import BadInput
 from cinematch.settings import Settings
-from cinematch.warehouse import HomeLock, write_session
+from cinematch.warehouse import HomeLock, check_file, write_session
 
 
 def run_readonly(settings: Settings, query: str, limit: int = 1000) -> list[dict]:
@@ -30,6 +30,7 @@ def run_readonly(settings: Settings, query: str, limit: int = 1000) -> list[dict
             config={"enable_external_access": False, "lock_configuration": True},
         )
         try:
+            check_file(con, settings.duckdb_path)  # a truncated file names the way back (warehouse.damaged)
             rel = con.sql(query)
             if rel is None:
                 raise BadInput("the statement returned no rows; `cinematch sql` runs read-only SELECT queries")
@@ -43,6 +44,9 @@ def run_readonly(settings: Settings, query: str, limit: int = 1000) -> list[dict
                 ) from None
             if "read-only" in first.lower() or "read_only" in first.lower():
                 raise BadInput(f"refused: the warehouse is read-only here ({first})") from None
+            own_file = isinstance(exc, duckdb.IOException) and str(settings.duckdb_path) in str(exc)
+            if "corrupt" in first.lower() or own_file or isinstance(exc, duckdb.FatalException):
+                raise  # a damaged file: the CLI's error convention diagnoses it and names the way back
             raise BadInput(f"query failed: {first}") from None
         finally:
             con.close()

@@ -1,15 +1,23 @@
 """Rating-error and top-k ranking metrics, vectorized over users, plus a most-popular baseline.
 
-Conventions (shared by every ranking metric here):
+The ranking metrics follow Microsoft Recommenders, ``recommenders/evaluation/python_evaluation.py`` (repository
+recommenders-team/recommenders, read at commit b02c95e, September 2025; unchanged since release 1.2.1):
+``precision_at_k``, ``recall_at_k``, ``ndcg_at_k`` (``score_type="binary"``), ``map_at_k`` and ``map``, which all
+read the top-k of each list through ``merge_ranking_true_pred``. Conventions shared by every ranking metric here:
 
-* an item is *relevant* to a user when its test rating is >= ``threshold`` (default 4.0);
-* metrics are averaged over the users that have at least one relevant test item; other users are
-  still recommended to (they count for coverage) but are not scored;
-* precision@k = hits / k (k, not the number of items returned, is the denominator);
+* a test row is *relevant* when its rating is >= ``threshold`` (default 4.0; threshold 0 makes every test
+  interaction relevant, which is exactly Recommenders, where every row of ``rating_true`` is relevant);
+* metrics are averaged over the users that have a list and at least one relevant test item (Recommenders'
+  "common users"); other users still count for coverage and popularity;
+* precision@k = hits / k (k, not the list length, is the denominator, as Recommenders and Spark do);
 * recall@k = hits / number of the user's relevant test items;
-* nDCG@k uses binary gains and a log2(rank + 1) discount; the ideal DCG places min(k, #relevant) hits
-  at the top;
-* recommendation matrices use item id -1 for empty slots, which never counts as a hit.
+* nDCG@k uses binary gains; the ideal DCG places min(k, #relevant) hits at the top. Recommenders' default
+  discount is ln(1 + rank), ours log2(1 + rank): the base cancels in DCG / IDCG, so the values are identical;
+* MAP@k (``map_at_k``) sums precision@rank over the ranks of the hits within the top k and divides by
+  min(k, #relevant), as Recommenders' ``map_at_k`` and Spark's ``meanAveragePrecisionAt`` do;
+  :func:`mean_average_precision` is Recommenders' ``map``: the same sum divided by #relevant;
+* recommendation matrices use item id -1 for empty slots, which never counts as a hit. A user whose list is
+  all -1 is scored 0, where Recommenders would drop the user (it has no rows in ``rating_pred``).
 """
 
 from __future__ import annotations
@@ -146,6 +154,119 @@ def ndcg_at_k(
     return _mean_over_scored(_ndcg(hits, n_rel), n_rel)
 
 
+def _precision_sums(hits: np.ndarray) -> np.ndarray:
+    """Per row, the sum of precision@rank over the ranks that hold a hit (Recommenders' ``rr`` column)."""
+    ranks = np.arange(1, hits.shape[1] + 1)
+    return (np.cumsum(hits, axis=1) / ranks * hits).sum(axis=1)
+
+
+def map_at_k(
+    users: np.ndarray,
+    recommended: np.ndarray,
+    test_users: np.ndarray,
+    test_items: np.ndarray,
+    test_ratings: np.ndarray,
+    k: int = 10,
+    threshold: float = 4.0,
+) -> float:
+    """Mean over scored users of (sum of precision@rank at the hits in the top k) / min(k, #relevant)."""
+    hits, n_rel = _hits(users, recommended, test_users, test_items, test_ratings, k, threshold)
+    return _mean_over_scored(_precision_sums(hits) / np.maximum(np.minimum(n_rel, k), 1), n_rel)
+
+
+def mean_average_precision(
+    users: np.ndarray,
+    recommended: np.ndarray,
+    test_users: np.ndarray,
+    test_items: np.ndarray,
+    test_ratings: np.ndarray,
+    k: int = 10,
+    threshold: float = 4.0,
+) -> float:
+    """Recommenders' ``map``: like :func:`map_at_k` but divided by #relevant, so it is below 1 past k relevant."""
+    hits, n_rel = _hits(users, recommended, test_users, test_items, test_ratings, k, threshold)
+    return _mean_over_scored(_precision_sums(hits) / np.maximum(n_rel, 1), n_rel)
+
+
+def average_recommendation_popularity(recommended: np.ndarray, item_ids: np.ndarray, item_counts: np.ndarray) -> float:
+    """ARP (Abdollahpouri et al. 2019): mean over lists of the mean train count of the listed items.
+
+    ``item_counts[j]`` is the number of train interactions of ``item_ids[j]``; an item absent from ``item_ids``
+    counts 0. Slots holding -1 are ignored, and so are lists that are all -1 (nan when every list is).
+    """
+    rec = np.asarray(recommended, dtype=np.int64)
+    if rec.ndim != 2:
+        raise BadInput("recommended must be a 2-D array of item ids")
+    ids = np.asarray(item_ids, dtype=np.int64).ravel()
+    counts = np.asarray(item_counts, dtype=np.float64).ravel()
+    if ids.shape != counts.shape:
+        raise BadInput(f"item_ids and item_counts differ in length: {ids.size} vs {counts.size}")
+    filled = rec != -1
+    popularity = np.zeros(rec.shape)
+    if ids.size:
+        order = np.argsort(ids, kind="stable")
+        ids, counts = ids[order], counts[order]
+        pos = np.minimum(np.searchsorted(ids, rec), ids.size - 1)
+        known = filled & (ids[pos] == rec)
+        popularity[known] = counts[pos[known]]
+    n_filled = filled.sum(axis=1)
+    listed = n_filled > 0
+    if not listed.any():
+        return float("nan")
+    return float(np.mean(popularity[listed].sum(axis=1) / n_filled[listed]))
+
+
+def ranking_metrics(
+    users: np.ndarray,
+    recommended: np.ndarray,
+    test_users: np.ndarray,
+    test_items: np.ndarray,
+    test_ratings: np.ndarray,
+    k: int,
+    threshold: float,
+    catalog_size: int,
+    item_ids: np.ndarray | None = None,
+    item_counts: np.ndarray | None = None,
+) -> dict[str, float | int]:
+    """Every ranking metric of the top-k lists in one pass over the hits matrix.
+
+    Keys: precision_at_{k}, recall_at_{k}, ndcg_at_{k}, map_at_{k}, coverage (distinct listed items /
+    ``catalog_size``), avg_rec_popularity (only when ``item_ids`` and ``item_counts`` are given) and
+    n_users_evaluated. Coverage and popularity are over every row's top-k list, scored user or not.
+    """
+    hits, n_rel = _hits(users, recommended, test_users, test_items, test_ratings, k, threshold)
+    top_k = np.asarray(recommended, dtype=np.int64)[:, :k]
+    found = hits.sum(axis=1)
+    out: dict[str, float | int] = {
+        f"precision_at_{k}": _mean_over_scored(found / k, n_rel),
+        f"recall_at_{k}": _mean_over_scored(found / np.maximum(n_rel, 1), n_rel),
+        f"ndcg_at_{k}": _mean_over_scored(_ndcg(hits, n_rel), n_rel),
+        f"map_at_{k}": _mean_over_scored(_precision_sums(hits) / np.maximum(np.minimum(n_rel, k), 1), n_rel),
+        "coverage": catalog_coverage(top_k, catalog_size),
+    }
+    if item_ids is not None and item_counts is not None:
+        out["avg_rec_popularity"] = average_recommendation_popularity(top_k, item_ids, item_counts)
+    out["n_users_evaluated"] = int(np.count_nonzero(n_rel))
+    return out
+
+
+def per_user_ndcg(
+    users: np.ndarray,
+    recommended: np.ndarray,
+    test_users: np.ndarray,
+    test_items: np.ndarray,
+    test_ratings: np.ndarray,
+    k: int = 10,
+    threshold: float = 4.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(user ids, nDCG@k) of the users with a relevant test item, sorted by user id, for paired comparisons."""
+    hits, n_rel = _hits(users, recommended, test_users, test_items, test_ratings, k, threshold)
+    ids = np.asarray(users, dtype=np.int64).ravel()
+    scored = np.flatnonzero(n_rel > 0)
+    order = scored[np.argsort(ids[scored], kind="stable")]
+    return ids[order], _ndcg(hits[order], n_rel[order])
+
+
 def catalog_coverage(recommended: np.ndarray, catalog_size: int) -> float:
     """Distinct recommended item ids (ignoring -1 slots) / catalogue size."""
     if catalog_size < 1:
@@ -174,19 +295,14 @@ def _ranking(
     catalog_size: int,
     k: int,
     threshold: float,
+    popularity: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, float | int]:
     users, items, ratings = test
     eval_users = np.unique(users)
     recommended, _ = model.recommend(eval_users, k, exclude_seen=True)
-    hits, n_rel = _hits(eval_users, recommended, users, items, ratings, k, threshold)
-    found = hits.sum(axis=1)
-    return {
-        f"precision_at_{k}": _mean_over_scored(found / k, n_rel),
-        f"recall_at_{k}": _mean_over_scored(found / np.maximum(n_rel, 1), n_rel),
-        f"ndcg_at_{k}": _mean_over_scored(_ndcg(hits, n_rel), n_rel),
-        "coverage": catalog_coverage(recommended, catalog_size),
-        "n_users_evaluated": int(np.count_nonzero(n_rel)),
-    }
+    item_ids, item_counts = popularity if popularity is not None else (None, None)
+    return ranking_metrics(eval_users, recommended, users, items, ratings, k, threshold, catalog_size,
+                           item_ids, item_counts)  # fmt: skip
 
 
 def evaluate(
@@ -198,31 +314,33 @@ def evaluate(
 ) -> dict[str, float | int]:
     """RMSE/MAE on every test rating and ranking metrics of ``model.recommend(test users, k)``.
 
-    Keys: rmse, mae, precision_at_{k}, recall_at_{k}, ndcg_at_{k}, coverage, n_test, n_users_evaluated.
-    Coverage is over the lists of all test users, against the catalogue of distinct train movies.
+    Keys: rmse, mae, precision_at_{k}, recall_at_{k}, ndcg_at_{k}, map_at_{k}, coverage, avg_rec_popularity,
+    n_test, n_users_evaluated. Coverage is over the lists of all test users, against the catalogue of distinct
+    train movies; avg_rec_popularity is the mean train count of the listed movies (see ranking_metrics).
     Unknown users/items are scored with the model's fallbacks, so they count against it.
     """
     users, items, ratings = _columns(test)
     predicted, _ = model.predict(users, items)
-    catalog = len(np.unique(_columns(train)[1]))
-    ranking = _ranking(model, (users, items, ratings), max(catalog, 1), k, threshold)
-    return {
-        "rmse": rmse(ratings, predicted),
-        "mae": mae(ratings, predicted),
-        **{key: ranking[key] for key in (f"precision_at_{k}", f"recall_at_{k}", f"ndcg_at_{k}", "coverage")},
-        "n_test": len(ratings),
-        "n_users_evaluated": ranking["n_users_evaluated"],
-    }
+    train_items, train_counts = np.unique(_columns(train)[1], return_counts=True)
+    popularity = (train_items, train_counts)
+    ranking = _ranking(model, (users, items, ratings), max(len(train_items), 1), k, threshold, popularity)
+    n_users_evaluated = ranking.pop("n_users_evaluated")
+    return {"rmse": rmse(ratings, predicted), "mae": mae(ratings, predicted), **ranking, "n_test": len(ratings),
+            "n_users_evaluated": n_users_evaluated}  # fmt: skip
 
 
 class MostPopular:
-    """Recommends the most-rated train items a user has not rated yet (same interface as ALSModel)."""
+    """Recommends the most-rated train items a user has not rated yet (same interface as ALSModel).
+
+    ``item_ids`` (sorted) and ``item_counts`` give every train item's number of train ratings.
+    """
 
     def __init__(self, train: pa.Table | pd.DataFrame) -> None:
         users, items, _ = _columns(train)
         if len(users) == 0:
             raise BadInput("cannot build a most-popular recommender from zero train ratings")
         self.item_ids, item_idx, counts = np.unique(items, return_inverse=True, return_counts=True)
+        self.item_counts = counts.astype(np.int64)
         self.scores = counts.astype(np.float32)
         self.user_ids, user_idx = np.unique(users, return_inverse=True)
         order = np.lexsort((item_idx, user_idx))
@@ -252,6 +370,6 @@ class MostPopular:
 def most_popular_baseline(
     train: pa.Table | pd.DataFrame, test: pa.Table | pd.DataFrame, k: int = 10, threshold: float = 4.0
 ) -> dict[str, float | int]:
-    """Ranking metrics (same keys and conventions as :func:`evaluate`) of a most-popular recommender."""
+    """Ranking metrics (the ranking keys of :func:`evaluate`, same conventions) of a most-popular recommender."""
     model = MostPopular(train)
-    return _ranking(model, _columns(test), len(model.item_ids), k, threshold)
+    return _ranking(model, _columns(test), len(model.item_ids), k, threshold, (model.item_ids, model.item_counts))

@@ -14,7 +14,9 @@ import duckdb
 
 from cinematch._log import get_logger, log_event
 from cinematch.errors import BadInput, CineMatchError
+from cinematch.recommender.als import META_FILE as ALS_META
 from cinematch.recommender.als import ALSModel
+from cinematch.recommender.ranker import Ranker
 from cinematch.settings import Settings
 from cinematch.warehouse import query_rows, utcnow
 
@@ -23,6 +25,8 @@ log = get_logger(__name__)
 VERSION_RE = re.compile(r"version_\d{8}T\d{6}_\d{6}Z")
 METADATA = "metadata.json"
 CHAMPION_FILE = "CHAMPION"
+RANKING_DIR = "ranking"
+PRUNED_FILE = "PRUNED"  # a version whose large files were removed by retention (its metadata stays)
 
 HISTORY_DDL = """create table if not exists ops.champion_history (
     seq bigint primary key, version varchar not null, action varchar not null, changed_at timestamp not null,
@@ -45,16 +49,30 @@ def model_dir(settings: Settings, version: str) -> Path:
     return settings.models_dir / validate_version(version)
 
 
-def save_version(settings: Settings, model: ALSModel, metadata: dict[str, Any], version: str | None = None) -> Path:
-    """Write the model and its metadata into a temp folder, then rename it into place (atomic)."""
+def save_version(
+    settings: Settings,
+    model: ALSModel,
+    metadata: dict[str, Any],
+    version: str | None = None,
+    ranker: Ranker | None = None,
+) -> Path:
+    """Write the rating model, the ranking model and the metadata into a temp folder, then rename it (atomic)."""
     version = version or new_version()
     target = model_dir(settings, version)
     tmp = settings.models_dir / f".tmp-{version}"
     shutil.rmtree(tmp, ignore_errors=True)
     model.save(tmp)
+    if ranker is not None:
+        ranker.save(tmp / RANKING_DIR)
     (tmp / METADATA).write_text(json.dumps({"version": version, **metadata}, indent=2, default=str) + "\n")
     os.replace(tmp, target)
     return target
+
+
+def has_files(settings: Settings, version: str) -> bool:
+    """Whether the version's model files are all there (not removed by retention, not damaged)."""
+    path = model_dir(settings, version)
+    return (path / METADATA).is_file() and (path / ALS_META).is_file() and not (path / PRUNED_FILE).exists()
 
 
 def load_metadata(settings: Settings, version: str) -> dict[str, Any]:
@@ -74,6 +92,19 @@ def load_model(settings: Settings, version: str) -> ALSModel:
     except (BadInput, OSError, ValueError) as exc:
         raise CineMatchError(
             f"model {version} cannot be loaded ({exc}); run `cinematch models rollback` or retrain"
+        ) from None
+
+
+def load_ranker(settings: Settings, version: str) -> Ranker | None:
+    """The version's ranking model, or None for versions from before ranking models (their ALS ranks)."""
+    path = model_dir(settings, version) / RANKING_DIR
+    if not path.exists():
+        return None
+    try:
+        return Ranker.load(path)
+    except (BadInput, OSError, ValueError, KeyError) as exc:
+        raise CineMatchError(
+            f"ranking model of {version} cannot be loaded ({exc}); run `cinematch models rollback` or retrain"
         ) from None
 
 
@@ -152,7 +183,7 @@ def _set_champion(
     con: duckdb.DuckDBPyConnection, settings: Settings, version: str, action: str, reason: str, alias: bool = True
 ) -> dict[str, Any]:
     ensure_tables(con)
-    if not (model_dir(settings, version) / METADATA).is_file():
+    if not has_files(settings, version):
         raise CineMatchError(
             f"model files of {version} are missing under {settings.models_dir}; it cannot be champion "
             "(run `cinematch models rollback` or retrain)"
@@ -191,28 +222,89 @@ def rollback(con: duckdb.DuckDBPyConnection, settings: Settings, alias: bool = T
         "select version from ops.champion_history where version <> ? order by seq desc", [current["version"]]
     ).fetchall()
     for (candidate,) in history:
-        if (model_dir(settings, candidate) / METADATA).is_file():
+        if has_files(settings, candidate):
             return _set_champion(con, settings, candidate, "rollback", f"rolled back from {current['version']}", alias)
     raise BadInput(f"no earlier champion to roll back to from {current['version']}")
 
 
 def decide_promotion(
-    challenger_rmse: float, champion_rmse: float | None, tolerance: float, champion_version: str | None
+    challenger_rmse: float,
+    champion_rmse: float | None,
+    tolerance: float,
+    champion_version: str | None,
+    ranking: dict[str, Any] | None = None,
+    ndcg_tolerance: float = 0.0,
 ) -> dict[str, Any]:
-    """A challenger is promoted when there is no champion or it is not worse on the same evaluation data."""
+    """Promote when there is no champion, or when neither served quality nor predicted ratings got worse.
+
+    ``ranking`` holds both models' NDCG@10 on the same held-out interactions and the paired bootstrap's
+    95% interval of the difference (challenger − champion, over users); the served lists are "not worse" when
+    its lower bound is >= −``ndcg_tolerance``. Ratings are "not worse" when the challenger's RMSE is at most the
+    champion's x (1 + ``tolerance``).
+    """
     if champion_rmse is None:
         promoted, why = True, "first model: no champion yet"
+        rmse_ok = ndcg_ok = True
     else:
-        promoted = challenger_rmse <= champion_rmse * (1 + tolerance)
-        why = (
-            f"challenger rmse {challenger_rmse:.4f} {'<=' if promoted else '>'} champion rmse "
-            f"{champion_rmse:.4f} x (1 + {tolerance})"
-        )
+        rmse_ok = challenger_rmse <= champion_rmse * (1 + tolerance)
+        why_rmse = (f"rmse {challenger_rmse:.4f} {'<=' if rmse_ok else '>'} champion {champion_rmse:.4f} "
+                    f"x (1 + {tolerance})")  # fmt: skip
+        if ranking is None:
+            ndcg_ok, why_ndcg = True, "no ranking comparison"
+        else:
+            ndcg_ok = ranking["ndcg_diff_low"] >= -ndcg_tolerance
+            why_ndcg = (f"ndcg@10 {ranking['challenger_ndcg']:.4f} vs champion {ranking['champion_ndcg']:.4f}, "
+                        f"95% lower bound of the difference {ranking['ndcg_diff_low']:+.4f} "
+                        f"{'>=' if ndcg_ok else '<'} -{ndcg_tolerance}")  # fmt: skip
+        promoted = rmse_ok and ndcg_ok
+        why = f"{why_ndcg}; {why_rmse}"
     return {
         "decision": "promoted" if promoted else "rejected",
         "challenger_rmse": challenger_rmse,
         "champion_rmse": champion_rmse,
         "champion_version": champion_version,
         "tolerance": tolerance,
+        "ndcg_tolerance": ndcg_tolerance,
+        "rmse_not_worse": rmse_ok,
+        "ndcg_not_worse": ndcg_ok,
+        **(ranking or {}),
         "reason": why,
     }
+
+
+def same_rows(promotion: dict[str, Any] | None) -> dict[str, Any]:
+    """A version's and its champion's scores on the same held-out rows (its promotion comparison), for display."""
+    p = promotion or {}
+    return {"compared_with": p.get("champion_version"), "ndcg_same_rows": p.get("challenger_ndcg"),
+            "champion_ndcg_same_rows": p.get("champion_ndcg"), "rmse_same_rows": p.get("challenger_rmse_same_rows"),
+            "champion_rmse_same_rows": p.get("champion_rmse_same_rows")}  # fmt: skip
+
+
+def prune_files(con: duckdb.DuckDBPyConnection, settings: Settings, keep_last: int) -> list[str]:
+    """Remove the large files of versions that are not the champion, the previous champion or among the last
+    ``keep_last`` versions; their metadata and registry rows stay (``models list`` still shows them)."""
+    ensure_tables(con)
+    versions = sorted(p.name for p in settings.models_dir.glob("version_*") if VERSION_RE.fullmatch(p.name))
+    keep = set(versions[-keep_last:]) if keep_last > 0 else set()
+    current = champion(con)
+    if current is not None:
+        keep.add(current["version"])
+        prev = con.execute(
+            "select version from ops.champion_history where version <> ? order by seq desc limit 1",
+            [current["version"]],
+        ).fetchall()
+        keep.update(v for (v,) in prev)
+    removed = []
+    for version in versions:
+        path = model_dir(settings, version)
+        if version in keep or (path / PRUNED_FILE).exists():
+            continue
+        (path / PRUNED_FILE).write_text("large files removed by retention (CINEMATCH_MODEL_KEEP_VERSIONS)\n")
+        for child in path.iterdir():
+            if child.name in (METADATA, PRUNED_FILE):
+                continue
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+        removed.append(version)
+    if removed:
+        log_event(log, "model_files_pruned", versions=len(removed), kept=len(keep))
+    return removed

@@ -13,13 +13,17 @@ from typing import Any
 import duckdb
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from cinematch._log import get_logger, log_event
-from cinematch.errors import BadInput
+from cinematch.errors import BadInput, CineMatchError
 from cinematch.recommender import registry
 from cinematch.recommender.als import ALSModel, ALSParams, _user_item_csr
-from cinematch.recommender.metrics import evaluate, rmse
+from cinematch.recommender.batch import top_n_table
+from cinematch.recommender.evaluation import compare, evaluate_version
+from cinematch.recommender.metrics import rmse
+from cinematch.recommender.protocols import write_lists
+from cinematch.recommender.ranker import Ranker
+from cinematch.recommender.tuning import RankingConfig, Selection, select
 from cinematch.settings import Settings
 from cinematch.warehouse import batch_table, utcnow
 
@@ -30,16 +34,28 @@ TRAINING_DDL = (
         batch_id varchar primary key, merged_at timestamp not null, model_version varchar)""",
     """create table if not exists serving.recommendations (
         user_id bigint not null, rank integer not null, movie_id bigint not null, score double not null,
-        model_version varchar not null, generated_at timestamp not null)""",
+        model_version varchar not null, generated_at timestamp not null, because varchar)""",
 )
+# warehouses created before explanations: the column is added in place (PostgreSQL: migration 4)
+TRAINING_UPGRADES = ("alter table serving.recommendations add column if not exists because varchar",)
 
-RESULT_KEYS = ("rmse", "mae", "precision_at_10", "recall_at_10", "ndcg_at_10", "coverage")
+RESULT_KEYS = ("rmse", "mae", "precision_at_10", "recall_at_10", "ndcg_at_10", "map_at_10", "coverage",
+               "avg_rec_popularity", "ranking_model", "baseline")  # fmt: skip
+# The warehouse split never depends on CINEMATCH_SEED: a rating is held out by a hash of (user, movie, time)
+# with this fixed salt, so every version, whatever its seed, was scored on rows no version trained on.
+SPLIT_SALT = 42
+SPLIT_RULE = {"rule": "stable-hash of (user_id, movie_id, rated_at)", "test_fraction": 0.2, "salt": SPLIT_SALT}
 
 
 def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
-    for ddl in TRAINING_DDL:
+    for ddl in (*TRAINING_DDL, *TRAINING_UPGRADES):
         con.execute(ddl)
     registry.ensure_tables(con)
+
+
+def ranking_config(settings: Settings) -> RankingConfig:
+    return RankingConfig(ease_max_items=settings.ease_max_items, ease_min_support=settings.ease_min_support,
+                         keep_per_item=settings.ease_keep_per_item, seed=settings.seed)  # fmt: skip
 
 
 def params_from_settings(settings: Settings, **overrides: Any) -> ALSParams:
@@ -51,7 +67,7 @@ def params_from_settings(settings: Settings, **overrides: Any) -> ALSParams:
     return params
 
 
-def stable_split(table: pa.Table, test_fraction: float = 0.2, seed: int = 42) -> tuple[pa.Table, pa.Table]:
+def stable_split(table: pa.Table, test_fraction: float = 0.2, seed: int = SPLIT_SALT) -> tuple[pa.Table, pa.Table]:
     """80/20 split decided per rating by a seeded hash of (user, movie, time).
 
     Unlike a permutation, a rating keeps its side when the data grows, so a champion trained on earlier
@@ -152,6 +168,23 @@ def fit(
     )
 
 
+def fit_ranker(
+    train: pa.Table,
+    settings: Settings,
+    previous: dict[str, Any] | None = None,
+    tune: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> Selection:
+    """The ranking model served with this version: chosen on validation data (``tune``) or refitted as before."""
+    if train.num_rows == 0:
+        raise BadInput("no ratings to train on: ingest a batch and run `cinematch etl` first")
+    if settings.engine == "spark":
+        from cinematch.engines.spark_ranker import fit_spark_ranker
+
+        return fit_spark_ranker(train, settings, ranking_config(settings))
+    return select(train, ranking_config(settings), previous, full=tune or previous is None, progress=progress)
+
+
 def _rmse_on(model: ALSModel, test: pa.Table) -> float:
     predicted, _ = model.predict(test.column("user_id").to_numpy(), test.column("movie_id").to_numpy())
     return rmse(test.column("rating").to_numpy(), predicted)
@@ -162,61 +195,84 @@ def _result(version: str, metrics: dict, seconds: float, **extra: Any) -> dict[s
             "n_test": metrics.get("n_test"), **extra}  # fmt: skip
 
 
+def _ranking_metadata(selection: Selection, tuned: bool) -> dict[str, Any]:
+    return {"name": selection.ranker.name, "choice": selection.choice.as_dict(), "tuned": tuned,
+            "candidates": selection.candidates, "catalogue": selection.catalogue,
+            "seconds": round(selection.seconds, 3)}  # fmt: skip
+
+
+def _previous_choice(settings: Settings, current: dict | None) -> dict[str, Any] | None:
+    if current is None:
+        return None
+    try:
+        meta = registry.load_metadata(settings, current["version"])
+    except CineMatchError:
+        return None
+    return (meta.get("ranking") or {}).get("choice")
+
+
 def train_warehouse(
     con: duckdb.DuckDBPyConnection,
     settings: Settings,
     params: ALSParams,
     merge: list[str] | None = None,
     progress: Callable[[int, float], None] | None = None,
+    tune: bool = False,
+    note: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Train on the training set plus ``merge`` (default: every batch not trained on yet), then register.
+    """Train both models on the training set plus ``merge`` (default: every batch not trained on yet), register.
 
-    The challenger is evaluated beside the champion on the challenger's held-out ratings and promoted only
-    if it is not worse (``promotion_tolerance``); the decision and both scores are stored in its row.
+    The ranking model is searched on validation data when ``tune`` (or when no earlier choice exists) and
+    otherwise refitted with the champion's choice. The challenger is compared with the champion on every
+    held-out rating of the stable split (unseen by both), from the same current training histories, and
+    promoted only if neither its top-10 NDCG (paired bootstrap over users) nor its RMSE is worse beyond
+    tolerance; the decision and both models' scores on those rows are stored in its row.
     """
     ensure_tables(con)
     registry.write_alias(con, settings)  # heals an alias left behind by a kill between commit and alias write
     to_merge = unmerged_batches(con) if merge is None else merge
     batch_ids = sorted(set(training_batches(con)) | set(to_merge))
     data = ratings_of(con, batch_ids)
-    train, test = stable_split(data, seed=settings.seed)
+    train, test = stable_split(data)
     if train.num_rows == 0 or test.num_rows == 0:
         raise BadInput(f"too few ratings to train and evaluate ({data.num_rows}); ingest more data first")
+    current = registry.champion(con)
+    previous = _previous_choice(settings, current)
     t0 = time.perf_counter()
     model = fit(train, params, progress, settings)
+    als_seconds = time.perf_counter() - t0
+    selection = fit_ranker(train, settings, previous, tune, note)
     seconds = time.perf_counter() - t0
-    metrics = evaluate(model, train, test, k=settings.top_n, threshold=settings.relevance_threshold)
+    k, threshold = settings.top_n, settings.relevance_threshold
+    metrics, _, _ = evaluate_version(model, selection.ranker, train, test, k, threshold)
 
-    # Champion and challenger are compared on the held-out ratings of the newly merged batches: the data
-    # the retraining is for. The first model (or a run with nothing new) uses the whole test split.
-    fresh = pa.array(sorted(set(to_merge) - set(training_batches(con))), pa.string())
-    new_test = test.filter(pc.is_in(test.column("batch_id"), value_set=fresh)) if len(fresh) else test
-    eval_test = new_test if new_test.num_rows else test
-    current = registry.champion(con)
-    champion_rmse = None
-    challenger_rmse = metrics["rmse"] if eval_test is test else _rmse_on(model, eval_test)
+    champion_rmse, ranking = None, None
     if current is not None:
-        champion_rmse = _rmse_on(registry.load_model(settings, current["version"]), eval_test)
+        champ = (registry.load_model(settings, current["version"]), registry.load_ranker(settings, current["version"]))
+        ranking = compare((model, selection.ranker), champ, train, test, k, threshold)
+        champion_rmse = ranking["champion_rmse_same_rows"]
     version = registry.new_version()
-    promotion = registry.decide_promotion(
-        challenger_rmse, champion_rmse, settings.promotion_tolerance, current["version"] if current else None
-    )
-    promotion["eval_rows"] = eval_test.num_rows
-    promotion["eval_data"] = "held-out ratings of the new batches" if eval_test is new_test else "whole test split"
+    promotion = registry.decide_promotion(metrics["rmse"], champion_rmse, settings.promotion_tolerance,
+                                          current["version"] if current else None, ranking,
+                                          settings.promotion_ndcg_tolerance)  # fmt: skip
+    promotion["eval_rows"] = test.num_rows
+    promotion["eval_data"] = "every held-out rating of the stable split; histories: the current training split"
     metadata = {
         "params": asdict(params),
         "metrics": metrics,
+        "ranking": _ranking_metadata(selection, bool(selection.candidates)),
         "batch_ids": batch_ids,
         "data_checksum": data_checksum(data),
         "n_train": train.num_rows,
         "n_test": test.num_rows,
         "train_seconds": seconds,
+        "als_seconds": als_seconds,
         "promotion": promotion,
         "source": "warehouse",
         "engine": settings.engine,
-        "split": "stable-hash 80/20",
+        "split": SPLIT_RULE,
     }
-    registry.save_version(settings, model, metadata, version)
+    registry.save_version(settings, model, metadata, version, selection.ranker)
     con.execute("begin transaction")
     try:
         merged = merge_batches(con, to_merge, version)
@@ -224,17 +280,19 @@ def train_warehouse(
                           else "rejected")  # fmt: skip
         if promotion["decision"] == "promoted":
             registry._set_champion(con, settings, version, "auto", promotion["reason"], alias=False)
-            write_recommendations(con, settings, model, version)
+            write_recommendations(con, settings, model, version, ranker=selection.ranker)
         con.execute("commit")
     except BaseException:
         con.execute("rollback")
         raise
     registry.write_alias(con, settings)  # only now: a kill before the commit leaves the old alias
-    champ = registry.champion(con)
-    log_event(log, "model_trained", version=version, rmse=round(metrics["rmse"], 4), decision=promotion["decision"],
-              seconds=round(seconds, 2), n_train=train.num_rows)  # fmt: skip
+    registry.prune_files(con, settings, settings.model_keep_versions)
+    champ_row = registry.champion(con)
+    log_event(log, "model_trained", version=version, rmse=round(metrics["rmse"], 4),
+              ndcg=round(metrics["ndcg_at_10"], 4), ranking_model=selection.ranker.name,
+              decision=promotion["decision"], seconds=round(seconds, 2), n_train=train.num_rows)  # fmt: skip
     return _result(version, metrics, seconds, promoted=promotion["decision"] == "promoted",
-                   champion_version=champ["version"] if champ else None, promotion=promotion,
+                   champion_version=champ_row["version"] if champ_row else None, promotion=promotion,
                    merged_batches=merged, batch_ids=batch_ids, n_train=train.num_rows)  # fmt: skip
 
 
@@ -244,11 +302,15 @@ def train_files(
     test_path: Path | None,
     params: ALSParams,
     progress: Callable[[int, float], None] | None = None,
+    lists_out: Path | None = None,
+    min_rating: float | None = None,
+    note: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Train and evaluate on files of any supported format; the warehouse is not touched.
 
-    With no test file, a seeded 80/20 split of the ratings file is used. The model is saved as a
-    version folder (marked ``source: files``) but not registered, so it never becomes champion.
+    With no test file, the stable 80/20 split of the ratings file is used. The ranking model is always
+    searched on validation data carved from the training file. The version is saved (``source: files``) but
+    not registered, so it never becomes champion. ``lists_out`` receives the evaluated top-N lists.
     """
     from cinematch.datasets.readers import read_ratings
 
@@ -256,17 +318,24 @@ def train_files(
     if test_path is not None:
         train, test = data, read_ratings(Path(test_path))[0]
     else:
-        train, test = stable_split(data, seed=settings.seed)
+        train, test = stable_split(data)
+    threshold = settings.relevance_threshold if min_rating is None else min_rating
     t0 = time.perf_counter()
     model = fit(train, params, progress, settings)
+    selection = fit_ranker(train, settings, None, True, note)
     seconds = time.perf_counter() - t0
-    metrics = evaluate(model, train, test, k=settings.top_n, threshold=settings.relevance_threshold)
+    metrics, users, lists = evaluate_version(model, selection.ranker, train, test, settings.top_n, threshold)
+    if lists_out is not None:
+        write_lists(lists_out, users, lists)
     version = registry.new_version()
-    metadata = {"params": asdict(params), "metrics": metrics, "source": "files", "ratings_file": str(ratings_path),
+    metadata = {"params": asdict(params), "metrics": metrics, "ranking": _ranking_metadata(selection, bool(selection.candidates)),
+                "source": "files", "ratings_file": str(ratings_path),
                 "test_file": str(test_path) if test_path else None, "n_train": train.num_rows,
-                "n_test": test.num_rows, "train_seconds": seconds}  # fmt: skip
-    registry.save_version(settings, model, metadata, version)
-    return _result(version, metrics, seconds, n_train=train.num_rows, registered=False)
+                "n_test": test.num_rows, "train_seconds": seconds,
+                "split": {"rule": "given test file"} if test_path else SPLIT_RULE}  # fmt: skip
+    registry.save_version(settings, model, metadata, version, selection.ranker)
+    return _result(version, metrics, seconds, n_train=train.num_rows, registered=False,
+                   lists_out=str(lists_out) if lists_out else None)  # fmt: skip
 
 
 def _excluding_all_rated(model: ALSModel, con: duckdb.DuckDBPyConnection) -> ALSModel:
@@ -283,33 +352,69 @@ def _excluding_all_rated(model: ALSModel, con: duckdb.DuckDBPyConnection) -> ALS
     return out
 
 
-def write_recommendations(
-    con: duckdb.DuckDBPyConnection, settings: Settings, model: ALSModel, version: str, n: int | None = None
-) -> int:
-    """Top-N for every known user into ``serving.recommendations`` (replaced inside the caller's transaction).
+def _genres(con: duckdb.DuckDBPyConnection) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Movie ids per genre and the placeholder movies (never recommended to cold users)."""
+    pairs = con.sql(
+        "select movie_id, genre from (select movie_id, unnest(genres) as genre from silver.movies) g "
+        "where genre <> '(no genres listed)'"
+    ).to_arrow_table()
+    owner = pairs.column("movie_id").to_numpy().astype(np.int64)
+    names = pairs.column("genre").to_numpy(zero_copy_only=False).astype(str)
+    genres = {g: owner[names == g] for g in np.unique(names)}
+    flags = con.sql("select movie_id from silver.movies where is_placeholder").to_arrow_table()
+    placeholders = flags.column("movie_id").to_numpy().astype(np.int64)
+    return genres, placeholders
 
-    Everything a user has rated is excluded, including the ratings held out for evaluation.
+
+def write_recommendations(
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    model: ALSModel,
+    version: str,
+    n: int | None = None,
+    ranker: Ranker | None = None,
+) -> int:
+    """Top-N for every user in silver into ``serving.recommendations`` (replaced in the caller's transaction).
+
+    With a ranking model (``ranker``, or the version's stored one) lists come from each user's current
+    history: everything in silver, including ratings held out for evaluation or ingested after training.
+    Versions without a ranking model rank with their ALS model as before.
     """
     ensure_tables(con)
     n = n or settings.top_n
-    model = _excluding_all_rated(model, con)
-    users = model.user_ids
-    ids, scores = model.recommend(users, n=n, exclude_seen=True)
-    ranks = np.tile(np.arange(1, n + 1, dtype=np.int32), len(users))
-    valid = ids.reshape(-1) >= 0
-    table = pa.table({
-        "user_id": np.repeat(users, n)[valid],
-        "rank": ranks[valid],
-        "movie_id": ids.reshape(-1)[valid],
-        "score": scores.reshape(-1)[valid].astype(np.float64),
-    })  # fmt: skip
+    ranker = ranker if ranker is not None else registry.load_ranker(settings, version)
+    if ranker is None:
+        table = _als_lists(con, model, n)
+    else:
+        ratings = con.sql("select user_id, movie_id, rating, rated_at from silver.ratings").to_arrow_table()
+        genres, placeholders = _genres(con)
+        table = top_n_table(ranker, ratings, n, genres, placeholders)
     con.register("_recs", table)
     try:
         con.execute("delete from serving.recommendations")
-        con.execute("insert into serving.recommendations select *, ?, ? from _recs", [version, utcnow()])
+        con.execute(
+            """insert into serving.recommendations (user_id, rank, movie_id, score, model_version, generated_at,
+               because) select user_id, rank, movie_id, score, ?, ?, because from _recs""",
+            [version, utcnow()],
+        )
     finally:
         con.unregister("_recs")
     return table.num_rows
+
+
+def _als_lists(con: duckdb.DuckDBPyConnection, model: ALSModel, n: int) -> pa.Table:
+    """Lists of a version from before ranking models: its ALS top-N, excluding everything rated in silver."""
+    model = _excluding_all_rated(model, con)
+    users = model.user_ids
+    ids, scores = model.recommend(users, n=n, exclude_seen=True)
+    valid = ids.reshape(-1) >= 0
+    return pa.table({
+        "user_id": np.repeat(users, n)[valid],
+        "rank": np.tile(np.arange(1, n + 1, dtype=np.int32), len(users))[valid],
+        "movie_id": ids.reshape(-1)[valid],
+        "score": scores.reshape(-1)[valid].astype(np.float64),
+        "because": pa.array([""] * int(valid.sum()), pa.string()),
+    })  # fmt: skip
 
 
 def predict_pairs(settings: Settings, pairs_path: Path, out_path: Path, version: str | None = None) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import re
 import time
 from datetime import date, datetime
 from http import HTTPStatus
@@ -14,7 +15,7 @@ from fastapi import FastAPI, Header, Path, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -28,6 +29,18 @@ access_log = get_logger("cinematch.serving.access")
 
 NOT_READY = "no published views: run `cinematch publish`"
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+_DECIMAL = re.compile(r"-?[0-9]{1,19}")
+
+
+def _plain_decimal(value: Any) -> Any:
+    """Ids and counts are written as plain decimal integers: pydantic's lax parsing would also take ``1_000``,
+    ``+5``, `` 5`` and ``1.0``, each a different spelling of a value a cache key or log then disagrees about."""
+    if isinstance(value, str) and not _DECIMAL.fullmatch(value):
+        raise ValueError("must be a plain decimal integer (digits, optionally a leading '-')")
+    return value
+
+
+PlainInt = Annotated[int, BeforeValidator(_plain_decimal)]
 Window = Literal["7d", "30d", "90d"]
 
 
@@ -41,14 +54,24 @@ class ErrorBody(BaseModel):
     detail: str | None = Field(default=None, examples=[NOT_READY])
 
 
+class BecauseMovie(BaseModel):
+    movie_id: int
+    title: str
+
+
 class RecommendedMovie(BaseModel):
     movie_id: int
     title: str
     genres: list[str]
     score: float | None = Field(
-        description="ranking score: predicted rating plus rank_popularity x ln(1 + ratings of the movie) (personal), or bayesian rating (fallback)"
+        description="ranking score of the served model (comparable within one list only; 0 for a new movie or a "
+        "cold-start item in a personal list), or the bayesian rating (fallback list)"
     )
     rank: int
+    because: list[BecauseMovie] = Field(
+        default_factory=list,
+        description="up to two movies of the user's history that contributed most; empty for fallback items",
+    )
 
 
 class RecommendationResponse(BaseModel):
@@ -409,8 +432,8 @@ def create_app(settings: Settings, store: ViewStore | None = None) -> FastAPI:
     @app.get("/recommendations/{user_id}", response_model=RecommendationResponse, responses=_errors(422, 503),
              tags=["recommendations"])  # fmt: skip
     async def recommendations(
-        user_id: Annotated[int, Path(ge=INT64_MIN, le=INT64_MAX)],
-        k: Annotated[int, Query(ge=1, le=100, description="number of movies")] = 10,
+        user_id: Annotated[PlainInt, Path(ge=INT64_MIN, le=INT64_MAX)],
+        k: Annotated[PlainInt, Query(ge=1, le=100, description="number of movies")] = 10,
     ) -> Response:
         """The champion's top-k for the user; unknown users get the popular fallback with `fallback: true`."""
         views = current()
@@ -424,25 +447,25 @@ def create_app(settings: Settings, store: ViewStore | None = None) -> FastAPI:
     @app.get("/movies/trending", response_model=TrendingResponse, responses=_errors(422, 503), tags=["movies"])
     async def trending(
         window: Annotated[Window, Query(description="trending window")] = "7d",
-        limit: Annotated[int, Query(ge=1, le=100)] = 10,
+        limit: Annotated[PlainInt, Query(ge=1, le=100)] = 10,
     ) -> Response:
         """Top movies by trending score (ratings per day x quality x momentum) in the window."""
         return await cached(current(), ("trending", window, limit), trending_doc, window, limit)
 
     @app.get("/content/performance", response_model=ContentPerformanceResponse, responses=_errors(422, 503),
              tags=["movies"])  # fmt: skip
-    async def content_performance(limit: Annotated[int, Query(ge=1, le=1000)] = 10) -> Response:
+    async def content_performance(limit: Annotated[PlainInt, Query(ge=1, le=1000)] = 10) -> Response:
         """Movies by views from viewing sessions: unique viewers, watch time, completion rate."""
         return await cached(current(), ("content_performance", limit), content_performance_doc, limit)
 
     @app.get("/movies/{movie_id}/performance", response_model=MoviePerformanceResponse,
              responses=_errors(404, 422, 503), tags=["movies"])  # fmt: skip
-    async def movie_performance(movie_id: Annotated[int, Path(ge=INT64_MIN, le=INT64_MAX)]) -> Response:
+    async def movie_performance(movie_id: Annotated[PlainInt, Path(ge=INT64_MIN, le=INT64_MAX)]) -> Response:
         """One movie's viewing KPIs; 404 when no session of it is published."""
         return await cached(current(), ("movie_performance", movie_id), movie_performance_doc, movie_id)
 
     @app.get("/movies/{movie_id}", response_model=MovieDetails, responses=_errors(404, 422, 503), tags=["movies"])
-    async def movie_details(movie_id: Annotated[int, Path(ge=INT64_MIN, le=INT64_MAX)]) -> Response:
+    async def movie_details(movie_id: Annotated[PlainInt, Path(ge=INT64_MIN, le=INT64_MAX)]) -> Response:
         """Title, genres, release year, rating KPIs and, when enriched, TMDB budget, runtime, popularity, votes."""
         return await cached(current(), ("movie_details", movie_id), movie_details_doc, movie_id)
 

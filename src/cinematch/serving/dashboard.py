@@ -10,6 +10,8 @@ from importlib import resources
 from string import Template
 from typing import TYPE_CHECKING, Any
 
+from cinematch.recommender.registry import same_rows
+
 if TYPE_CHECKING:
     from cinematch.serving.api import DriftResponse, GenresResponse, ModelsResponse, TrendingResponse
 
@@ -282,6 +284,12 @@ def _table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def _pair(same: dict[str, Any], metric: str) -> str:
+    """'this version / its champion' on the same held-out rows, or '–' (a first model was compared with nothing)."""
+    a, b = same[f"{metric}_same_rows"], same[f"champion_{metric}_same_rows"]
+    return f"{_fmt(a)} / {_fmt(b)}" if a is not None and b is not None else "–"
+
+
 def _fmt(value: Any, digits: int = 4) -> str:
     if value is None:
         return "–"
@@ -309,7 +317,17 @@ def render(meta: dict, distribution: list[dict], drift: DriftResponse, models: M
         ("last drift decision", f"{last.decision} ({last.score:.2f})" if last and last.score is not None else "–"),
     ]
     models_table = _table(
-        ["version", "status", "rmse", "ndcg@10", "precision@10", "batches", "decision"],
+        [
+            "version",
+            "status",
+            "rmse",
+            "ndcg@10",
+            "precision@10",
+            "ndcg@10 vs champion, same rows",
+            "rmse vs champion, same rows",
+            "batches",
+            "decision",
+        ],
         [
             [
                 m.version + (" *" if m.is_champion else ""),
@@ -317,6 +335,8 @@ def render(meta: dict, distribution: list[dict], drift: DriftResponse, models: M
                 _fmt(m.metrics.get("rmse")),
                 _fmt(m.metrics.get("ndcg_at_10")),
                 _fmt(m.metrics.get("precision_at_10")),
+                _pair(same_rows(m.promotion), "ndcg"),
+                _pair(same_rows(m.promotion), "rmse"),
                 len(m.batch_ids),
                 m.promotion.get("decision", "–"),
             ]

@@ -7,8 +7,11 @@ A reader that stats ``CURRENT`` sees either the old or the new publication, neve
 
 Tables of a views file:
 
-- ``recommendations``  the champion's top-N per user (from ``serving.recommendations``) with titles and genres.
-- ``fallback``         the cold-start list: the best ``bayesian_rating`` among non-placeholder movies with at least
+- ``recommendations``  the champion's top-N per user with titles, genres and ``because`` (up to two movie ids of the
+                       user's history that contributed most), recomputed from every user's current history at each
+                       publish (``serving.recommendations``), so users and ratings that arrived since training count.
+- ``fallback``         the cold-start list, popular and recent: movies by their ratings in the last 90 days of
+                       activity (the ``score``), then by ``bayesian_rating``, among non-placeholder movies with at least
                        ``min_ratings`` ratings, where ``min_ratings`` = the 75th percentile of ``n_ratings`` over rated
                        movies, capped at 50 and at least 1 (so a small catalogue still has a list, and a large one
                        is not filtered down to blockbusters only). Ties go to the more popular movie.
@@ -47,7 +50,8 @@ import numpy as np
 from cinematch._log import get_logger, log_event, timed
 from cinematch.errors import CineMatchError
 from cinematch.recommender import registry
-from cinematch.recommender.training import ensure_tables
+from cinematch.recommender.batch import RECENT_DAYS
+from cinematch.recommender.training import ensure_tables, write_recommendations
 from cinematch.settings import Settings
 from cinematch.warehouse import batch_table, query_rows, table_exists, utcnow
 
@@ -92,7 +96,8 @@ def _view_sql(
     return {
         "recommendations": (
             f"""select r.user_id, r.rank, r.movie_id, coalesce(m.title, 'Unknown movie ' || r.movie_id) as title,
-                       coalesce(m.genres, cast([] as varchar[])) as genres, r.score, r.model_version, r.generated_at
+                       coalesce(m.genres, cast([] as varchar[])) as genres, r.score, r.model_version, r.generated_at,
+                       coalesce(r.because, '') as because
                 from serving.recommendations r left join silver.movies m using (movie_id)
                 where {recs_filter}
                 order by r.user_id, r.rank""",
@@ -102,11 +107,21 @@ def _view_sql(
             f"""with rated as (select * from gold.movie_kpis where n_ratings > 0 and not is_placeholder),
                 threshold as (
                     select greatest(1, least(50, cast(ceil(quantile_cont(n_ratings, 0.75)) as bigint))) as min_ratings
-                    from rated)
-                select cast(row_number() over (order by k.bayesian_rating desc, k.popularity_rank) as integer) as rank,
+                    from rated),
+                latest as (select max(rated_at) as last_rated from silver.ratings),
+                recent as (
+                    select s.movie_id, count(*) as n_recent
+                    from silver.ratings s cross join latest l
+                    where s.rated_at >= l.last_rated - interval {RECENT_DAYS} day
+                    group by s.movie_id)
+                select cast(row_number() over (order by coalesce(r.n_recent, 0) desc, k.bayesian_rating desc,
+                                                        k.popularity_rank) as integer) as rank,
                        k.movie_id, k.title, coalesce(m.genres, cast([] as varchar[])) as genres,
-                       k.bayesian_rating as score, k.n_ratings, k.avg_rating, t.min_ratings
+                       cast(coalesce(r.n_recent, 0) as double) as score, k.bayesian_rating, k.n_ratings,
+                       k.avg_rating, t.min_ratings,
+                       coalesce(r.n_recent, 0) as n_recent
                 from rated k cross join threshold t left join silver.movies m using (movie_id)
+                     left join recent r using (movie_id)
                 where k.n_ratings >= t.min_ratings
                 order by rank limit {FALLBACK_SIZE}""",
             [],
@@ -115,7 +130,8 @@ def _view_sql(
             f"""select t."window" as window_label, t.window_days, cast(t.trending_rank as integer) as rank, t.movie_id,
                        coalesce(t.title, 'Unknown movie ' || t.movie_id) as title,
                        coalesce(m.genres, cast([] as varchar[])) as genres, t.trending_score, t.n_ratings,
-                       t.avg_rating, t.velocity, t.bayesian_rating, t.window_start, t.window_end, t.as_of
+                       t.avg_rating, t.velocity, t.is_new, t.bayesian_rating, t.window_start, t.window_end,
+                       t.window_complete, t.as_of
                 from gold.trending_movies t left join silver.movies m using (movie_id)
                 where t.trending_rank <= {TRENDING_SIZE}
                 order by t.window_days, t.trending_rank""",
@@ -284,6 +300,17 @@ def publish(con: duckdb.DuckDBPyConnection, settings: Settings) -> dict[str, Any
     ensure_tables(con)  # serving.recommendations exists even before the first training
     champ = registry.champion(con)
     version = champ["version"] if champ else None
+    if version is not None:
+        # lists from every user's current history: users and ratings that arrived since training are served
+        with timed(log, "publish_recommendations", model_version=version):
+            model = registry.load_model(settings, version)
+            con.execute("begin transaction")
+            try:
+                write_recommendations(con, settings, model, version)
+                con.execute("commit")
+            except BaseException:
+                con.execute("rollback")
+                raise
     latest = _latest_batch(con)
     reference = _reference_batches(con, champ, latest)
     published_at = utcnow()
@@ -376,15 +403,29 @@ class RecommendationIndex:
     scores: np.ndarray
     ranks: np.ndarray
     movies: dict[int, tuple[str, list[str]]]  # movie_id -> (title, genres)
+    because: np.ndarray  # per row: up to two comma-separated movie ids of the user's history ('' for none)
+    titles: dict[int, str]  # every movie's title, for the ``because`` items
 
     @classmethod
     def load(cls, con: duckdb.DuckDBPyConnection) -> RecommendationIndex:
-        cols = con.sql("select user_id, movie_id, score, rank from recommendations order by user_id, rank").fetchnumpy()
+        has_because = "because" in [c[0] for c in con.execute("describe recommendations").fetchall()]
+        because_col = "because" if has_because else "'' as because"
+        cols = con.sql(f"select user_id, movie_id, score, rank, {because_col} from recommendations "
+                       "order by user_id, rank").fetchnumpy()  # fmt: skip
         users, starts = np.unique(cols["user_id"], return_index=True)
         movies = {m: (t, list(g)) for m, t, g in con.sql(
             "select distinct movie_id, title, genres from recommendations").fetchall()}  # fmt: skip
+        try:
+            titles = dict(con.execute("select movie_id, title from movie_details").fetchall())
+        except duckdb.CatalogException:  # views published before movie details existed
+            titles = {m: t for m, (t, _) in movies.items()}
+        because = np.asarray(cols["because"], dtype=object)
         return cls(users, np.append(starts, len(cols["user_id"])), cols["movie_id"], cols["score"], cols["rank"],
-                   movies)  # fmt: skip
+                   movies, because, titles)  # fmt: skip
+
+    def _because(self, text: str) -> list[dict[str, Any]]:
+        ids = [int(x) for x in (text or "").split(",") if x]
+        return [{"movie_id": m, "title": self.titles.get(m) or f"Unknown movie {m}"} for m in ids]
 
     def lookup(self, user_id: int, k: int) -> list[dict[str, Any]]:
         """The top-k of ``user_id`` (empty when the model does not know the user)."""
@@ -394,10 +435,11 @@ class RecommendationIndex:
         lo = int(self.starts[i])
         hi = min(int(self.starts[i + 1]), lo + k)
         out = []
-        for movie, score, rank in zip(self.movie_ids[lo:hi].tolist(), self.scores[lo:hi].tolist(),
-                                      self.ranks[lo:hi].tolist(), strict=True):  # fmt: skip
+        for movie, score, rank, why in zip(self.movie_ids[lo:hi].tolist(), self.scores[lo:hi].tolist(),
+                                           self.ranks[lo:hi].tolist(), self.because[lo:hi].tolist(), strict=True):  # fmt: skip
             title, genres = self.movies[movie]
-            out.append({"movie_id": movie, "title": title, "genres": genres, "score": score, "rank": rank})
+            out.append({"movie_id": movie, "title": title, "genres": genres, "score": score, "rank": rank,
+                        "because": self._because(why)})  # fmt: skip
         return out
 
 

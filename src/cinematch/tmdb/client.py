@@ -16,7 +16,7 @@ import httpx
 
 from cinematch._log import get_logger, log_event
 from cinematch.errors import BadInput, CineMatchError
-from cinematch.secrets import redact
+from cinematch.secrets import redact, scrub
 from cinematch.settings import Settings
 
 log = get_logger(__name__)
@@ -142,6 +142,7 @@ class TmdbClient:
         if settings.tmdb_api_key is None or not settings.tmdb_api_key.get_secret_value().strip():
             raise BadInput("CINEMATCH_TMDB_API_KEY is not set: export your TMDB v3 API key (or v4 token) and rerun")
         key = settings.tmdb_api_key.get_secret_value().strip()
+        self._key = key
         self.limiter = RateLimiter(rate_limit or settings.tmdb_rate_limit)
         self.max_attempts = settings.tmdb_max_attempts
         self.backoff = settings.tmdb_backoff_seconds
@@ -196,10 +197,12 @@ class TmdbClient:
             else:
                 status = response.status_code
                 if status == 200:
-                    body = response.text
+                    # an upstream (a proxy, a debugging mirror) may echo the request URL, key included: what is
+                    # stored (bronze.tmdb_raw, the lake) is the body without it
+                    body = scrub(response.text, [self._key])
                     problem = validate_movie(int(tmdb_id), body)
                     if problem:
-                        return FetchResult(tmdb_id, "malformed", status, body, problem, attempt)
+                        return FetchResult(tmdb_id, "malformed", status, body, scrub(problem, [self._key]), attempt)
                     return FetchResult(tmdb_id, "ok", status, body, None, attempt)
                 if status == 404:
                     return FetchResult(tmdb_id, "not_found", status, None, "TMDB has no movie with this id", attempt)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from cinematch._log import get_logger, log_event
-from cinematch.errors import BadInput
+from cinematch.errors import BadInput, CineMatchError
 from cinematch.settings import Settings
 from cinematch.tmdb.client import APPEND, FetchResult, TmdbClient, max_in_window
 from cinematch.warehouse import new_run_id, record_run, utcnow
@@ -140,6 +141,7 @@ def _run(con: Any, settings: Settings, client: TmdbClient, links: Path, todo: pd
     run_id, started, t0 = new_run_id(), utcnow(), time.perf_counter()
     counts = {"ok": 0, "not_found": 0, "malformed": 0, "failed": 0}
     pending: list[dict[str, Any]] = []
+    failures: list[str] = []  # the reason of each failed id
     files: list[Path] = []
     log_event(log, "tmdb_fetch_start", run_id=run_id, links=str(links), todo=len(todo), skipped=skipped)
 
@@ -164,12 +166,12 @@ def _run(con: Any, settings: Settings, client: TmdbClient, links: Path, todo: pd
                 running.add(pool.submit(client.fetch_movie, tmdb_id))
                 if len(running) >= 2 * workers:
                     finished, running = wait(running, return_when=FIRST_COMPLETED)
-                    _collect(finished, ids, run_id, counts, pending, progress)
+                    _collect(finished, ids, run_id, counts, pending, failures, progress)
                     if len(pending) >= settings.tmdb_commit_every:
                         flush()
             while running:
                 finished, running = wait(running, return_when=FIRST_COMPLETED)
-                _collect(finished, ids, run_id, counts, pending, progress)
+                _collect(finished, ids, run_id, counts, pending, failures, progress)
                 if len(pending) >= settings.tmdb_commit_every:
                     flush()
         finally:
@@ -177,6 +179,7 @@ def _run(con: Any, settings: Settings, client: TmdbClient, links: Path, todo: pd
                 future.cancel()
             flush()
     seconds = time.perf_counter() - t0
+    reasons = Counter(failures)
     doc = {
         "run_id": run_id,
         "links": str(links),
@@ -193,17 +196,29 @@ def _run(con: Any, settings: Settings, client: TmdbClient, links: Path, todo: pd
         "rate_limit": settings.tmdb_rate_limit,
         "max_requests_in_1s": max_in_window(client.limiter.stamps),
         "lake_files": len(files),
+        "failure_reasons": dict(reasons.most_common(5)),
     }
-    record_run(con, "tmdb", "fetch", started, "completed", counts["ok"], doc, run_id)
-    log_event(log, "tmdb_fetch", **{k: v for k, v in doc.items() if k != "links"})
+    all_failed = bool(ids) and counts["failed"] == len(ids)
+    record_run(con, "tmdb", "fetch", started, "failed" if all_failed else "completed", counts["ok"], doc, run_id)
+    log_event(log, "tmdb_fetch", **{k: v for k, v in doc.items() if k not in ("links", "failure_reasons")})
+    if all_failed:  # nothing reached TMDB: a wrong base URL, no network, TMDB down; not a success
+        reason, n = reasons.most_common(1)[0]
+        raise CineMatchError(
+            f"tmdb fetch: all {len(ids):,} requests failed ({reason}"
+            + (f" for {n:,} of them" if n < len(ids) else "")
+            + "); check CINEMATCH_TMDB_BASE_URL and the network, then rerun (failed ids are retried)"
+        )
     return doc
 
 
 def _collect(finished: set[Future], ids: dict[int, int], run_id: str, counts: dict[str, int],
-             pending: list[dict[str, Any]], progress: Callable[..., None] | None) -> None:  # fmt: skip
+             pending: list[dict[str, Any]], failures: list[str],
+             progress: Callable[..., None] | None) -> None:  # fmt: skip
     for future in finished:
         result: FetchResult = future.result()  # a 401 raises here and stops the run (after the flush)
         counts[result.status] += 1
         pending.append(_to_row(result, ids[result.tmdb_id], run_id))
+        if result.status == "failed":
+            failures.append(result.reason or "unknown")
         if progress:
             progress(advance=1)

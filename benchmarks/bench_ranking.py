@@ -1,0 +1,423 @@
+"""Ranking models (issue 15): accuracy by protocol on ml-latest-small, and fit / top-N / fold-in at 25M ratings.
+
+    .venv/bin/python benchmarks/bench_ranking.py [--quick] [--json PATH] [--parts accuracy,scale]
+                                                 [--steps fit,top_n,implicit,fold_in,ease]
+
+Accuracy (skipped with a message when ../shared/data is absent): explicit ALS (default parameters), most popular,
+plain EASE and ``implicit``'s iALS (each with the parameters its family won in the validation search) and the
+served model (``tuning.select(train, RankingConfig(), full=True)``), scored by ``evaluation.evaluate_models`` (what
+`cinematch evaluate` prints). Protocols: random_per_user on exactly the split of ../shared/ranking-check (per
+user, Python ``random.Random(42)`` keys, first round(0.75 n) to train) with every test item relevant and with
+rating >= 4; the same protocol on `cinematch evaluate`'s own split (``protocols.split_protocol``, a seeded hash of
+(user, movie): same per-user sizes, other rows); temporal (global cut at the 80th percentile of time). One search
+per split, reused for both relevance thresholds.
+
+Scale, on generated ratings (``scale_config("large")``: 162k users x 62k movies, 25M ratings; cached Parquet
+under benchmarks/.data), each step in a fresh child process so that its peak RSS is its own:
+
+* fit: the served ranking model without the search, ``tuning.build(default_choice(...))`` (iALS via ``implicit``:
+  62k movies exceed EASE's 20k bound); the model is saved for the next steps;
+* top_n: ``batch.top_n_table(ranker, ratings, 10)``, every user's top-10 with ``because`` (fold-in included);
+* implicit: ``implicit.cpu.als.AlternatingLeastSquares(factors=64)`` on the same matrix, s/iteration, and its
+  ``recommend`` for every user;
+* fold_in: every user's factors with CineMatch's NumPy solve (``reg_per_rating=True``, the Spark MLlib path)
+  and with ``implicit``'s ``recalculate_user`` (the path of models it trained), against the same item factors;
+  plus the item half of one NumPy iALS iteration (the same solve with users and items swapped);
+* ease: EASE (DLAE, the served default) fitted and compacted on the 20,000 most rated movies.
+
+--quick: ml-latest-small's first 30 users (ranking-check split only) for accuracy, 100k generated ratings for scale.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import MOVIELENS, SCRATCH, machine, peak_rss_gb, write_json
+
+STEPS = ("fit", "top_n", "implicit", "fold_in", "ease")
+EASE_ITEMS = 20_000  # RankingConfig().ease_max_items: the largest catalogue EASE is fitted on
+QUICK_USERS = 30
+METRICS = ("precision_at_10", "recall_at_10", "ndcg_at_10", "map_at_10", "coverage", "avg_rec_popularity")
+
+
+def load() -> dict[str, float]:
+    one, five, fifteen = os.getloadavg()
+    return {"1m": round(one, 2), "5m": round(five, 2), "15m": round(fifteen, 2)}
+
+
+def say(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')} load {os.getloadavg()[0]:.1f}] {msg}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------------------------- accuracy
+
+
+def ranking_check_split(data: pa.Table, seed: int = 42) -> tuple[pa.Table, pa.Table]:
+    """Exactly ../shared/ranking-check's split, vectorized: the same Mersenne Twister stream as ``random.Random``.
+
+    The checker draws one ``random()`` per rating, users in ascending id order and each user's ratings in file
+    order, sorts each user's ratings by their draw and keeps the first round(0.75 n) in train. NumPy's legacy
+    ``RandomState`` set to Python's MT19937 state yields the same doubles (both use genrand_res53).
+    """
+    import random
+
+    users = data.column("user_id").to_numpy()
+    state = random.Random(seed).getstate()[1]
+    rs = np.random.RandomState()
+    rs.set_state(("MT19937", np.array(state[:624], dtype=np.uint32), state[624]))
+    order = np.argsort(users, kind="stable")  # ascending users, file order within a user: the draw order
+    keys = np.empty(len(users))
+    keys[order] = rs.random_sample(len(users))
+    by_key = np.lexsort((keys, users))
+    ids, starts, counts = np.unique(users[by_key], return_index=True, return_counts=True)
+    rank = np.empty(len(users), np.int64)
+    rank[by_key] = np.arange(len(users)) - np.repeat(starts, counts) + 1
+    cut = np.round(0.75 * counts)[np.searchsorted(ids, users)]  # half to even, like Python's round
+    test = rank > cut
+    return data.filter(pa.array(~test)), data.filter(pa.array(test))
+
+
+def _keys(table: pa.Table) -> np.ndarray:
+    return table.column("user_id").to_numpy() * 1_000_000 + table.column("movie_id").to_numpy()
+
+
+def evaluate_split(name: str, train: pa.Table, test: pa.Table, thresholds: tuple[float, ...]) -> dict[str, Any]:
+    """One validation search on ``train``, then every model scored on ``test`` at each relevance threshold."""
+    from cinematch.recommender.evaluation import evaluate_models
+    from cinematch.recommender.metrics import rmse
+    from cinematch.recommender.training import fit, params_from_settings
+    from cinematch.recommender.tuning import RankingConfig, select
+    from cinematch.settings import Settings
+
+    t0, before = time.perf_counter(), load()
+    say(f"{name}: explicit ALS")
+    als = fit(train, params_from_settings(Settings()))
+    predicted, _ = als.predict(test.column("user_id").to_numpy(), test.column("movie_id").to_numpy())
+    als_rmse = rmse(test.column("rating").to_numpy(), predicted)
+    say(f"{name}: validation search")
+    selection = select(train, RankingConfig(), full=True, progress=lambda m: say(f"{name}: {m}"))
+    tables = {}
+    for threshold in thresholds:
+        say(f"{name}: scoring, min rating {threshold}")
+        rows = evaluate_models(train, test, als, selection, threshold)
+        for row in rows:
+            row["rmse"] = als_rmse if row["model"].startswith("als") else None
+        tables[f"min_rating_{threshold:g}"] = {r["model"]: r for r in rows}
+    return {"split": name, "n_train": train.num_rows, "n_test": test.num_rows, "rmse_als": als_rmse,
+            "served": selection.ranker.name, "choice": selection.choice.as_dict(),
+            "search_seconds": round(selection.seconds, 1), "seconds": round(time.perf_counter() - t0, 1),
+            "load_before": before, "load_after": load(), "tables": tables}  # fmt: skip
+
+
+def accuracy(path: Path, quick: bool) -> dict[str, Any] | None:
+    from cinematch.datasets.readers import read_ratings
+    from cinematch.recommender.protocols import split_protocol
+
+    if not path.is_file():
+        print(f"accuracy: {path} not found (../shared/data is not part of a clone); skipped")
+        return None
+    data = read_ratings(path)[0]
+    if quick:
+        data = data.filter(pa.array(data.column("user_id").to_numpy() <= QUICK_USERS))
+    rc_train, rc_test = ranking_check_split(data)
+    own_train, own_test, _ = split_protocol(data, "random_per_user", seed=42)
+    same = np.array_equal(np.sort(_keys(rc_test)), np.sort(_keys(own_test)))
+    shared = len(np.intersect1d(_keys(rc_test), _keys(own_test)))
+    split_note = {"identical": bool(same), "test_rows_ranking_check": rc_test.num_rows,
+                  "test_rows_split_protocol": own_test.num_rows, "test_rows_in_both": shared}  # fmt: skip
+    temporal_train, temporal_test, temporal_info = split_protocol(data, "temporal")
+    splits = {"random_per_user": evaluate_split("random_per_user, ranking-check split", rc_train, rc_test, (0.0, 4.0))}
+    if not quick:  # each split costs one validation search (minutes at full size)
+        splits["random_per_user_evaluate"] = evaluate_split(
+            "random_per_user, split_protocol", own_train, own_test, (0.0,)
+        )
+        splits["temporal"] = evaluate_split("temporal", temporal_train, temporal_test, (0.0,))
+        splits["temporal"]["cut_at"] = temporal_info.get("cut_at")
+    target = splits["random_per_user"]["tables"]["min_rating_0"]
+    served = next(v for k, v in target.items() if k.startswith("served"))
+    return {"data": f"{path.parent.name}{f' (users <= {QUICK_USERS})' if quick else ''}", "ratings": data.num_rows,
+            "split_protocol_vs_ranking_check": split_note, "splits": splits,
+            "target": {"served": served, "most_popular": target["most_popular"],
+                       "ease": target.get("ease (Steck 2019)"), "ials": target.get("ials (implicit library)"),
+                       "met": served["precision_at_10"] >= 0.36 and served["ndcg_at_10"] >= 0.41}}  # fmt: skip
+
+
+def print_accuracy(acc: dict[str, Any]) -> None:
+    note = acc["split_protocol_vs_ranking_check"]
+    print(f"accuracy on {acc['data']}, {acc['ratings']:,} ratings; top-10 over every movie unrated in train")
+    print(f"split_protocol('random_per_user', seed=42) vs ranking-check's split: identical={note['identical']}, "
+          f"{note['test_rows_in_both']:,} of {note['test_rows_ranking_check']:,} test rows in both")  # fmt: skip
+    head = (
+        f"  {'model':<44} {'P@10':>7} {'R@10':>7} {'NDCG@10':>8} {'MAP@10':>7} {'cover':>6} {'avg pop':>8} {'RMSE':>7}"
+    )
+    for split in acc["splits"].values():
+        for key, rows in split["tables"].items():
+            print(f"{split['split']}, {key.replace('_', ' ')} (load {split['load_before']['1m']}-"
+                  f"{split['load_after']['1m']}, search {split['search_seconds']} s):")  # fmt: skip
+            print(head)
+            for name, r in rows.items():
+                rm = f"{r['rmse']:.4f}" if r.get("rmse") is not None else ""
+                print(f"  {name:<44} {r['precision_at_10']:>7.4f} {r['recall_at_10']:>7.4f} {r['ndcg_at_10']:>8.4f} "
+                      f"{r['map_at_10']:>7.4f} {r['coverage']:>6.3f} {r['avg_rec_popularity']:>8.1f} {rm:>7}")  # fmt: skip
+        print(f"  served choice: {json.dumps(split['choice'])}")
+    t = acc["target"]["served"]
+    print(f"target (served, ranking-check split, every test item relevant): P@10 {t['precision_at_10']:.4f} >= 0.36, "
+          f"NDCG@10 {t['ndcg_at_10']:.4f} >= 0.41: {'met' if acc['target']['met'] else 'MISSED'}")  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------- scale
+
+
+def scale_data(quick: bool) -> Path:
+    """Generated base ratings (no weekly batches), cached as Parquet."""
+    from cinematch.datasets.generate import generate_tables, scale_config
+
+    config = dataclasses.replace(scale_config("small" if quick else "large", 42), weeks=0)
+    path = SCRATCH / f"ranking_{config.ratings}_{config.seed}.parquet"
+    if not path.exists():
+        SCRATCH.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        table = generate_tables(config)["ratings"]
+        tmp = path.with_name(f".{path.name}.tmp")
+        pq.write_table(table, tmp)
+        tmp.rename(path)
+        say(f"generated {table.num_rows:,} ratings in {time.perf_counter() - t0:.1f} s -> {path}")
+    return path
+
+
+def _ratings(path: Path) -> pa.Table:
+    return pq.read_table(path, columns=["user_id", "movie_id", "rating", "rated_at"])
+
+
+def step_fit(data: Path, model_dir: Path) -> dict[str, Any]:
+    from cinematch.recommender.tuning import RankingConfig, build, catalogue, default_choice
+
+    train = _ratings(data)
+    rss_loaded = peak_rss_gb()
+    config = RankingConfig()
+    t0, c0 = time.perf_counter(), time.process_time()
+    item_ids, ease_ok, info = catalogue(train, config)
+    choice = default_choice(ease_ok, config)
+    ranker = build(choice, train, item_ids, config, {"catalogue": info})
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    peak = peak_rss_gb()
+    ranker.save(model_dir)
+    return {"seconds": seconds, "cpu_s": cpu, "peak_rss_gb": peak, "rss_after_load_gb": rss_loaded, "model": ranker.name,
+            "choice": choice.as_dict(), "items": len(item_ids), "ratings": train.num_rows}  # fmt: skip
+
+
+def step_top_n(data: Path, model_dir: Path) -> dict[str, Any]:
+    from cinematch.recommender.batch import top_n_table
+    from cinematch.recommender.ranker import Ranker
+
+    ratings = _ratings(data)
+    ranker = Ranker.load(model_dir)
+    rss_loaded = peak_rss_gb()
+    t0, c0 = time.perf_counter(), time.process_time()
+    table = top_n_table(ranker, ratings, 10)
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    because = table.column("because").to_numpy(zero_copy_only=False)
+    users = len(np.unique(table.column("user_id").to_numpy()))
+    return {"seconds": seconds, "cpu_s": cpu, "peak_rss_gb": peak_rss_gb(), "rss_after_load_gb": rss_loaded, "users": users,
+            "rows": table.num_rows, "rows_with_because": int((because != "").sum()),
+            "example": table.slice(0, 3).to_pylist()}  # fmt: skip
+
+
+def _binary(data: Path) -> Any:
+    from cinematch.recommender.interactions import histories
+
+    return histories(_ratings(data)).binary
+
+
+def step_implicit(data: Path, _model_dir: Path) -> dict[str, Any]:
+    from implicit.cpu.als import AlternatingLeastSquares
+    from threadpoolctl import threadpool_limits
+
+    x = _binary(data)
+    stamps: list[float] = []
+    with threadpool_limits(limits=1, user_api="blas"):  # as implicit asks (it warns on a threaded BLAS)
+        model = AlternatingLeastSquares(factors=64, random_state=42)
+        t0 = time.perf_counter()
+        model.fit(x, show_progress=False, callback=lambda *_: stamps.append(time.perf_counter()))
+        fit_s = time.perf_counter() - t0
+        per_iter = np.diff([t0, *stamps])
+        t1 = time.perf_counter()
+        ids, _ = model.recommend(np.arange(x.shape[0]), x, N=10)
+        rec_s = time.perf_counter() - t1
+    return {"users": x.shape[0], "items": x.shape[1], "interactions": int(x.nnz), "iterations": len(per_iter),
+            "fit_s": fit_s, "s_per_iter": float(statistics.median(per_iter)), "recommend_all_s": rec_s,
+            "recommended": int((ids >= 0).sum()), "peak_rss_gb": peak_rss_gb()}  # fmt: skip
+
+
+def step_fold_in(data: Path, model_dir: Path) -> dict[str, Any]:
+    from cinematch.recommender.ials import IALS
+    from cinematch.recommender.interactions import histories
+    from cinematch.recommender.ranker import Ranker
+    from cinematch.recommender.tuning import RankingConfig
+
+    ranker = Ranker.load(model_dir)
+    model = next((c.model for c in ranker.components if c.kind == "ials"), None)
+    if not isinstance(model, IALS):  # small catalogues serve EASE: fit the default iALS for the comparison
+        hist = histories(_ratings(data), ranker.item_ids)
+        model = IALS.fit(hist.binary, hist.item_ids, RankingConfig().ials)
+    x = histories(_ratings(data), model.item_ids).binary
+    library = IALS(dataclasses.replace(model.params, reg_per_rating=False), model.item_ids, model.item_factors, "x")
+    own = IALS(dataclasses.replace(model.params, reg_per_rating=True), model.item_ids, model.item_factors, "x")
+    t0 = time.perf_counter()
+    p_lib = library.user_factors(x)
+    lib_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    p_own = own.user_factors(x)
+    own_s = time.perf_counter() - t0
+    # the item half of one NumPy iALS iteration: the same solve with users and items swapped
+    users = IALS(own.params, np.arange(x.shape[0]), p_own, "x")
+    t0 = time.perf_counter()
+    users.user_factors(x.T.tocsr())
+    items_s = time.perf_counter() - t0
+    return {"users": x.shape[0], "items": x.shape[1], "interactions": int(x.nnz), "factors": model.params.factors,
+            "implicit_recalculate_user_s": lib_s, "numpy_fold_in_s": own_s, "numpy_item_side_s": items_s,
+            "numpy_iteration_s": own_s + items_s, "finite": bool(np.isfinite(p_lib).all() and np.isfinite(p_own).all()),
+            "peak_rss_gb": peak_rss_gb()}  # fmt: skip
+
+
+def step_ease(data: Path, _model_dir: Path) -> dict[str, Any]:
+    from cinematch.recommender.ease import EASE, EASEParams
+    from cinematch.recommender.interactions import histories
+    from cinematch.recommender.tuning import RankingConfig, default_choice
+
+    ratings = _ratings(data)
+    movies, counts = np.unique(ratings.column("movie_id").to_numpy(), return_counts=True)
+    keep = np.sort(movies[np.argsort(-counts, kind="stable")[:EASE_ITEMS]])
+    x = histories(ratings, keep).binary
+    del ratings
+    rss_before = peak_rss_gb()
+    params = EASEParams(**default_choice(True, RankingConfig()).params["ease"])
+    t0 = time.perf_counter()
+    model = EASE.fit(x, keep, params)
+    fit_s = time.perf_counter() - t0
+    rss_fit = peak_rss_gb()
+    t0 = time.perf_counter()
+    compact = model.compacted()
+    compact_s = time.perf_counter() - t0
+    n = len(keep)
+    return {"items": n, "users": x.shape[0], "interactions": int(x.nnz), "params": dataclasses.asdict(params),
+            "n2_float32_gb": n * n * 4 / 1024**3, "rss_before_fit_gb": rss_before, "fit_s": fit_s,
+            "peak_rss_fit_gb": rss_fit, "compact_s": compact_s, "peak_rss_gb": peak_rss_gb(),
+            "kept_per_item": min(params.keep_per_item, n), "nonzero_after_compaction": int((compact.weights != 0).sum())}  # fmt: skip
+
+
+def run_step(step: str, data: Path, model_dir: Path) -> dict[str, Any]:
+    spec = json.dumps({"step": step, "data": str(data), "model": str(model_dir)})
+    before = load()
+    say(f"scale: {step}")
+    proc = subprocess.run([sys.executable, __file__, "--child", spec], stdout=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        return {"failed": proc.returncode, "load_before": before, "load_after": load()}
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    return {**out, "load_before": before, "load_after": load()}
+
+
+def scale(quick: bool, steps: list[str]) -> dict[str, Any]:
+    data = scale_data(quick)
+    meta = pq.read_metadata(data)
+    out: dict[str, Any] = {"data": str(data.name), "ratings": meta.num_rows}
+    model_dir = SCRATCH / f"ranking_model_{meta.num_rows}"  # written by the fit step, read by top_n and fold_in
+    if ("top_n" in steps or "fold_in" in steps) and "fit" not in steps and not model_dir.is_dir():
+        steps = ["fit", *steps]
+    for step in STEPS:
+        if step in steps:
+            out[step] = run_step(step, data, model_dir)
+    return out
+
+
+def print_scale(s: dict[str, Any]) -> None:
+    def ld(r: dict[str, Any]) -> str:
+        return f"load {r['load_before']['1m']}-{r['load_after']['1m']}"
+
+    print(f"scale: {s['ratings']:,} generated ratings ({s['data']})")
+    if "failed" in s.get("fit", {}) or "failed" in s.get("top_n", {}):
+        print("  a step FAILED; see its stderr")
+    if "seconds" in s.get("fit", {}):
+        f = s["fit"]
+        print(f"  fit served ranking model ({f['model']}, {f['items']:,} movies, no search): {f['seconds']:.1f} s (CPU {f['cpu_s']:.0f} s), "
+              f"peak RSS {f['peak_rss_gb']:.2f} GB (after loading the ratings {f['rss_after_load_gb']:.2f}) "
+              f"[target <= 60 s, <= 12 GB] ({ld(f)})")  # fmt: skip
+    if "seconds" in s.get("top_n", {}):
+        t = s["top_n"]
+        print(f"  top-10 with because for {t['users']:,} users: {t['seconds']:.1f} s (CPU {t['cpu_s']:.0f} s), {t['rows']:,} rows "
+              f"({t['rows_with_because']:,} with because), peak RSS {t['peak_rss_gb']:.2f} GB [target <= 60 s] ({ld(t)})")  # fmt: skip
+    if "s_per_iter" in s.get("implicit", {}):
+        i = s["implicit"]
+        print(f"  implicit AlternatingLeastSquares(factors=64), {i['interactions']:,} interactions: "
+              f"{i['s_per_iter']:.2f} s/iter ({i['iterations']} iters, fit {i['fit_s']:.1f} s); recommend N=10 for "
+              f"{i['users']:,} users {i['recommend_all_s']:.1f} s; peak RSS {i['peak_rss_gb']:.2f} GB ({ld(i)})")  # fmt: skip
+    if "numpy_fold_in_s" in s.get("fold_in", {}):
+        d = s["fold_in"]
+        print(f"  fold-in of {d['users']:,} users, {d['factors']} factors: implicit recalculate_user "
+              f"{d['implicit_recalculate_user_s']:.1f} s, CineMatch NumPy (reg_per_rating) {d['numpy_fold_in_s']:.1f} s"
+              f" ({d['numpy_fold_in_s'] / d['implicit_recalculate_user_s']:.1f}x); NumPy item side "
+              f"{d['numpy_item_side_s']:.1f} s, so one NumPy iALS iteration ~ {d['numpy_iteration_s']:.1f} s ({ld(d)})")  # fmt: skip
+    if "fit_s" in s.get("ease", {}):
+        e = s["ease"]
+        print(f"  EASE (DLAE) on the {e['items']:,} most rated movies, {e['users']:,} users: fit {e['fit_s']:.1f} s "
+              f"(peak RSS {e['peak_rss_fit_gb']:.2f} GB), compaction {e['compact_s']:.1f} s (peak RSS "
+              f"{e['peak_rss_gb']:.2f} GB); one n x n float32 = {e['n2_float32_gb']:.2f} GB, "
+              f"RSS before the fit {e['rss_before_fit_gb']:.2f} GB ({ld(e)})")  # fmt: skip
+    for step, r in s.items():
+        if isinstance(r, dict) and "failed" in r:
+            print(f"  {step}: FAILED (exit {r['failed']})")
+
+
+# --------------------------------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="30 users of ml-latest-small, 100k generated ratings")
+    ap.add_argument("--parts", default="accuracy,scale", help="comma-separated: accuracy, scale")
+    ap.add_argument("--steps", default=",".join(STEPS), help=f"scale steps: {', '.join(STEPS)}")
+    ap.add_argument("--movielens", type=Path, default=MOVIELENS, help="ml-latest-small ratings.csv")
+    ap.add_argument("--json", type=Path, help="also write the figures here")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child:
+        spec = json.loads(args.child)
+        step = {"fit": step_fit, "top_n": step_top_n, "implicit": step_implicit, "fold_in": step_fold_in,
+                "ease": step_ease}[spec["step"]]  # fmt: skip
+        out = step(Path(spec["data"]), Path(spec["model"]))
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        out["process_cpu_s"] = round(usage.ru_utime + usage.ru_stime, 1)  # load, setup and step, every thread
+        print(json.dumps(out, default=str))
+        return 0
+    parts = args.parts.split(",")
+    doc: dict[str, Any] = {"benchmark": "ranking", "machine": machine(), "quick": args.quick, "load_start": load()}
+    if "accuracy" in parts:
+        doc["accuracy"] = accuracy(args.movielens, args.quick)
+        if doc["accuracy"]:
+            print_accuracy(doc["accuracy"])
+    if "scale" in parts:
+        doc["scale"] = scale(args.quick, [s for s in args.steps.split(",") if s])
+        print_scale(doc["scale"])
+    doc["load_end"] = load()
+    write_json(args.json, doc)
+    failed = any(isinstance(r, dict) and "failed" in r for r in doc.get("scale", {}).values())
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

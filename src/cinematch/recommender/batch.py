@@ -1,0 +1,120 @@
+"""Batch recommendations: the champion's top-N for every user in silver, from each user's current history.
+
+Written to ``serving.recommendations`` when a champion changes and again at every ``publish``, so that:
+
+* a user who rated something since the last training is served from those ratings (fold-in: EASE scores the
+  history row with its weights, iALS solves the user's factors against the fixed item factors);
+* a user with ratings only of movies the model does not know gets the popular-and-recent list;
+* a movie that appeared after the last training (outside the model's catalogue) can take the last slot of a
+  user's top-N when it is among the most rated new movies of a genre the user rates a lot (genre popularity),
+  until the next retrain adds it to the model; it names no ``because``.
+
+Each row's ``because`` holds up to two movie ids of the user's history (comma-separated) that contributed most.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import scipy.sparse as sp
+
+from cinematch._log import get_logger, timed
+from cinematch.recommender.interactions import epoch_seconds, histories, lookup
+from cinematch.recommender.ranker import Ranker
+
+log = get_logger(__name__)
+
+RECENT_DAYS = 90  # "recent" for the cold-start list: the last 90 days of rating activity
+_AFFINITY_BLOCK = 4096  # users per block when matching new movies to genre tastes
+
+
+def popular_recent(ratings: pa.Table, n: int, exclude_placeholder: np.ndarray | None = None) -> np.ndarray:
+    """Movie ids ranked by ratings in the last ``RECENT_DAYS`` days of activity, then by all-time ratings."""
+    movies = ratings.column("movie_id").to_numpy().astype(np.int64)
+    if len(movies) == 0:
+        return np.zeros(0, np.int64)
+    ts = epoch_seconds(ratings)
+    recent = ts >= ts.max() - RECENT_DAYS * 86_400
+    ids, inverse = np.unique(movies, return_inverse=True)
+    total = np.bincount(inverse, minlength=len(ids))
+    recent_counts = np.bincount(inverse[recent], minlength=len(ids))
+    keep = np.ones(len(ids), bool)
+    if exclude_placeholder is not None and len(exclude_placeholder):
+        keep &= ~np.isin(ids, exclude_placeholder)
+    order = np.lexsort((ids, -total, -recent_counts))
+    return ids[order][keep[order]][:n]
+
+
+def new_movie_slot(
+    ratings: pa.Table,
+    users: np.ndarray,
+    catalogue: np.ndarray,
+    genres: dict[str, np.ndarray],
+) -> np.ndarray:
+    """Per user, the best movie outside ``catalogue`` by genre taste x popularity, or -1.
+
+    ``genres`` maps a genre to the movie ids that have it. Taste is the user's share of ratings per genre;
+    a new movie scores Σ_g taste_g · [movie in g] · log(1 + its ratings). A user with no rating in any of the
+    new movies' genres, or who has rated them all, gets none.
+    """
+    movies = ratings.column("movie_id").to_numpy().astype(np.int64)
+    new_ids, counts = np.unique(movies[~np.isin(movies, catalogue)], return_counts=True)
+    out = np.full(len(users), -1, np.int64)
+    if len(new_ids) == 0 or not genres:
+        return out
+    names = sorted(genres)
+    member = np.stack([np.isin(new_ids, genres[g]) for g in names], axis=1).astype(np.float32)  # (new, genres)
+    new_score = member * np.log1p(counts).astype(np.float32)[:, None]
+    # the user's genre mix from the ratings table, one sparse product
+    uidx, ok = lookup(users, ratings.column("user_id").to_numpy().astype(np.int64))
+    movie_genre = np.stack([np.isin(movies, genres[g]) for g in names], axis=1).astype(np.float32)
+    taste = sp.csr_matrix((np.ones(int(ok.sum()), np.float32), (uidx[ok], np.arange(len(movies))[ok])),
+                          shape=(len(users), len(movies))) @ movie_genre  # fmt: skip
+    taste /= np.maximum(taste.sum(axis=1, keepdims=True), 1.0)
+    npos, is_new = lookup(new_ids, movies)
+    pick = ok & is_new
+    seen = sp.csr_matrix((np.ones(int(pick.sum()), np.float32), (uidx[pick], npos[pick])),
+                         shape=(len(users), len(new_ids)))  # fmt: skip
+    for s in range(0, len(users), _AFFINITY_BLOCK):
+        scores = taste[s : s + _AFFINITY_BLOCK] @ new_score.T  # (block, new)
+        r, c = seen[s : s + _AFFINITY_BLOCK].nonzero()
+        scores[r, c] = 0.0  # a new movie the user has already rated is not recommended again
+        best = scores.argmax(axis=1)
+        has = scores[np.arange(len(best)), best] > 0
+        out[s : s + _AFFINITY_BLOCK] = np.where(has, new_ids[best], -1)
+    return out
+
+
+def top_n_table(
+    ranker: Ranker,
+    ratings: pa.Table,
+    n: int,
+    genres: dict[str, np.ndarray] | None = None,
+    placeholders: np.ndarray | None = None,
+) -> pa.Table:
+    """``user_id, rank, movie_id, score, because`` for every user of ``ratings`` (their current histories)."""
+    users = np.unique(ratings.column("user_id").to_numpy().astype(np.int64))
+    with timed(log, "batch_recommendations", users=len(users), model=ranker.name) as info:
+        hist = histories(ratings, ranker.item_ids, users)
+        fallback = popular_recent(ratings, n, placeholders)
+        ids, scores, because = ranker.recommend(hist, users, n, because=True, fallback=fallback)
+        if genres:
+            extra = new_movie_slot(ratings, users, ranker.item_ids, genres)
+            put = (extra >= 0) & (np.diff(hist.binary.indptr) > 0)
+            ids[put, n - 1] = extra[put]
+            scores[put, n - 1] = np.nan
+            because[put, n - 1] = -1
+            info.update(new_movie_slots=int(put.sum()))
+        valid = ids.reshape(-1) >= 0
+        first, second = because[:, :, 0].reshape(-1), because[:, :, 1].reshape(-1)
+        text = np.where(first >= 0, first.astype(str), "")
+        text = np.where(second >= 0, np.char.add(np.char.add(text, ","), second.astype(str)), text)
+        table = pa.table({
+            "user_id": np.repeat(users, n)[valid],
+            "rank": np.tile(np.arange(1, n + 1, dtype=np.int32), len(users))[valid],
+            "movie_id": ids.reshape(-1)[valid],
+            "score": np.nan_to_num(scores.reshape(-1)[valid].astype(np.float64), nan=0.0),  # 0: fallback items
+            "because": pa.array(text[valid], pa.string()),
+        })  # fmt: skip
+        info.update(rows=table.num_rows)
+    return table

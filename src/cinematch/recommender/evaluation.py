@@ -1,0 +1,177 @@
+"""Scoring a model version the way it is served: its top-N from each user's history, on held-out interactions.
+
+A version is two models: explicit ALS for predicted ratings (RMSE, MAE) and a ranking model for the lists
+(precision, recall, NDCG, MAP at k, catalogue coverage, average recommendation popularity). Both are scored
+beside a most-popular baseline on the same split. Two versions are compared on the same held-out rows with
+the same histories (``compare``): per-user NDCG@k of both, and a paired bootstrap over users of the
+difference, which the promotion rule reads.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from cinematch.recommender.als import ALSModel
+from cinematch.recommender.interactions import histories
+from cinematch.recommender.metrics import mae, per_user_ndcg, ranking_metrics, rmse
+from cinematch.recommender.protocols import paired_bootstrap
+from cinematch.recommender.ranker import Ranker
+
+BOOTSTRAP_SEED = 0
+
+
+def _col(table: pa.Table, name: str, dtype: type) -> np.ndarray:
+    return table.column(name).to_numpy().astype(dtype)
+
+
+def popular_items(train: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    """(movie ids, counts) of ``train``, most rated first (ties: lower id first)."""
+    ids, counts = np.unique(_col(train, "movie_id", np.int64), return_counts=True)
+    order = np.lexsort((ids, -counts))
+    return ids[order], counts[order]
+
+
+def served_lists(
+    als: ALSModel, ranker: Ranker | None, train: pa.Table, users: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(top-k ids, because ids) per user from ``train``'s histories; users without history get most-popular.
+
+    Versions from before ranking models (``ranker`` None) rank with their ALS model, as they were served.
+    """
+    if ranker is None:
+        ids, _ = als.recommend(users, k, exclude_seen=True)
+        return ids, np.full((*ids.shape, 2), -1, np.int64)
+    hist = histories(train, ranker.item_ids)
+    ids, _, because = ranker.recommend(hist, users, k, because=True, fallback=popular_items(train)[0])
+    return ids, because
+
+
+def _baseline(train: pa.Table, users: np.ndarray, k: int) -> np.ndarray:
+    """Most-popular top-k per user, excluding what the user rated in ``train``."""
+    from cinematch.recommender.metrics import MostPopular
+
+    ids, _ = MostPopular(train).recommend(users, k, exclude_seen=True)
+    return ids
+
+
+def _ranking(train: pa.Table, test: pa.Table, users: np.ndarray, ids: np.ndarray, k: int, threshold: float) -> dict:
+    item_ids, counts = np.unique(_col(train, "movie_id", np.int64), return_counts=True)
+    return ranking_metrics(users, ids, _col(test, "user_id", np.int64), _col(test, "movie_id", np.int64),
+                           _col(test, "rating", np.float64), k, threshold, max(1, len(item_ids)), item_ids,
+                           counts)  # fmt: skip
+
+
+def evaluate_version(
+    als: ALSModel, ranker: Ranker | None, train: pa.Table, test: pa.Table, k: int = 10, threshold: float = 4.0
+) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    """(metrics, users, lists): the version's served lists for every test user, scored, beside most-popular.
+
+    Relevance: a test rating >= ``threshold`` (0: every test interaction). Metrics are averaged over users with
+    a relevant test item; coverage and popularity are over every list.
+    """
+    users = np.unique(_col(test, "user_id", np.int64))
+    ids, _ = served_lists(als, ranker, train, users, k)
+    predicted, _ = als.predict(_col(test, "user_id", np.int64), _col(test, "movie_id", np.int64))
+    truth = _col(test, "rating", np.float64)
+    ranking = _ranking(train, test, users, ids, k, threshold)
+    baseline = _ranking(train, test, users, _baseline(train, users, k), k, threshold)
+    metrics = {
+        "rmse": rmse(truth, predicted),
+        "mae": mae(truth, predicted),
+        **{key: value for key, value in ranking.items() if key != "n_users_evaluated"},
+        "n_test": int(test.num_rows),
+        "n_users_evaluated": ranking["n_users_evaluated"],
+        "relevance_min_rating": threshold,
+        "k": k,
+        "ranking_model": ranker.name if ranker is not None else "als",
+        "baseline": {"most_popular": baseline},
+    }
+    return metrics, users, ids
+
+
+def compare(
+    challenger: tuple[ALSModel, Ranker | None],
+    champion: tuple[ALSModel, Ranker | None],
+    train: pa.Table,
+    test: pa.Table,
+    k: int = 10,
+    threshold: float = 4.0,
+) -> dict[str, Any]:
+    """Both versions on the same held-out rows from the same histories: NDCG@k, RMSE and the paired bootstrap."""
+    users = np.unique(_col(test, "user_id", np.int64))
+    tu, ti, tr = _col(test, "user_id", np.int64), _col(test, "movie_id", np.int64), _col(test, "rating", np.float64)
+    per_user = []
+    for als, ranker in (challenger, champion):
+        ids, _ = served_lists(als, ranker, train, users, k)
+        per_user.append(per_user_ndcg(users, ids, tu, ti, tr, k, threshold))
+    (u1, a), (u2, b) = per_user
+    if not np.array_equal(u1, u2) or len(a) == 0:
+        return {"eval_users": 0, "challenger_ndcg": float("nan"), "champion_ndcg": float("nan"),
+                "ndcg_diff": 0.0, "ndcg_diff_low": 0.0, "ndcg_diff_high": 0.0}  # fmt: skip
+    diff, low, high = paired_bootstrap(a, b, seed=BOOTSTRAP_SEED)
+    rmses = [rmse(tr, m.predict(tu, ti)[0]) for m, _ in (challenger, champion)]
+    return {
+        "eval_users": len(a),
+        "eval_rows": int(test.num_rows),
+        "challenger_ndcg": float(np.mean(a)),
+        "champion_ndcg": float(np.mean(b)),
+        "ndcg_diff": float(diff),
+        "ndcg_diff_low": float(low),
+        "ndcg_diff_high": float(high),
+        "challenger_rmse_same_rows": rmses[0],
+        "champion_rmse_same_rows": rmses[1],
+    }
+
+
+def _row(name: str, metrics: dict[str, Any]) -> dict[str, Any]:
+    keys = ("precision_at_10", "recall_at_10", "ndcg_at_10", "map_at_10", "coverage", "avg_rec_popularity",
+            "n_users_evaluated")  # fmt: skip
+    return {"model": name, **{key: metrics.get(key) for key in keys}}
+
+
+def evaluate_models(
+    train: pa.Table,
+    test: pa.Table,
+    als: ALSModel,
+    selection: Any,
+    threshold: float,
+    k: int = 10,
+) -> list[dict[str, Any]]:
+    """Most-popular, explicit ALS, plain EASE, ``implicit``'s iALS and the served model on one split.
+
+    EASE (Steck's zero-diagonal closed form) and iALS use the best parameters of their family in the served
+    model's validation search (``selection.candidates``), refitted on all of ``train``: nothing is tuned on test.
+    """
+    from cinematch.recommender.ease import EASE, EASEParams
+    from cinematch.recommender.ials import IALS, IALSParams
+    from cinematch.recommender.ranker import Component
+
+    users = np.unique(_col(test, "user_id", np.int64))
+    rows = [_row("most_popular", _ranking(train, test, users, _baseline(train, users, k), k, threshold))]
+    als_ids, _ = als.recommend(users, k, exclude_seen=True)
+    rows.append(_row("als (explicit ratings)", _ranking(train, test, users, als_ids, k, threshold)))
+    served = selection.ranker
+    hist = histories(train, served.item_ids)
+    popular = popular_items(train)[0]
+    best: dict[str, dict[str, Any]] = {}
+    for cand in selection.candidates:
+        if "params" in cand and (cand["model"] not in best or cand["ndcg_at_10"] > best[cand["model"]]["ndcg_at_10"]):
+            best[cand["model"]] = cand
+    ratio = train.num_rows / max(1, int(selection.catalogue.get("validation_train_rows") or train.num_rows))
+    references: list[tuple[str, Any]] = []
+    if "ease" in best:
+        params = EASEParams(l2=best["ease"]["params"]["l2"] * ratio, dropout=0.0)
+        references.append(("ease (Steck 2019)", EASE.fit(hist.binary, served.item_ids, params).compacted()))
+    if "ials" in best:
+        params = IALSParams(**best["ials"]["params"])
+        references.append(("ials (implicit library)", IALS.fit(hist.binary, served.item_ids, params)))
+    for name, model in references:
+        ranker = Ranker([Component("ials" if isinstance(model, IALS) else "ease", model)])
+        ids, _, _ = ranker.recommend(hist, users, k, because=False, fallback=popular)
+        rows.append(_row(name, _ranking(train, test, users, ids, k, threshold)))
+    ids, _, _ = served.recommend(hist, users, k, because=False, fallback=popular)
+    rows.append(_row(f"served: {served.name}", _ranking(train, test, users, ids, k, threshold)))
+    return rows

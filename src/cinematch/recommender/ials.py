@@ -1,0 +1,183 @@
+"""Implicit ALS (Hu, Koren, Volinsky 2008) for top-N ranking, through the ``implicit`` library.
+
+``implicit`` (benfred) is multi-threaded C++ with conjugate-gradient solves; BENCHMARKS.md times it beside
+CineMatch's own NumPy ALS and Spark MLlib. A model keeps only its item factors: a user's factors are always
+recomputed from the user's current history (one exact least-squares solve against the fixed item factors,
+"fold-in"), so a user who rated something after training is served from that rating without retraining,
+and two model versions are compared on the same histories.
+
+Confidence: c_ui = ``alpha`` for a rated item (``implicit``'s convention: the matrix value times alpha), 1 for
+the rest; preference 1 for rated items. ``reg_per_rating`` > 0 (the Spark MLlib convention, used for models
+trained by the Spark engine) scales the ridge by the user's number of ratings in the fold-in.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from threadpoolctl import ThreadpoolController
+
+from cinematch._log import get_logger, log_event
+from cinematch.errors import BadInput
+from cinematch.recommender.padded import padded, row_blocks
+
+log = get_logger(__name__)
+
+META = "ials.json"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class IALSParams:
+    factors: int = 64
+    regularization: float = 10.0
+    alpha: float = 1.0
+    iterations: int = 15
+    seed: int = 42
+    reg_per_rating: bool = False  # Spark MLlib scales λ by the number of ratings; implicit does not
+
+    def validate(self) -> None:
+        if self.factors < 1 or self.iterations < 1:
+            raise BadInput("iALS factors and iterations must be >= 1")
+        if not (self.regularization > 0 and self.alpha > 0):
+            raise BadInput("iALS regularization and alpha must be > 0")
+
+
+@functools.cache
+def _controller() -> ThreadpoolController:
+    import implicit.cpu.als  # noqa: F401  (its libraries are loaded before the scan)
+
+    return ThreadpoolController()  # built once: scanning the loaded libraries takes ~10 ms
+
+
+def _one_blas_thread() -> Any:
+    """BLAS pinned to one thread while ``implicit`` runs its own threads (nested threading oversubscribes)."""
+    return _controller().limit(limits=1, user_api="blas")
+
+
+def _library_model(params: IALSParams, threads: int = 0) -> Any:  # implicit ships no type stubs
+    from implicit.cpu.als import AlternatingLeastSquares
+
+    return AlternatingLeastSquares(factors=params.factors, regularization=params.regularization, alpha=params.alpha,
+                                   iterations=params.iterations, random_state=params.seed, num_threads=threads,
+                                   calculate_training_loss=False)  # fmt: skip
+
+
+class IALS:
+    """Item factors of an implicit ALS model over the catalogue ``item_ids``; users are folded in."""
+
+    def __init__(self, params: IALSParams, item_ids: np.ndarray, item_factors: np.ndarray, trainer: str) -> None:
+        self.params = params
+        self.item_ids = np.asarray(item_ids, dtype=np.int64)
+        self.item_factors = np.ascontiguousarray(item_factors, dtype=np.float32)
+        self.trainer = trainer
+        self._gram = (self.item_factors.T.astype(np.float64) @ self.item_factors).astype(np.float32)
+        norms = np.linalg.norm(self.item_factors, axis=1, keepdims=True)
+        self._unit = self.item_factors / np.where(norms > 0, norms, 1.0)
+        self._library: Any = None  # implicit's model over these factors, built on the first fold-in
+
+    def _solver(self) -> Any:
+        """``implicit``'s model over the item factors, built once: it keeps YᵀY between fold-ins."""
+        if self._library is None:
+            with _one_blas_thread():  # its constructor warns about a multi-threaded BLAS
+                model = _library_model(self.params)
+            model.item_factors = self.item_factors
+            self._library = model
+        return self._library
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    @classmethod
+    def fit(
+        cls,
+        x: sp.csr_matrix,
+        item_ids: np.ndarray,
+        params: IALSParams,
+        progress: Callable[[int], None] | None = None,
+    ) -> IALS:
+        """Fit on the binary user x item matrix ``x`` with ``implicit`` (all cores, BLAS pinned to one thread)."""
+        params.validate()
+        start = time.perf_counter()
+        callback = (lambda epoch, _elapsed, _loss: progress(epoch + 1)) if progress else None
+        with _one_blas_thread():
+            model = _library_model(params)
+            model.fit(x.astype(np.float32), show_progress=False, callback=callback)
+        log_event(log, "ials_fit", users=x.shape[0], items=x.shape[1], nnz=x.nnz, factors=params.factors,
+                  iterations=params.iterations, seconds=round(time.perf_counter() - start, 3))  # fmt: skip
+        return cls(params, item_ids, np.asarray(model.item_factors), trainer="implicit")
+
+    def user_factors(self, x: sp.csr_matrix) -> np.ndarray:
+        """Exact fold-in: p_u = (YᵀY + (α−1)·Σ y_i y_iᵀ + λ_u I)⁻¹ · α·Σ y_i over the user's rated items i.
+
+        Models trained by ``implicit`` use its own multi-threaded solver (``recalculate_user``); models with
+        ``reg_per_rating`` (Spark MLlib) are solved here in padded blocks of users, one batched GEMM each.
+        """
+        x = sp.csr_matrix(x, dtype=np.float32)
+        x.data[:] = 1.0
+        n, k = x.shape[0], self.params.factors
+        if n == 0 or x.nnz == 0:
+            return np.zeros((n, k), np.float32)
+        if not self.params.reg_per_rating:
+            with _one_blas_thread():
+                out = np.asarray(self._solver().recalculate_user(np.arange(n), x), dtype=np.float32)
+            return out.reshape(n, k)
+        a = np.float32(self.params.alpha)
+        y = np.vstack([self.item_factors, np.zeros((1, k), np.float32)])  # last row: padding sentinel
+        counts = np.diff(x.indptr)
+        out = np.zeros((n, k), np.float32)
+        diag = np.arange(k)
+        for rows in row_blocks(counts, k):
+            if counts[rows].max() == 0:
+                continue
+            cols, _ = padded(x, rows, fill=self.n_items)
+            g = y[cols]  # (b, L, k)
+            systems = np.matmul(g.transpose(0, 2, 1), g) * (a - 1)
+            systems += self._gram[None, :, :]
+            lam = self.params.regularization * np.maximum(counts[rows], 1)
+            systems[:, diag, diag] += lam[:, None].astype(np.float32)
+            rhs = a * g.sum(axis=1)
+            out[rows] = np.linalg.solve(systems, rhs[:, :, None])[:, :, 0]
+        out[counts == 0] = 0.0
+        return out
+
+    def scores(self, x: sp.csr_matrix) -> np.ndarray:
+        return self.user_factors(x) @ self.item_factors.T
+
+    def pair_weights(self, hist: np.ndarray, rec: np.ndarray) -> np.ndarray:
+        """Cosine similarity of item factors, (b, l, r): the history items most like each recommendation."""
+        return np.einsum("blk,brk->blr", self._unit[hist], self._unit[rec])
+
+    # -------------------------------------------------------------- storage
+    def save(self, directory: Path) -> None:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        np.save(directory / "ials_item_ids.npy", self.item_ids, allow_pickle=False)
+        np.save(directory / "ials_item_factors.npy", self.item_factors, allow_pickle=False)
+        meta = {"format_version": FORMAT_VERSION, "params": asdict(self.params), "trainer": self.trainer,
+                "n_items": self.n_items}  # fmt: skip
+        (directory / META).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def load(cls, directory: Path) -> IALS:
+        directory = Path(directory)
+        meta_path = directory / META
+        if not meta_path.is_file():
+            raise BadInput(f"{directory} is not a saved iALS model: {META} is missing")
+        meta = json.loads(meta_path.read_text())
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise BadInput(f"{directory}: unsupported iALS format {meta.get('format_version')!r}")
+        item_ids = np.load(directory / "ials_item_ids.npy", allow_pickle=False)
+        factors = np.load(directory / "ials_item_factors.npy", allow_pickle=False)
+        if factors.shape[0] != len(item_ids):
+            raise BadInput(f"{directory}: iALS factors do not match the item ids")
+        return cls(IALSParams(**meta["params"]), item_ids, factors, meta.get("trainer", "implicit"))

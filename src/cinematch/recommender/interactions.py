@@ -1,0 +1,116 @@
+"""Implicit-feedback matrices for the ranking models: who rated what (binary), and same-day sessions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import scipy.sparse as sp
+
+from cinematch.errors import BadInput
+
+SESSION_SECONDS = 86_400  # a "session" is one user's ratings of one UTC day
+
+
+def _column(table: pa.Table, name: str) -> np.ndarray:
+    if name not in table.column_names:
+        raise BadInput(f"ratings table lacks column {name!r}")
+    return table.column(name).to_numpy()
+
+
+def epoch_seconds(table: pa.Table) -> np.ndarray:
+    """``rated_at`` as int64 seconds since the epoch (timestamps of any unit, or plain numbers)."""
+    col = table.column("rated_at")
+    if pa.types.is_timestamp(col.type):
+        return col.cast(pa.timestamp("s")).cast(pa.int64()).to_numpy(zero_copy_only=False)
+    return np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def lookup(known: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Position of each id in the sorted array ``known`` and whether it is there."""
+    ids = np.asarray(ids, dtype=np.int64)
+    if len(known) == 0:
+        return np.zeros(len(ids), np.int64), np.zeros(len(ids), bool)
+    pos = np.minimum(np.searchsorted(known, ids), len(known) - 1)
+    return pos, known[pos] == ids
+
+
+@dataclass
+class Histories:
+    """Binary user x item matrix over a fixed item index, plus each entry's rating (same structure)."""
+
+    user_ids: np.ndarray  # sorted distinct external user ids (rows)
+    item_ids: np.ndarray  # sorted external item ids (columns), the model's catalogue
+    binary: sp.csr_matrix  # 1.0 where the user rated the item
+    ratings: sp.csr_matrix  # the rating (mean of duplicates), same sparsity as ``binary``
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_ids)
+
+    def rows(self, users: np.ndarray) -> sp.csr_matrix:
+        """Binary rows of the given external users (empty rows for users without history)."""
+        pos, ok = lookup(self.user_ids, users)
+        out = self.binary[pos]
+        if not ok.all():
+            out = sp.diags(ok.astype(np.float32)) @ out
+            out.eliminate_zeros()
+        return out.tocsr()
+
+    def rating_rows(self, users: np.ndarray) -> sp.csr_matrix:
+        pos, ok = lookup(self.user_ids, users)
+        out = self.ratings[pos]
+        if not ok.all():
+            out = sp.diags(ok.astype(np.float32)) @ out
+            out.eliminate_zeros()
+        return out.tocsr()
+
+
+def _csr(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
+    m = sp.csr_matrix((values.astype(np.float32), (rows, cols)), shape=shape)
+    m.sum_duplicates()
+    return m
+
+
+def histories(table: pa.Table, item_ids: np.ndarray | None = None, user_ids: np.ndarray | None = None) -> Histories:
+    """Histories of ``table``'s users over ``item_ids`` (default: every movie in the table).
+
+    Ratings of movies outside ``item_ids`` are left out (a model cannot score what it does not know).
+    """
+    users = _column(table, "user_id").astype(np.int64)
+    items = _column(table, "movie_id").astype(np.int64)
+    values = _column(table, "rating").astype(np.float64)
+    if item_ids is None:
+        item_ids = np.unique(items)
+    if user_ids is None:
+        user_ids = np.unique(users)
+    ipos, iok = lookup(item_ids, items)
+    upos, uok = lookup(user_ids, users)
+    keep = iok & uok
+    shape = (len(user_ids), len(item_ids))
+    ones = _csr(upos[keep], ipos[keep], np.ones(int(keep.sum())), shape)
+    sums = _csr(upos[keep], ipos[keep], values[keep], shape)
+    binary = ones.copy()
+    binary.data[:] = 1.0
+    ratings = sums.copy()
+    ratings.data = (sums.data / ones.data).astype(np.float32)  # same canonical structure: mean of duplicates
+    return Histories(np.asarray(user_ids, np.int64), np.asarray(item_ids, np.int64), binary, ratings)
+
+
+def sessions(table: pa.Table, item_ids: np.ndarray) -> sp.csr_matrix:
+    """Binary (user, UTC day) x item matrix: the movies each user rated on each day."""
+    users = _column(table, "user_id").astype(np.int64)
+    items = _column(table, "movie_id").astype(np.int64)
+    day = epoch_seconds(table) // SESSION_SECONDS
+    ipos, iok = lookup(item_ids, items)
+    users, day, ipos = users[iok], day[iok], ipos[iok]
+    # one row per distinct (user, day): factorise the pair through a lexicographic order
+    order = np.lexsort((day, users))
+    new = np.ones(len(order), bool)
+    new[1:] = (users[order][1:] != users[order][:-1]) | (day[order][1:] != day[order][:-1])
+    row = np.empty(len(order), np.int64)
+    row[order] = np.cumsum(new) - 1
+    out = _csr(row, ipos, np.ones(len(row)), (int(new.sum()), len(item_ids)))
+    out.data[:] = 1.0
+    return out

@@ -1,0 +1,206 @@
+"""The served top-N model: one ranking model (EASE, session EASE, iALS) or a weighted blend of them.
+
+Every component scores a user from the user's current history over one shared catalogue. A blend adds the
+components' scores after standardising each per user (z-scores over the catalogue), with weights chosen on
+validation data (``cinematch.recommender.tuning``). Items the user has rated are never recommended.
+
+``because`` names up to two movies of the user's history that contributed most to each recommendation: the
+exact additive contributions x_ui·B_ij of the EASE-family components (divided by the user's score scale, as
+in the blend), or, for a model without an EASE component, the history items whose iALS factors are most
+similar to the recommended item's. Only positive contributions are named.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from cinematch.errors import BadInput
+from cinematch.recommender.als import top_n_from_scores
+from cinematch.recommender.ease import EASE
+from cinematch.recommender.ials import IALS
+from cinematch.recommender.interactions import Histories
+from cinematch.recommender.padded import padded, row_blocks, values
+
+META = "ranker.json"
+FORMAT_VERSION = 1
+KINDS = ("ease", "session_ease", "ials")
+BECAUSE = 2
+_SCORE_ELEMENTS = 16_000_000  # users x items float32 scores per block (64 MB)
+
+
+@dataclass
+class Component:
+    kind: str  # one of KINDS
+    model: EASE | IALS
+    weight: float = 1.0
+
+
+@dataclass
+class Ranker:
+    """Components over one catalogue; ``rating_weight`` β weights EASE inputs by 1 + β·(rating − user mean)."""
+
+    components: list[Component]
+    rating_weight: float = 0.0
+    info: dict = field(default_factory=dict)  # how it was chosen (stored in ranker.json)
+
+    def __post_init__(self) -> None:
+        if not self.components:
+            raise BadInput("a ranker needs at least one component")
+        ids = self.components[0].model.item_ids
+        for c in self.components[1:]:
+            if not np.array_equal(c.model.item_ids, ids):
+                raise BadInput("ranker components must share one catalogue")
+        self.item_ids = ids
+
+    @property
+    def name(self) -> str:
+        used = [c.kind for c in self.components if c.weight != 0]
+        return used[0] if len(used) == 1 else "blend(" + "+".join(used) + ")"
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    # -------------------------------------------------------------- scoring
+    def _inputs(self, binary: sp.csr_matrix, ratings: sp.csr_matrix | None) -> sp.csr_matrix:
+        """EASE inputs: 1 per rated item, or 1 + β·(rating − the user's mean rating) when β > 0."""
+        if not self.rating_weight or ratings is None or ratings.nnz == 0:
+            return binary
+        counts = np.diff(ratings.indptr)
+        means = np.asarray(ratings.sum(axis=1)).ravel() / np.maximum(counts, 1)
+        out = ratings.copy()
+        out.data = (1.0 + self.rating_weight * (ratings.data - np.repeat(means, counts))).astype(np.float32)
+        return out
+
+    def _parts(self, binary: sp.csr_matrix, ratings: sp.csr_matrix | None) -> list[tuple[Component, np.ndarray]]:
+        x = self._inputs(binary, ratings)
+        return [(c, c.model.scores(x if c.kind != "ials" else binary)) for c in self.components if c.weight != 0]
+
+    @staticmethod
+    def _scale(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        mean = s.mean(axis=1, keepdims=True, dtype=np.float64).astype(np.float32)
+        std = s.std(axis=1, keepdims=True, dtype=np.float64).astype(np.float32)
+        return mean, np.where(std > 0, std, np.float32(1.0))
+
+    def scores(self, binary: sp.csr_matrix, ratings: sp.csr_matrix | None = None) -> np.ndarray:
+        """Ranking scores (rows x catalogue) of history rows; one component's raw scores, or the z-blend."""
+        parts = self._parts(binary, ratings)
+        if len(parts) == 1:
+            return parts[0][1]
+        total = np.zeros_like(parts[0][1])
+        for comp, s in parts:
+            mean, std = self._scale(s)
+            total += np.float32(comp.weight) * (s - mean) / std
+        return total
+
+    def recommend(
+        self,
+        hist: Histories,
+        users: np.ndarray,
+        n: int = 10,
+        because: bool = True,
+        fallback: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(item ids, scores, because ids) for ``users``: (u, n), (u, n), (u, n, 2); -1 / NaN where empty.
+
+        ``hist`` must be indexed by this ranker's catalogue; its rated items are excluded. Users without any
+        history get ``fallback`` (external ids, best first; e.g. popular and recent movies) with NaN scores.
+        """
+        if not np.array_equal(hist.item_ids, self.item_ids):
+            raise BadInput("histories must be built over the ranker's catalogue")
+        users = np.asarray(users, dtype=np.int64)
+        binary, ratings = hist.rows(users), hist.rating_rows(users)
+        out_ids = np.full((len(users), n), -1, np.int64)
+        out_scores = np.full((len(users), n), np.nan, np.float64)
+        out_because = np.full((len(users), n, BECAUSE), -1, np.int64)
+        counts = np.diff(binary.indptr)
+        # users in blocks of equal size within the score budget, by history length (little padding in _because)
+        per_block = max(1, _SCORE_ELEMENTS // max(1, self.n_items))
+        order = np.argsort(counts, kind="stable")
+        for rows in np.array_split(order, -(-len(order) // per_block)) if len(order) else []:
+            xb, rb = binary[rows], ratings[rows]
+            parts = self._parts(xb, rb)
+            if len(parts) == 1:
+                total, scales = parts[0][1], {id(parts[0][0]): np.ones((len(rows), 1), np.float32)}
+            else:
+                total = np.zeros_like(parts[0][1])
+                scales = {}
+                for comp, s in parts:
+                    mean, std = self._scale(s)
+                    total += np.float32(comp.weight) * (s - mean) / std
+                    scales[id(comp)] = np.float32(comp.weight) / std
+            r = np.repeat(np.arange(len(rows)), np.diff(xb.indptr))
+            total[r, xb.indices] = -np.inf
+            idx, vals = top_n_from_scores(total, n)
+            out_ids[rows] = np.where(idx >= 0, self.item_ids[np.maximum(idx, 0)], -1)
+            out_scores[rows] = vals
+            if because and xb.nnz:
+                out_because[rows] = self._because(xb, self._inputs(xb, rb), idx, scales)
+        if fallback is not None and len(fallback):
+            cold = counts == 0
+            take = min(n, len(fallback))
+            out_ids[cold] = -1
+            out_ids[np.ix_(np.flatnonzero(cold), np.arange(take))] = np.asarray(fallback[:take], np.int64)[None, :]
+            out_scores[cold] = np.nan
+        return out_ids, out_scores, out_because
+
+    def _because(self, xb: sp.csr_matrix, inputs: sp.csr_matrix, idx: np.ndarray, scales: dict) -> np.ndarray:
+        """Top contributing history items (external ids) per recommended slot, (rows, n, 2)."""
+        n = idx.shape[1]
+        out = np.full((xb.shape[0], n, BECAUSE), -1, np.int64)
+        eases = [c for c in self.components if c.weight != 0 and c.kind != "ials"]
+        counts = np.diff(xb.indptr)
+        for sub in row_blocks(counts, n * max(1, len(eases))):
+            cols, valid = padded(xb, sub, fill=0)
+            rec = np.maximum(idx[sub], 0)
+            if eases:
+                weight_in = values(inputs, sub, valid)
+                w = np.zeros((len(sub), cols.shape[1], n), np.float32)
+                for comp in eases:
+                    w += comp.model.pair_weights(cols, rec) * scales[id(comp)][sub][:, :, None]
+                w *= weight_in[:, :, None]
+            else:
+                ials = next(c for c in self.components if c.weight != 0)
+                w = ials.model.pair_weights(cols, rec)
+            w[~valid] = -np.inf
+            take = min(BECAUSE, w.shape[1])
+            top = np.argsort(-w, axis=1, kind="stable")[:, :take, :]  # (b, take, n)
+            best = np.take_along_axis(w, top, axis=1)
+            ids = np.where(best > 0, self.item_ids[np.take_along_axis(cols[:, :, None], top, axis=1)], -1)
+            ids = np.where((idx[sub] >= 0)[:, None, :], ids, -1)
+            out[sub, :, :take] = ids.transpose(0, 2, 1)
+        return out
+
+    # -------------------------------------------------------------- storage
+    def save(self, directory: Path) -> None:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        for c in self.components:
+            c.model.save(directory / c.kind)
+        meta = {"format_version": FORMAT_VERSION, "name": self.name, "rating_weight": self.rating_weight,
+                "components": [{"kind": c.kind, "weight": c.weight} for c in self.components],
+                "n_items": self.n_items, "info": self.info}  # fmt: skip
+        (directory / META).write_text(json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")
+
+    @classmethod
+    def load(cls, directory: Path) -> Ranker:
+        directory = Path(directory)
+        path = directory / META
+        if not path.is_file():
+            raise BadInput(f"{directory} holds no ranking model ({META} missing)")
+        meta = json.loads(path.read_text())
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise BadInput(f"{directory}: unsupported ranking model format {meta.get('format_version')!r}")
+        comps = []
+        for spec in meta["components"]:
+            kind = spec["kind"]
+            if kind not in KINDS:
+                raise BadInput(f"{directory}: unknown ranking component {kind!r}")
+            model: EASE | IALS = IALS.load(directory / kind) if kind == "ials" else EASE.load(directory / kind)
+            comps.append(Component(kind, model, float(spec["weight"])))
+        return cls(comps, float(meta.get("rating_weight", 0.0)), meta.get("info", {}))
