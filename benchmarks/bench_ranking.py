@@ -265,6 +265,15 @@ def step_implicit(data: Path, _model_dir: Path) -> dict[str, Any]:
 
 
 def step_fold_in(data: Path, model_dir: Path) -> dict[str, Any]:
+    """Every user's factors against the served model's item factors, by each solver CineMatch has.
+
+    α = 1 (the served default): every user shares one system, solved for all at once (``_shared_system``).
+    α ≠ 1 needs one k x k solve per user: ``implicit``'s ``recalculate_user`` (models it trained) or the NumPy
+    padded batches (``reg_per_rating``, Spark MLlib models); timed here at α = 4 on the same factors, with the
+    item half of one NumPy iALS iteration (the same solve, users and items swapped).
+    """
+    from threadpoolctl import threadpool_limits
+
     from cinematch.recommender.ials import IALS
     from cinematch.recommender.interactions import histories
     from cinematch.recommender.ranker import Ranker
@@ -276,23 +285,29 @@ def step_fold_in(data: Path, model_dir: Path) -> dict[str, Any]:
         hist = histories(_ratings(data), ranker.item_ids)
         model = IALS.fit(hist.binary, hist.item_ids, RankingConfig().ials)
     x = histories(_ratings(data), model.item_ids).binary
-    library = IALS(dataclasses.replace(model.params, reg_per_rating=False), model.item_ids, model.item_factors, "x")
-    own = IALS(dataclasses.replace(model.params, reg_per_rating=True), model.item_ids, model.item_factors, "x")
-    t0 = time.perf_counter()
-    p_lib = library.user_factors(x)
-    lib_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    p_own = own.user_factors(x)
-    own_s = time.perf_counter() - t0
-    # the item half of one NumPy iALS iteration: the same solve with users and items swapped
-    users = IALS(own.params, np.arange(x.shape[0]), p_own, "x")
-    t0 = time.perf_counter()
-    users.user_factors(x.T.tocsr())
-    items_s = time.perf_counter() - t0
+
+    def solver(**changes: Any) -> IALS:
+        return IALS(dataclasses.replace(model.params, **changes), model.item_ids, model.item_factors, "bench")
+
+    def timed_factors(m: IALS, rows: Any) -> tuple[float, np.ndarray]:
+        t0 = time.perf_counter()
+        out = m.user_factors(rows)
+        return time.perf_counter() - t0, out
+
+    shared_s, shared = timed_factors(solver(alpha=1.0, reg_per_rating=False), x)
+    sample = x[: min(5_000, x.shape[0])]  # implicit's own per-user solve at α = 1, for agreement
+    with threadpool_limits(limits=1, user_api="blas"):
+        reference = np.asarray(solver(alpha=1.0)._solver().recalculate_user(np.arange(sample.shape[0]), sample))
+    agreement = float(np.abs(shared[: sample.shape[0]] - reference).max() / np.abs(reference).max())
+    lib_s, p_lib = timed_factors(solver(alpha=4.0, reg_per_rating=False), x)
+    own_s, p_own = timed_factors(solver(alpha=4.0, reg_per_rating=True), x)
+    items = IALS(dataclasses.replace(model.params, alpha=4.0, reg_per_rating=True), np.arange(x.shape[0]), p_own, "x")
+    items_s, _ = timed_factors(items, x.T.tocsr())
     return {"users": x.shape[0], "items": x.shape[1], "interactions": int(x.nnz), "factors": model.params.factors,
-            "implicit_recalculate_user_s": lib_s, "numpy_fold_in_s": own_s, "numpy_item_side_s": items_s,
-            "numpy_iteration_s": own_s + items_s, "finite": bool(np.isfinite(p_lib).all() and np.isfinite(p_own).all()),
-            "peak_rss_gb": peak_rss_gb()}  # fmt: skip
+            "served_alpha": model.params.alpha, "shared_system_s": shared_s,
+            "shared_vs_implicit_max_rel_diff": agreement, "implicit_recalculate_user_s": lib_s,
+            "numpy_fold_in_s": own_s, "numpy_item_side_s": items_s, "numpy_iteration_s": own_s + items_s,
+            "finite": bool(np.isfinite(p_lib).all() and np.isfinite(p_own).all()), "peak_rss_gb": peak_rss_gb()}  # fmt: skip
 
 
 def step_ease(data: Path, _model_dir: Path) -> dict[str, Any]:
@@ -368,10 +383,12 @@ def print_scale(s: dict[str, Any]) -> None:
               f"{i['users']:,} users {i['recommend_all_s']:.1f} s; peak RSS {i['peak_rss_gb']:.2f} GB ({ld(i)})")  # fmt: skip
     if "numpy_fold_in_s" in s.get("fold_in", {}):
         d = s["fold_in"]
-        print(f"  fold-in of {d['users']:,} users, {d['factors']} factors: implicit recalculate_user "
-              f"{d['implicit_recalculate_user_s']:.1f} s, CineMatch NumPy (reg_per_rating) {d['numpy_fold_in_s']:.1f} s"
-              f" ({d['numpy_fold_in_s'] / d['implicit_recalculate_user_s']:.1f}x); NumPy item side "
-              f"{d['numpy_item_side_s']:.1f} s, so one NumPy iALS iteration ~ {d['numpy_iteration_s']:.1f} s ({ld(d)})")  # fmt: skip
+        print(f"  fold-in of {d['users']:,} users, {d['factors']} factors, served α = {d['served_alpha']:g}: one shared "
+              f"system {d['shared_system_s']:.1f} s (max relative difference to implicit's per-user solve "
+              f"{d['shared_vs_implicit_max_rel_diff']:.1e}); per-user solves at α = 4: implicit recalculate_user "
+              f"{d['implicit_recalculate_user_s']:.1f} s, CineMatch NumPy (reg_per_rating) {d['numpy_fold_in_s']:.1f} s; "
+              f"NumPy item side {d['numpy_item_side_s']:.1f} s, so one NumPy iALS iteration ~ "
+              f"{d['numpy_iteration_s']:.1f} s ({ld(d)})")  # fmt: skip
     if "fit_s" in s.get("ease", {}):
         e = s["ease"]
         print(f"  EASE (DLAE) on the {e['items']:,} most rated movies, {e['users']:,} users: fit {e['fit_s']:.1f} s "

@@ -11,8 +11,9 @@ For every file, `ingest_file` (what `cinematch ingest` runs; BadInput is exit 2,
   records, a bad share above the limit, or a headerless file whose first lines show no format);
 * never claims that an ASCII file is not UTF-8.
 
-Derandomized and bounded (200 examples), so CI sees the same files every run; each fault class is asserted to
-occur among them.
+Seeded and bounded (200 examples), so CI sees the same files every run; each fault class is asserted to occur
+among them. A file loaded before (as when hypothesis replays a failing example) is skipped by the ingestion, so
+the counts stored for it then are checked instead: a failure replays as a failure, not as a flaky test.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import duckdb
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 from cinematch.errors import BadInput, CineMatchError
@@ -36,6 +38,10 @@ FAULTS = ("short_row", "extra_field", "trailing_tab", "unterminated_quote", "quo
           "huge_id", "huge_timestamp", "huge_rating", "bad_rating")  # fmt: skip
 PROPERTY = settings(derandomize=True, max_examples=200, deadline=None, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])  # fmt: skip
+# A fixed seed: derandomize alone seeds from the test's source, so any edit of it would draw other files (one
+# seed drew no unterminated quote at all). This one draws every fault class in at least 20 of the 200 files, and
+# files with a stray quote before two quoted fields spanning lines that load (which were once counted one too many).
+SEED = 8
 
 GOOD_IDS = st.integers(1, 5000).map(str)
 GOOD_RATINGS = st.sampled_from(["0.5", "1", "2.5", "3.0", "4.5", "5"])
@@ -150,9 +156,10 @@ def test_ingestion_never_fails_unexpectedly_and_counts_every_record(tmp_path: Pa
     outcomes: Counter[int] = Counter()
     examples = iter(range(10**6))
 
+    @seed(SEED)
     @PROPERTY
     @given(case=files(), limit=st.sampled_from([0.05, 0.5, 1.0]))
-    def check(con: object, case: Case, limit: float) -> None:
+    def check(con: duckdb.DuckDBPyConnection, case: Case, limit: float) -> None:
         i = next(examples)
         path = tmp_path / f"in{i}" / case.name
         path.parent.mkdir()
@@ -175,9 +182,14 @@ def test_ingestion_never_fails_unexpectedly_and_counts_every_record(tmp_path: Pa
             # header) a format its first lines do not show
             justified = case.records == 0 or case.bad / case.records > limit
             assert justified or ("cannot recognise" in message and case.name == "u.data"), (message, case)
-        elif res is not None and not res.skipped:
-            assert res.inserted + res.quarantined == case.records, (res, case)
-            assert res.quarantined == case.bad, (res, case)
+        elif res is not None:
+            counts = (res.inserted, res.quarantined)
+            if res.skipped:  # the same content was loaded before (by hypothesis replaying a failing example, too):
+                # its stored counts are checked, so that a replay fails as the first call did
+                sql = "select record_count, quarantined_count from bronze.ingestion_metadata where batch_id = ?"
+                counts = con.execute(sql, [res.batch_id]).fetchone()
+            assert counts[0] + counts[1] == case.records, (res, counts, case)
+            assert counts[1] == case.bad, (res, counts, case)
         seen.update(case.faults)
         outcomes[code] += 1
 

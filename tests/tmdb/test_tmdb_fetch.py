@@ -116,8 +116,11 @@ def test_killed_run_resumes_without_refetching(inputs, home) -> None:
     after = fake.counts()
     assert all(after[i] == 1 for i in committed)  # committed ids were never fetched again
     assert set(after) == set(many) and max(after.values()) <= 2
-    # the limit holds within a run (a killed run's last requests may share a second with the rerun's first)
-    assert max_in_window(fake.times()[first_run:]) <= 10
+    # the limit holds within a run (a killed run's last requests may share a second with the rerun's first): by the
+    # client's own send times, and by the server's clock with 0.25 s allowed for requests that the loaded machine
+    # delivers in a bunch (without a limit, all 40 would land within a fraction of a second)
+    assert json.loads(done.stdout)["max_requests_in_1s"] <= 10
+    assert max_in_window(fake.times()[first_run:], window=0.75) <= 10
     con = duckdb.connect(str(home.duckdb_path), read_only=True)
     ok = con.execute("select count(*), count(distinct tmdb_id) from bronze.tmdb_raw where status = 'ok'").fetchall()
     con.close()

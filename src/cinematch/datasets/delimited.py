@@ -28,7 +28,6 @@ UNTERMINATED = "unterminated quote"
 MALFORMED_QUOTES = "malformed quoted field"
 MAX_HEADER_BYTES = 65_536  # a longer first line is not a header: a wrong file, or one without line breaks
 MAX_FIELDS = 1_000
-MAX_ROUNDS = 8  # of re-reading records around stray quotes
 BOM = b"\xef\xbb\xbf"
 _QUOTE, _LF, _CR, _SPACE, _TAB = 34, 10, 13, 32, 9
 
@@ -168,21 +167,6 @@ class Lines:
         return Records(text, pc.if_else(pa.array(alone), pa.scalar(UNTERMINATED), pa.scalar(None, pa.string())))
 
 
-    def multiline(self) -> np.ndarray:
-        """Indexes of the records that span more than one line."""
-        _, starts = self._kept
-        first = np.flatnonzero(starts)
-        return np.flatnonzero(np.diff(np.append(first, len(starts))) > 1)
-
-    def first_lines_alone(self, records: np.ndarray) -> Lines:
-        """The first lines of these (multi-line) records stand alone."""
-        keep, starts = self._kept
-        lines = np.flatnonzero(starts)[records]
-        alone = self.alone.copy()
-        alone[lines if keep is None else np.flatnonzero(keep)[lines]] = True
-        return Lines(self.text, self.blank, self.odd, alone)
-
-
 def read_lines(path: Path, quoted: bool, encoding: str = "utf-8") -> Lines:
     """The lines of ``path`` (LF or CR LF line breaks, a UTF-8 BOM ignored); quotes count only with ``quoted``."""
     clean, offsets = _lines(_bytes(path, encoding))
@@ -302,28 +286,28 @@ def read_delimited(
     quoted: bool = False,
     encoding: str = "utf-8",
 ) -> pa.Table:
+    """Read a delimited text file as string columns named by its header (``header``) or by ``names``.
+
+    A quoted field may span lines only when the record it makes is well formed; otherwise the line that opened
+    it stands alone (unterminated quote) and reading goes on with the next line, so one stray quote costs its
+    own line and not the lines after it.
+    """
     lines = read_lines(path, quoted, encoding)
-    if header:  # the header is one line: a quote it opens is unterminated
-        if lines.odd.any() and 0 in lines.multiline():
-            lines = lines.first_lines_alone(np.array([0]))
-        records = lines.records()
-        if len(records.text) == 0:
+    odd = np.flatnonzero(lines.odd)
+    if header:  # the header is its first non-blank line: a quote it opens is unterminated
+        first = np.flatnonzero(~lines.blank)
+        if len(first) == 0:
             raise BadInput(f"file is empty: {path}; nothing to load")
-        names = names or _header(path, records.text[0].as_py(), records.faults[0].as_py(), delim, quoted)
+        fault = UNTERMINATED if lines.odd[first[0]] else None
+        names = names or _header(path, lines.text[int(first[0])].as_py(), fault, delim, quoted)
     assert names is not None, "names are needed for a file without a header"
-    for _ in range(MAX_ROUNDS):  # each round settles every multi-line record found: rare, and few rounds
-        multi = lines.multiline()
-        if not len(multi):
-            break
-        records = lines.records()
-        picked = pa.array(multi)
-        check = split_records(Records(records.text.take(picked), records.faults.take(picked)), delim, names, quoted)
-        failed = multi[check.column(FAULT).is_valid().to_numpy(zero_copy_only=False)]
-        if not len(failed):
-            break
-        lines = lines.first_lines_alone(failed)
-    else:  # a file built to need many rounds: every line that still opens a quote stands alone
-        lines = Lines(lines.text, lines.blank, lines.odd, lines.odd)
+    if len(odd):
+        spans = _spans(lines, delim, list(names), quoted)
+        if header and odd[0] == first[0]:
+            spans[0] = False
+        alone = np.zeros(len(lines.odd), bool)
+        alone[odd[_standalone(spans)]] = True
+        lines = Lines(lines.text, lines.blank, lines.odd, alone)
     records = lines.records()
     skip = 1 if header else 0
     return split_records(Records(records.text.slice(skip), records.faults.slice(skip)), delim, list(names), quoted)

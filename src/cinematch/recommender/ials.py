@@ -58,9 +58,13 @@ def _controller() -> ThreadpoolController:
     return ThreadpoolController()  # built once: scanning the loaded libraries takes ~10 ms
 
 
-def _one_blas_thread() -> Any:
+def one_blas_thread() -> Any:
     """BLAS pinned to one thread while ``implicit`` runs its own threads (nested threading oversubscribes)."""
     return _controller().limit(limits=1, user_api="blas")
+
+
+# below this many interactions a fit is too small to pay for threads (their start-up and spin-waiting dominate)
+_PARALLEL_NNZ = 20_000
 
 
 def _library_model(params: IALSParams, threads: int = 0) -> Any:  # implicit ships no type stubs
@@ -83,11 +87,12 @@ class IALS:
         norms = np.linalg.norm(self.item_factors, axis=1, keepdims=True)
         self._unit = self.item_factors / np.where(norms > 0, norms, 1.0)
         self._library: Any = None  # implicit's model over these factors, built on the first fold-in
+        self._eigen: tuple[np.ndarray, np.ndarray] | None = None  # of YᵀY in float64, for α = 1
 
     def _solver(self) -> Any:
         """``implicit``'s model over the item factors, built once: it keeps YᵀY between fold-ins."""
         if self._library is None:
-            with _one_blas_thread():  # its constructor warns about a multi-threaded BLAS
+            with one_blas_thread():  # its constructor warns about a multi-threaded BLAS
                 model = _library_model(self.params)
             model.item_factors = self.item_factors
             self._library = model
@@ -105,12 +110,13 @@ class IALS:
         params: IALSParams,
         progress: Callable[[int], None] | None = None,
     ) -> IALS:
-        """Fit on the binary user x item matrix ``x`` with ``implicit`` (all cores, BLAS pinned to one thread)."""
+        """Fit on the binary user x item matrix ``x`` with ``implicit`` (all cores from 20k interactions, else one;
+        BLAS pinned to one thread)."""
         params.validate()
         start = time.perf_counter()
         callback = (lambda epoch, _elapsed, _loss: progress(epoch + 1)) if progress else None
-        with _one_blas_thread():
-            model = _library_model(params)
+        with one_blas_thread():
+            model = _library_model(params, threads=1 if x.nnz < _PARALLEL_NNZ else 0)
             model.fit(x.astype(np.float32), show_progress=False, callback=callback)
         log_event(log, "ials_fit", users=x.shape[0], items=x.shape[1], nnz=x.nnz, factors=params.factors,
                   iterations=params.iterations, seconds=round(time.perf_counter() - start, 3))  # fmt: skip
@@ -127,8 +133,10 @@ class IALS:
         n, k = x.shape[0], self.params.factors
         if n == 0 or x.nnz == 0:
             return np.zeros((n, k), np.float32)
+        if self.params.alpha == 1.0:
+            return self._shared_system(x)
         if not self.params.reg_per_rating:
-            with _one_blas_thread():
+            with one_blas_thread():
                 out = np.asarray(self._solver().recalculate_user(np.arange(n), x), dtype=np.float32)
             return out.reshape(n, k)
         a = np.float32(self.params.alpha)
@@ -150,12 +158,27 @@ class IALS:
         out[counts == 0] = 0.0
         return out
 
+    def _shared_system(self, x: sp.csr_matrix) -> np.ndarray:
+        """α = 1: a rated item's extra confidence α − 1 is 0, so every user's system is YᵀY + λ_u·I. With
+        YᵀY = Q·diag(e)·Qᵀ once, p_u = Q·diag(1 / (e + λ_u))·Qᵀ·Σ y_i: all users in one sparse product and two
+        small GEMMs, instead of one k x k solve per user (about 40x faster at 25M ratings)."""
+        if self._eigen is None:
+            y = self.item_factors.astype(np.float64)
+            self._eigen = np.linalg.eigh(y.T @ y)
+        e, q = self._eigen
+        counts = np.diff(x.indptr)
+        lam = self.params.regularization * (np.maximum(counts, 1) if self.params.reg_per_rating else 1.0)
+        rhs = np.asarray(x @ self.item_factors, dtype=np.float64) @ q  # Σ y_i over rated items, in Q's basis
+        out = ((rhs / (e[None, :] + np.broadcast_to(lam, counts.shape)[:, None])) @ q.T).astype(np.float32)
+        out[counts == 0] = 0.0
+        return out
+
     def scores(self, x: sp.csr_matrix) -> np.ndarray:
         return self.user_factors(x) @ self.item_factors.T
 
     def pair_weights(self, hist: np.ndarray, rec: np.ndarray) -> np.ndarray:
         """Cosine similarity of item factors, (b, l, r): the history items most like each recommendation."""
-        return np.einsum("blk,brk->blr", self._unit[hist], self._unit[rec])
+        return np.matmul(self._unit[hist], self._unit[rec].transpose(0, 2, 1))  # batched GEMM (b tiny GEMMs)
 
     # -------------------------------------------------------------- storage
     def save(self, directory: Path) -> None:

@@ -13,6 +13,8 @@ similar to the recommended item's. Only positive contributions are named.
 from __future__ import annotations
 
 import json
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +24,7 @@ import scipy.sparse as sp
 from cinematch.errors import BadInput
 from cinematch.recommender.als import top_n_from_scores
 from cinematch.recommender.ease import EASE
-from cinematch.recommender.ials import IALS
+from cinematch.recommender.ials import IALS, one_blas_thread
 from cinematch.recommender.interactions import Histories
 from cinematch.recommender.padded import padded, row_blocks, values
 
@@ -31,6 +33,7 @@ FORMAT_VERSION = 1
 KINDS = ("ease", "session_ease", "ials")
 BECAUSE = 2
 _SCORE_ELEMENTS = 16_000_000  # users x items float32 scores per block (64 MB)
+_CHUNK = 256  # columns per chunk when the top-n is preselected by chunk maxima (large catalogues)
 
 
 @dataclass
@@ -77,9 +80,20 @@ class Ranker:
         out.data = (1.0 + self.rating_weight * (ratings.data - np.repeat(means, counts))).astype(np.float32)
         return out
 
-    def _parts(self, binary: sp.csr_matrix, ratings: sp.csr_matrix | None) -> list[tuple[Component, np.ndarray]]:
+    def _parts(
+        self, binary: sp.csr_matrix, ratings: sp.csr_matrix | None, folded: dict[int, np.ndarray] | None = None
+    ) -> list[tuple[Component, np.ndarray]]:
+        """Each used component's scores; ``folded`` holds iALS user factors already solved for these rows."""
         x = self._inputs(binary, ratings)
-        return [(c, c.model.scores(x if c.kind != "ials" else binary)) for c in self.components if c.weight != 0]
+        out = []
+        for c in self.components:
+            if c.weight == 0:
+                continue
+            if folded is not None and id(c) in folded and isinstance(c.model, IALS):
+                out.append((c, folded[id(c)] @ c.model.item_factors.T))
+            else:
+                out.append((c, c.model.scores(x if c.kind != "ials" else binary)))
+        return out
 
     @staticmethod
     def _scale(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -119,12 +133,17 @@ class Ranker:
         out_scores = np.full((len(users), n), np.nan, np.float64)
         out_because = np.full((len(users), n, BECAUSE), -1, np.int64)
         counts = np.diff(binary.indptr)
+        # iALS fold-in of every user in one solver call (per block, its fixed costs added up to minutes)
+        folded = {id(c): c.model.user_factors(binary) for c in self.components
+                  if c.weight != 0 and isinstance(c.model, IALS)}  # fmt: skip
         # users in blocks of equal size within the score budget, by history length (little padding in _because)
         per_block = max(1, _SCORE_ELEMENTS // max(1, self.n_items))
         order = np.argsort(counts, kind="stable")
-        for rows in np.array_split(order, -(-len(order) // per_block)) if len(order) else []:
+        blocks = np.array_split(order, -(-len(order) // per_block)) if len(order) else []
+
+        def block(rows: np.ndarray) -> None:
             xb, rb = binary[rows], ratings[rows]
-            parts = self._parts(xb, rb)
+            parts = self._parts(xb, rb, {key: f[rows] for key, f in folded.items()})
             if len(parts) == 1:
                 total, scales = parts[0][1], {id(parts[0][0]): np.ones((len(rows), 1), np.float32)}
             else:
@@ -136,11 +155,22 @@ class Ranker:
                     scales[id(comp)] = np.float32(comp.weight) / std
             r = np.repeat(np.arange(len(rows)), np.diff(xb.indptr))
             total[r, xb.indices] = -np.inf
-            idx, vals = top_n_from_scores(total, n)
+            idx, vals = _top_n(total, n)
             out_ids[rows] = np.where(idx >= 0, self.item_ids[np.maximum(idx, 0)], -1)
             out_scores[rows] = vals
             if because and xb.nnz:
                 out_because[rows] = self._because(xb, self._inputs(xb, rb), idx, scales)
+
+        # one block per core at a time, BLAS single-threaded: most of a block's work is single-threaded NumPy,
+        # and waking BLAS threads for the many tiny GEMMs of the explanations costs more than it saves
+        threads = min(len(blocks), _threads())
+        with one_blas_thread():
+            if threads <= 1:
+                for rows in blocks:
+                    block(rows)
+            else:
+                with ThreadPoolExecutor(threads) as pool:
+                    list(pool.map(block, blocks))
         if fallback is not None and len(fallback):
             cold = counts == 0
             take = min(n, len(fallback))
@@ -168,9 +198,15 @@ class Ranker:
                 ials = next(c for c in self.components if c.weight != 0)
                 w = ials.model.pair_weights(cols, rec)
             w[~valid] = -np.inf
-            take = min(BECAUSE, w.shape[1])
-            top = np.argsort(-w, axis=1, kind="stable")[:, :take, :]  # (b, take, n)
-            best = np.take_along_axis(w, top, axis=1)
+            # BECAUSE passes of argmax (first position of the maximum): a stable descending sort's first picks
+            picks, best_values = [], []
+            for _ in range(min(BECAUSE, w.shape[1])):
+                j = w.argmax(axis=1)[:, None, :]  # (b, 1, n)
+                picks.append(j)
+                best_values.append(np.take_along_axis(w, j, axis=1))
+                np.put_along_axis(w, j, -np.inf, axis=1)
+            top, best = np.concatenate(picks, axis=1), np.concatenate(best_values, axis=1)  # (b, take, n)
+            take = top.shape[1]
             ids = np.where(best > 0, self.item_ids[np.take_along_axis(cols[:, :, None], top, axis=1)], -1)
             ids = np.where((idx[sub] >= 0)[:, None, :], ids, -1)
             out[sub, :, :take] = ids.transpose(0, 2, 1)
@@ -204,3 +240,34 @@ class Ranker:
             model: EASE | IALS = IALS.load(directory / kind) if kind == "ials" else EASE.load(directory / kind)
             comps.append(Component(kind, model, float(spec["weight"])))
         return cls(comps, float(meta.get("rating_weight", 0.0)), meta.get("info", {}))
+
+
+def _threads() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``top_n_from_scores`` of each row, reading only the row's ``n`` best chunks of ``_CHUNK`` columns.
+
+    Every one of a row's n best scores lies in a chunk whose maximum is among the n largest chunk maxima, so
+    one vectorized maximum per chunk and a top-n over n·_CHUNK gathered scores (kept in column order) give the
+    same lists as a partition of the whole row (~10 ns a score), up to the order of exactly equal scores.
+    """
+    rows, cols = scores.shape
+    if cols <= 4 * n * _CHUNK:
+        return top_n_from_scores(scores, n)
+    full = cols - cols % _CHUNK
+    maxima = scores[:, :full].reshape(rows, -1, _CHUNK).max(axis=2)  # (rows, chunks)
+    if full < cols:
+        maxima = np.concatenate([maxima, scores[:, full:].max(axis=1, keepdims=True)], axis=1)
+    chunks, _ = top_n_from_scores(maxima, n)  # -1 where a chunk holds only -inf
+    chunks = np.sort(np.where(chunks >= 0, chunks, maxima.shape[1]), axis=1)  # ascending: columns stay ordered
+    columns = (chunks[:, :, None] * _CHUNK + np.arange(_CHUNK)).reshape(rows, -1)
+    inside = columns < cols
+    gathered = np.where(inside, np.take_along_axis(scores, np.minimum(columns, cols - 1), axis=1), -np.inf)
+    pos, vals = top_n_from_scores(gathered, n)
+    idx = np.where(pos >= 0, np.take_along_axis(columns, np.maximum(pos, 0), axis=1), -1)
+    return idx, vals
