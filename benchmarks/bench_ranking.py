@@ -118,10 +118,19 @@ def evaluate_split(name: str, train: pa.Table, test: pa.Table, thresholds: tuple
         for row in rows:
             row["rmse"] = als_rmse if row["model"].startswith("als") else None
         tables[f"min_rating_{threshold:g}"] = {r["model"]: r for r in rows}
-    return {"split": name, "n_train": train.num_rows, "n_test": test.num_rows, "rmse_als": als_rmse,
-            "served": selection.ranker.name, "choice": selection.choice.as_dict(),
-            "search_seconds": round(selection.seconds, 1), "seconds": round(time.perf_counter() - t0, 1),
-            "load_before": before, "load_after": load(), "tables": tables}  # fmt: skip
+    return {
+        "split": name,
+        "n_train": train.num_rows,
+        "n_test": test.num_rows,
+        "rmse_als": als_rmse,
+        "served": selection.ranker.name,
+        "choice": selection.choice.as_dict(),
+        "search_seconds": round(selection.seconds, 1),
+        "seconds": round(time.perf_counter() - t0, 1),
+        "load_before": before,
+        "load_after": load(),
+        "tables": tables,
+    }
 
 
 def accuracy(path: Path, quick: bool) -> dict[str, Any] | None:
@@ -138,8 +147,12 @@ def accuracy(path: Path, quick: bool) -> dict[str, Any] | None:
     own_train, own_test, _ = split_protocol(data, "random_per_user", seed=42)
     same = np.array_equal(np.sort(_keys(rc_test)), np.sort(_keys(own_test)))
     shared = len(np.intersect1d(_keys(rc_test), _keys(own_test)))
-    split_note = {"identical": bool(same), "test_rows_ranking_check": rc_test.num_rows,
-                  "test_rows_split_protocol": own_test.num_rows, "test_rows_in_both": shared}  # fmt: skip
+    split_note = {
+        "identical": bool(same),
+        "test_rows_ranking_check": rc_test.num_rows,
+        "test_rows_split_protocol": own_test.num_rows,
+        "test_rows_in_both": shared,
+    }
     temporal_train, temporal_test, temporal_info = split_protocol(data, "temporal")
     splits = {"random_per_user": evaluate_split("random_per_user, ranking-check split", rc_train, rc_test, (0.0, 4.0))}
     if not quick:  # each split costs one validation search (minutes at full size)
@@ -150,34 +163,50 @@ def accuracy(path: Path, quick: bool) -> dict[str, Any] | None:
         splits["temporal"]["cut_at"] = temporal_info.get("cut_at")
     target = splits["random_per_user"]["tables"]["min_rating_0"]
     served = next(v for k, v in target.items() if k.startswith("served"))
-    return {"data": f"{path.parent.name}{f' (users <= {QUICK_USERS})' if quick else ''}", "ratings": data.num_rows,
-            "split_protocol_vs_ranking_check": split_note, "splits": splits,
-            "target": {"served": served, "most_popular": target["most_popular"],
-                       "ease": target.get("ease (Steck 2019)"), "ials": target.get("ials (implicit library)"),
-                       "met": served["precision_at_10"] >= 0.36 and served["ndcg_at_10"] >= 0.41}}  # fmt: skip
+    return {
+        "data": f"{path.parent.name}{f' (users <= {QUICK_USERS})' if quick else ''}",
+        "ratings": data.num_rows,
+        "split_protocol_vs_ranking_check": split_note,
+        "splits": splits,
+        "target": {
+            "served": served,
+            "most_popular": target["most_popular"],
+            "ease": target.get("ease (Steck 2019)"),
+            "ials": target.get("ials (implicit library)"),
+            "met": served["precision_at_10"] >= 0.36 and served["ndcg_at_10"] >= 0.41,
+        },
+    }
 
 
 def print_accuracy(acc: dict[str, Any]) -> None:
     note = acc["split_protocol_vs_ranking_check"]
     print(f"accuracy on {acc['data']}, {acc['ratings']:,} ratings; top-10 over every movie unrated in train")
-    print(f"split_protocol('random_per_user', seed=42) vs ranking-check's split: identical={note['identical']}, "
-          f"{note['test_rows_in_both']:,} of {note['test_rows_ranking_check']:,} test rows in both")  # fmt: skip
+    print(
+        f"split_protocol('random_per_user', seed=42) vs ranking-check's split: identical={note['identical']}, "
+        f"{note['test_rows_in_both']:,} of {note['test_rows_ranking_check']:,} test rows in both"
+    )
     head = (
         f"  {'model':<44} {'P@10':>7} {'R@10':>7} {'NDCG@10':>8} {'MAP@10':>7} {'cover':>6} {'avg pop':>8} {'RMSE':>7}"
     )
     for split in acc["splits"].values():
         for key, rows in split["tables"].items():
-            print(f"{split['split']}, {key.replace('_', ' ')} (load {split['load_before']['1m']}-"
-                  f"{split['load_after']['1m']}, search {split['search_seconds']} s):")  # fmt: skip
+            print(
+                f"{split['split']}, {key.replace('_', ' ')} (load {split['load_before']['1m']}-"
+                f"{split['load_after']['1m']}, search {split['search_seconds']} s):"
+            )
             print(head)
             for name, r in rows.items():
                 rm = f"{r['rmse']:.4f}" if r.get("rmse") is not None else ""
-                print(f"  {name:<44} {r['precision_at_10']:>7.4f} {r['recall_at_10']:>7.4f} {r['ndcg_at_10']:>8.4f} "
-                      f"{r['map_at_10']:>7.4f} {r['coverage']:>6.3f} {r['avg_rec_popularity']:>8.1f} {rm:>7}")  # fmt: skip
+                print(
+                    f"  {name:<44} {r['precision_at_10']:>7.4f} {r['recall_at_10']:>7.4f} {r['ndcg_at_10']:>8.4f} "
+                    f"{r['map_at_10']:>7.4f} {r['coverage']:>6.3f} {r['avg_rec_popularity']:>8.1f} {rm:>7}"
+                )
         print(f"  served choice: {json.dumps(split['choice'])}")
     t = acc["target"]["served"]
-    print(f"target (served, ranking-check split, every test item relevant): P@10 {t['precision_at_10']:.4f} >= 0.36, "
-          f"NDCG@10 {t['ndcg_at_10']:.4f} >= 0.41: {'met' if acc['target']['met'] else 'MISSED'}")  # fmt: skip
+    print(
+        f"target (served, ranking-check split, every test item relevant): P@10 {t['precision_at_10']:.4f} >= 0.36, "
+        f"NDCG@10 {t['ndcg_at_10']:.4f} >= 0.41: {'met' if acc['target']['met'] else 'MISSED'}"
+    )
 
 
 # --------------------------------------------------------------------------------------------- scale
@@ -217,8 +246,16 @@ def step_fit(data: Path, model_dir: Path) -> dict[str, Any]:
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     peak = peak_rss_gb()
     ranker.save(model_dir)
-    return {"seconds": seconds, "cpu_s": cpu, "peak_rss_gb": peak, "rss_after_load_gb": rss_loaded, "model": ranker.name,
-            "choice": choice.as_dict(), "items": len(item_ids), "ratings": train.num_rows}  # fmt: skip
+    return {
+        "seconds": seconds,
+        "cpu_s": cpu,
+        "peak_rss_gb": peak,
+        "rss_after_load_gb": rss_loaded,
+        "model": ranker.name,
+        "choice": choice.as_dict(),
+        "items": len(item_ids),
+        "ratings": train.num_rows,
+    }
 
 
 def step_top_n(data: Path, model_dir: Path) -> dict[str, Any]:
@@ -233,9 +270,16 @@ def step_top_n(data: Path, model_dir: Path) -> dict[str, Any]:
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     because = table.column("because").to_numpy(zero_copy_only=False)
     users = len(np.unique(table.column("user_id").to_numpy()))
-    return {"seconds": seconds, "cpu_s": cpu, "peak_rss_gb": peak_rss_gb(), "rss_after_load_gb": rss_loaded, "users": users,
-            "rows": table.num_rows, "rows_with_because": int((because != "").sum()),
-            "example": table.slice(0, 3).to_pylist()}  # fmt: skip
+    return {
+        "seconds": seconds,
+        "cpu_s": cpu,
+        "peak_rss_gb": peak_rss_gb(),
+        "rss_after_load_gb": rss_loaded,
+        "users": users,
+        "rows": table.num_rows,
+        "rows_with_because": int((because != "").sum()),
+        "example": table.slice(0, 3).to_pylist(),
+    }
 
 
 def _binary(data: Path) -> Any:
@@ -245,8 +289,11 @@ def _binary(data: Path) -> Any:
 
 
 def step_implicit(data: Path, _model_dir: Path) -> dict[str, Any]:
+    """``implicit``'s ALS and CineMatch's ``IALS.fit`` (both α = 1, 64 factors, 15 iterations) on the same matrix."""
     from implicit.cpu.als import AlternatingLeastSquares
     from threadpoolctl import threadpool_limits
+
+    from cinematch.recommender.ials import IALS, IALSParams
 
     x = _binary(data)
     stamps: list[float] = []
@@ -259,9 +306,25 @@ def step_implicit(data: Path, _model_dir: Path) -> dict[str, Any]:
         t1 = time.perf_counter()
         ids, _ = model.recommend(np.arange(x.shape[0]), x, N=10)
         rec_s = time.perf_counter() - t1
-    return {"users": x.shape[0], "items": x.shape[1], "interactions": int(x.nnz), "iterations": len(per_iter),
-            "fit_s": fit_s, "s_per_iter": float(statistics.median(per_iter)), "recommend_all_s": rec_s,
-            "recommended": int((ids >= 0).sum()), "peak_rss_gb": peak_rss_gb()}  # fmt: skip
+    own_stamps: list[float] = []
+    t0 = time.perf_counter()
+    own = IALS.fit(x, np.arange(x.shape[1]), IALSParams(), progress=lambda _i: own_stamps.append(time.perf_counter()))
+    own_s = time.perf_counter() - t0
+    own_iter = np.diff([t0, *own_stamps])
+    return {
+        "users": x.shape[0],
+        "items": x.shape[1],
+        "interactions": int(x.nnz),
+        "iterations": len(per_iter),
+        "fit_s": fit_s,
+        "s_per_iter": float(statistics.median(per_iter)),
+        "recommend_all_s": rec_s,
+        "recommended": int((ids >= 0).sum()),
+        "own_trainer": own.trainer,
+        "own_fit_s": own_s,
+        "own_s_per_iter": float(statistics.median(own_iter)),
+        "peak_rss_gb": peak_rss_gb(),
+    }
 
 
 def step_fold_in(data: Path, model_dir: Path) -> dict[str, Any]:
@@ -303,14 +366,26 @@ def step_fold_in(data: Path, model_dir: Path) -> dict[str, Any]:
     own_s, p_own = timed_factors(solver(alpha=4.0, reg_per_rating=True), x)
     items = IALS(dataclasses.replace(model.params, alpha=4.0, reg_per_rating=True), np.arange(x.shape[0]), p_own, "x")
     items_s, _ = timed_factors(items, x.T.tocsr())
-    return {"users": x.shape[0], "items": x.shape[1], "interactions": int(x.nnz), "factors": model.params.factors,
-            "served_alpha": model.params.alpha, "shared_system_s": shared_s,
-            "shared_vs_implicit_max_rel_diff": agreement, "implicit_recalculate_user_s": lib_s,
-            "numpy_fold_in_s": own_s, "numpy_item_side_s": items_s, "numpy_iteration_s": own_s + items_s,
-            "finite": bool(np.isfinite(p_lib).all() and np.isfinite(p_own).all()), "peak_rss_gb": peak_rss_gb()}  # fmt: skip
+    return {
+        "users": x.shape[0],
+        "items": x.shape[1],
+        "interactions": int(x.nnz),
+        "factors": model.params.factors,
+        "served_alpha": model.params.alpha,
+        "shared_system_s": shared_s,
+        "shared_vs_implicit_max_rel_diff": agreement,
+        "implicit_recalculate_user_s": lib_s,
+        "numpy_fold_in_s": own_s,
+        "numpy_item_side_s": items_s,
+        "numpy_iteration_s": own_s + items_s,
+        "finite": bool(np.isfinite(p_lib).all() and np.isfinite(p_own).all()),
+        "peak_rss_gb": peak_rss_gb(),
+    }
 
 
 def step_ease(data: Path, _model_dir: Path) -> dict[str, Any]:
+    import psutil
+
     from cinematch.recommender.ease import EASE, EASEParams
     from cinematch.recommender.interactions import histories
     from cinematch.recommender.tuning import RankingConfig, default_choice
@@ -320,7 +395,8 @@ def step_ease(data: Path, _model_dir: Path) -> dict[str, Any]:
     keep = np.sort(movies[np.argsort(-counts, kind="stable")[:EASE_ITEMS]])
     x = histories(ratings, keep).binary
     del ratings
-    rss_before = peak_rss_gb()
+    pa.default_memory_pool().release_unused()
+    rss_before = psutil.Process().memory_info().rss / 1024**3  # what the fit starts from (the peak is higher)
     params = EASEParams(**default_choice(True, RankingConfig()).params["ease"])
     t0 = time.perf_counter()
     model = EASE.fit(x, keep, params)
@@ -330,10 +406,20 @@ def step_ease(data: Path, _model_dir: Path) -> dict[str, Any]:
     compact = model.compacted()
     compact_s = time.perf_counter() - t0
     n = len(keep)
-    return {"items": n, "users": x.shape[0], "interactions": int(x.nnz), "params": dataclasses.asdict(params),
-            "n2_float32_gb": n * n * 4 / 1024**3, "rss_before_fit_gb": rss_before, "fit_s": fit_s,
-            "peak_rss_fit_gb": rss_fit, "compact_s": compact_s, "peak_rss_gb": peak_rss_gb(),
-            "kept_per_item": min(params.keep_per_item, n), "nonzero_after_compaction": int((compact.weights != 0).sum())}  # fmt: skip
+    return {
+        "items": n,
+        "users": x.shape[0],
+        "interactions": int(x.nnz),
+        "params": dataclasses.asdict(params),
+        "n2_float32_gb": n * n * 4 / 1024**3,
+        "rss_before_fit_gb": rss_before,
+        "fit_s": fit_s,
+        "peak_rss_fit_gb": rss_fit,
+        "compact_s": compact_s,
+        "peak_rss_gb": peak_rss_gb(),
+        "kept_per_item": min(params.keep_per_item, n),
+        "nonzero_after_compaction": int((compact.weights != 0).sum()),
+    }
 
 
 def run_step(step: str, data: Path, model_dir: Path) -> dict[str, Any]:
@@ -365,36 +451,48 @@ def print_scale(s: dict[str, Any]) -> None:
         return f"load {r['load_before']['1m']}-{r['load_after']['1m']}"
 
     print(f"scale: {s['ratings']:,} generated ratings ({s['data']})")
-    if "failed" in s.get("fit", {}) or "failed" in s.get("top_n", {}):
-        print("  a step FAILED; see its stderr")
     if "seconds" in s.get("fit", {}):
         f = s["fit"]
-        print(f"  fit served ranking model ({f['model']}, {f['items']:,} movies, no search): {f['seconds']:.1f} s (CPU {f['cpu_s']:.0f} s), "
-              f"peak RSS {f['peak_rss_gb']:.2f} GB (after loading the ratings {f['rss_after_load_gb']:.2f}) "
-              f"[target <= 60 s, <= 12 GB] ({ld(f)})")  # fmt: skip
+        print(
+            f"  fit served ranking model ({f['model']}, {f['items']:,} movies, no search): "
+            f"{f['seconds']:.1f} s (CPU {f['cpu_s']:.0f} s), "
+            f"peak RSS {f['peak_rss_gb']:.2f} GB (after loading the ratings {f['rss_after_load_gb']:.2f}) "
+            f"[target <= 60 s, <= 12 GB] ({ld(f)})"
+        )
     if "seconds" in s.get("top_n", {}):
         t = s["top_n"]
-        print(f"  top-10 with because for {t['users']:,} users: {t['seconds']:.1f} s (CPU {t['cpu_s']:.0f} s), {t['rows']:,} rows "
-              f"({t['rows_with_because']:,} with because), peak RSS {t['peak_rss_gb']:.2f} GB [target <= 60 s] ({ld(t)})")  # fmt: skip
+        print(
+            f"  top-10 with because for {t['users']:,} users: {t['seconds']:.1f} s (CPU {t['cpu_s']:.0f} s), "
+            f"{t['rows']:,} rows "
+            f"({t['rows_with_because']:,} with because), peak RSS {t['peak_rss_gb']:.2f} GB [target <= 60 s] ({ld(t)})"
+        )
     if "s_per_iter" in s.get("implicit", {}):
         i = s["implicit"]
-        print(f"  implicit AlternatingLeastSquares(factors=64), {i['interactions']:,} interactions: "
-              f"{i['s_per_iter']:.2f} s/iter ({i['iterations']} iters, fit {i['fit_s']:.1f} s); recommend N=10 for "
-              f"{i['users']:,} users {i['recommend_all_s']:.1f} s; peak RSS {i['peak_rss_gb']:.2f} GB ({ld(i)})")  # fmt: skip
+        print(
+            f"  implicit AlternatingLeastSquares(factors=64), {i['interactions']:,} interactions: "
+            f"{i['s_per_iter']:.2f} s/iter ({i['iterations']} iters, fit {i['fit_s']:.1f} s); recommend N=10 for "
+            f"{i['users']:,} users {i['recommend_all_s']:.1f} s. Same matrix, CineMatch IALS.fit (α = 1, trainer "
+            f"{i['own_trainer']}): {i['own_s_per_iter']:.2f} s/iter (fit {i['own_fit_s']:.1f} s); "
+            f"peak RSS {i['peak_rss_gb']:.2f} GB ({ld(i)})"
+        )
     if "numpy_fold_in_s" in s.get("fold_in", {}):
         d = s["fold_in"]
-        print(f"  fold-in of {d['users']:,} users, {d['factors']} factors, served α = {d['served_alpha']:g}: one shared "
-              f"system {d['shared_system_s']:.1f} s (max relative difference to implicit's per-user solve "
-              f"{d['shared_vs_implicit_max_rel_diff']:.1e}); per-user solves at α = 4: implicit recalculate_user "
-              f"{d['implicit_recalculate_user_s']:.1f} s, CineMatch NumPy (reg_per_rating) {d['numpy_fold_in_s']:.1f} s; "
-              f"NumPy item side {d['numpy_item_side_s']:.1f} s, so one NumPy iALS iteration ~ "
-              f"{d['numpy_iteration_s']:.1f} s ({ld(d)})")  # fmt: skip
+        print(
+            f"  fold-in of {d['users']:,} users, {d['factors']} factors, served α = {d['served_alpha']:g}: one shared "
+            f"system {d['shared_system_s']:.1f} s (max relative difference to implicit's per-user solve "
+            f"{d['shared_vs_implicit_max_rel_diff']:.1e}); per-user solves at α = 4: implicit recalculate_user "
+            f"{d['implicit_recalculate_user_s']:.1f} s, CineMatch NumPy (reg_per_rating) {d['numpy_fold_in_s']:.1f} s; "
+            f"NumPy item side {d['numpy_item_side_s']:.1f} s, so one NumPy iALS iteration ~ "
+            f"{d['numpy_iteration_s']:.1f} s ({ld(d)})"
+        )
     if "fit_s" in s.get("ease", {}):
         e = s["ease"]
-        print(f"  EASE (DLAE) on the {e['items']:,} most rated movies, {e['users']:,} users: fit {e['fit_s']:.1f} s "
-              f"(peak RSS {e['peak_rss_fit_gb']:.2f} GB), compaction {e['compact_s']:.1f} s (peak RSS "
-              f"{e['peak_rss_gb']:.2f} GB); one n x n float32 = {e['n2_float32_gb']:.2f} GB, "
-              f"RSS before the fit {e['rss_before_fit_gb']:.2f} GB ({ld(e)})")  # fmt: skip
+        print(
+            f"  EASE (DLAE) on the {e['items']:,} most rated movies, {e['users']:,} users: fit {e['fit_s']:.1f} s "
+            f"(peak RSS {e['peak_rss_fit_gb']:.2f} GB), compaction {e['compact_s']:.1f} s (peak RSS "
+            f"{e['peak_rss_gb']:.2f} GB); one n x n float32 = {e['n2_float32_gb']:.2f} GB, "
+            f"RSS when the fit starts {e['rss_before_fit_gb']:.2f} GB ({ld(e)})"
+        )
     for step, r in s.items():
         if isinstance(r, dict) and "failed" in r:
             print(f"  {step}: FAILED (exit {r['failed']})")
@@ -414,8 +512,13 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.child:
         spec = json.loads(args.child)
-        step = {"fit": step_fit, "top_n": step_top_n, "implicit": step_implicit, "fold_in": step_fold_in,
-                "ease": step_ease}[spec["step"]]  # fmt: skip
+        step = {
+            "fit": step_fit,
+            "top_n": step_top_n,
+            "implicit": step_implicit,
+            "fold_in": step_fold_in,
+            "ease": step_ease,
+        }[spec["step"]]
         out = step(Path(spec["data"]), Path(spec["model"]))
         usage = resource.getrusage(resource.RUSAGE_SELF)
         out["process_cpu_s"] = round(usage.ru_utime + usage.ru_stime, 1)  # load, setup and step, every thread

@@ -69,6 +69,20 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[tuple[str, str, str]]]] = {
         ("pandas to_sql (PostgreSQL)", "pandas_rows_per_second", "rows/s"),
         ("speed-up vs pandas", "speedup", "x"),
     ]),
+    "ranking": ("bench_ranking.py", [], [
+        ("served P@10, MS Recommenders split", "accuracy.target.served.precision_at_10", ""),
+        ("served NDCG@10, same protocol", "accuracy.target.served.ndcg_at_10", ""),
+        ("most-popular NDCG@10, same split", "accuracy.target.most_popular.ndcg_at_10", ""),
+        ("served / popular NDCG@10", "accuracy.target.served.ndcg_at_10/accuracy.target.most_popular.ndcg_at_10", "x"),
+        ("ranking model fit, no search", "scale.fit.seconds", "s"),
+        ("  peak RSS", "scale.fit.peak_rss_gb", "GB"),
+        ("top-10 with because, every user", "scale.top_n.seconds", "s"),
+        ("implicit top-10, every user", "scale.implicit.recommend_all_s", "s"),
+        ("implicit ALS s/iteration, same data", "scale.implicit.s_per_iter", "s"),
+        ("CineMatch iALS s/iteration (alpha 1)", "scale.implicit.own_s_per_iter", "s"),
+        ("implicit / CineMatch, s/iteration", "scale.implicit.s_per_iter/scale.implicit.own_s_per_iter", "x"),
+        ("EASE at its bound, fit+compact peak", "scale.ease.peak_rss_gb", "GB"),
+    ]),
 }  # fmt: skip
 
 

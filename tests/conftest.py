@@ -166,3 +166,18 @@ def _spark_stopped_at_exit() -> Iterator[None]:
     """Whatever started Spark (a fixture, the engine, a DAG task), the session ends with it shut down cleanly."""
     yield
     stop_spark()
+
+
+@pytest.fixture(autouse=True)
+def _cinematch_logging_reset() -> Iterator[None]:
+    """A test that runs the CLI in-process configures the ``cinematch`` logger (own handler, no propagation);
+    undo it afterwards, so that later tests' ``caplog`` sees cinematch events whatever ran before them."""
+    from cinematch import _log
+
+    logger = logging.getLogger("cinematch")
+    saved = (list(logger.handlers), logger.level, logger.propagate, _log._CONFIGURED)
+    yield
+    logger.handlers[:] = saved[0]
+    logger.setLevel(saved[1])
+    logger.propagate = saved[2]
+    _log._CONFIGURED = saved[3]

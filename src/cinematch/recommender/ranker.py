@@ -13,7 +13,6 @@ similar to the recommended item's. Only positive contributions are named.
 from __future__ import annotations
 
 import json
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from cinematch.errors import BadInput
-from cinematch.recommender.als import top_n_from_scores
+from cinematch.recommender.als import _default_threads, top_n_from_scores
 from cinematch.recommender.ease import EASE
 from cinematch.recommender.ials import IALS, one_blas_thread
 from cinematch.recommender.interactions import Histories
@@ -163,7 +162,7 @@ class Ranker:
 
         # one block per core at a time, BLAS single-threaded: most of a block's work is single-threaded NumPy,
         # and waking BLAS threads for the many tiny GEMMs of the explanations costs more than it saves
-        threads = min(len(blocks), _threads())
+        threads = min(len(blocks), _default_threads())
         with one_blas_thread():
             if threads <= 1:
                 for rows in blocks:
@@ -240,13 +239,6 @@ class Ranker:
             model: EASE | IALS = IALS.load(directory / kind) if kind == "ials" else EASE.load(directory / kind)
             comps.append(Component(kind, model, float(spec["weight"])))
         return cls(comps, float(meta.get("rating_weight", 0.0)), meta.get("info", {}))
-
-
-def _threads() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - non-Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def _top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
