@@ -1,6 +1,6 @@
 """Ranking models (issue 15): accuracy by protocol on ml-latest-small, and fit / top-N / fold-in at 25M ratings.
 
-    .venv/bin/python benchmarks/bench_ranking.py [--quick] [--json PATH] [--parts accuracy,scale]
+    .venv/bin/python benchmarks/bench_ranking.py [--quick] [--json PATH] [--parts accuracy,ials_alpha1,scale]
                                                  [--steps fit,top_n,implicit,fold_in,ease]
 
 Accuracy (skipped with a message when ../shared/data is absent): explicit ALS (default parameters), most popular,
@@ -12,17 +12,21 @@ rating >= 4; the same protocol on `cinematch evaluate`'s own split (``protocols.
 (user, movie): same per-user sizes, other rows); temporal (global cut at the 80th percentile of time). One search
 per split, reused for both relevance thresholds.
 
+ials_alpha1: iALS with α = 1 (the default served above EASE's bound) fitted by ``implicit`` (conjugate gradient)
+and by ``IALS.fit`` (exact alternating solves), same parameters, P@10 / NDCG@10 on the ranking-check split.
+
 Scale, on generated ratings (``scale_config("large")``: 162k users x 62k movies, 25M ratings; cached Parquet
 under benchmarks/.data), each step in a fresh child process so that its peak RSS is its own:
 
-* fit: the served ranking model without the search, ``tuning.build(default_choice(...))`` (iALS via ``implicit``:
-  62k movies exceed EASE's 20k bound); the model is saved for the next steps;
+* fit: the served ranking model without the search, ``tuning.build(default_choice(...))`` (iALS, α = 1: 62k
+  movies exceed EASE's 20k bound); the model is saved under benchmarks/.data for the next steps;
 * top_n: ``batch.top_n_table(ranker, ratings, 10)``, every user's top-10 with ``because`` (fold-in included);
 * implicit: ``implicit.cpu.als.AlternatingLeastSquares(factors=64)`` on the same matrix, s/iteration, and its
-  ``recommend`` for every user;
-* fold_in: every user's factors with CineMatch's NumPy solve (``reg_per_rating=True``, the Spark MLlib path)
-  and with ``implicit``'s ``recalculate_user`` (the path of models it trained), against the same item factors;
-  plus the item half of one NumPy iALS iteration (the same solve with users and items swapped);
+  ``recommend`` for every user; then ``IALS.fit`` with the default parameters on it, s/iteration;
+* fold_in: every user's factors against the served item factors: the shared-system solve used at α = 1, and
+  the per-user solves needed at α ≠ 1 (timed at α = 4): ``implicit``'s ``recalculate_user`` (models it
+  trained) and CineMatch's NumPy batches (``reg_per_rating``, Spark MLlib models); plus the item half of one
+  NumPy iALS iteration (the same solve with users and items swapped);
 * ease: EASE (DLAE, the served default) fitted and compacted on the 20,000 most rated movies.
 
 --quick: ml-latest-small's first 30 users (ranking-check split only) for accuracy, 100k generated ratings for scale.
@@ -165,6 +169,7 @@ def accuracy(path: Path, quick: bool) -> dict[str, Any] | None:
     served = next(v for k, v in target.items() if k.startswith("served"))
     return {
         "data": f"{path.parent.name}{f' (users <= {QUICK_USERS})' if quick else ''}",
+        "quick": quick,
         "ratings": data.num_rows,
         "split_protocol_vs_ranking_check": split_note,
         "splits": splits,
@@ -203,10 +208,67 @@ def print_accuracy(acc: dict[str, Any]) -> None:
                 )
         print(f"  served choice: {json.dumps(split['choice'])}")
     t = acc["target"]["served"]
+    verdict = "not judged on a sample" if acc["quick"] else "met" if acc["target"]["met"] else "MISSED"
     print(
         f"target (served, ranking-check split, every test item relevant): P@10 {t['precision_at_10']:.4f} >= 0.36, "
-        f"NDCG@10 {t['ndcg_at_10']:.4f} >= 0.41: {'met' if acc['target']['met'] else 'MISSED'}"
+        f"NDCG@10 {t['ndcg_at_10']:.4f} >= 0.41: {verdict}"
     )
+
+
+def unit_confidence(path: Path, quick: bool) -> dict[str, Any] | None:
+    """iALS with α = 1 (the default served above EASE's bound): ``implicit``'s conjugate-gradient fit against
+    CineMatch's exact alternating solves (``IALS.fit``), same parameters, on the ranking-check split."""
+    from threadpoolctl import threadpool_limits
+
+    from cinematch.datasets.readers import read_ratings
+    from cinematch.recommender.ials import IALS, IALSParams, _library_model
+    from cinematch.recommender.interactions import histories
+    from cinematch.recommender.metrics import ranking_metrics
+    from cinematch.recommender.ranker import Component, Ranker
+
+    if not path.is_file():
+        return None
+    data = read_ratings(path)[0]
+    if quick:
+        data = data.filter(pa.array(data.column("user_id").to_numpy() <= QUICK_USERS))
+    train, test = ranking_check_split(data)
+    hist = histories(train)
+    users = np.unique(test.column("user_id").to_numpy())
+    truth = [test.column(c).to_numpy() for c in ("user_id", "movie_id", "rating")]
+    out: dict[str, Any] = {"load_before": load()}
+    for params in (IALSParams(), IALSParams(factors=128, iterations=25)):
+        library = _library_model(params)
+        with threadpool_limits(limits=1, user_api="blas"):
+            t0 = time.perf_counter()
+            library.fit(hist.binary, show_progress=False)
+            library_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        own = IALS.fit(hist.binary, hist.item_ids, params)
+        own_s = time.perf_counter() - t0
+        key = f"factors_{params.factors}_iterations_{params.iterations}"
+        out[key] = {"params": dataclasses.asdict(params)}
+        for name, model, seconds in (
+            ("implicit", IALS(params, hist.item_ids, np.asarray(library.item_factors), "implicit"), library_s),
+            (own.trainer, own, own_s),
+        ):
+            ids, _, _ = Ranker([Component("ials", model)]).recommend(hist, users, 10, because=False)
+            m = ranking_metrics(users, ids, *truth, 10, 0.0, len(hist.item_ids))
+            out[key][name] = {"precision_at_10": m["precision_at_10"], "ndcg_at_10": m["ndcg_at_10"], "fit_s": seconds}
+    out["load_after"] = load()
+    return out
+
+
+def print_unit_confidence(u: dict[str, Any]) -> None:
+    print(f"iALS with α = 1 on the ranking-check split, every test item relevant (load {u['load_before']['1m']}):")
+    for key, r in u.items():
+        if key.startswith("factors_"):
+            p = r["params"]
+            cells = "; ".join(
+                f"{name}: P@10 {v['precision_at_10']:.4f} NDCG@10 {v['ndcg_at_10']:.4f} fit {v['fit_s']:.2f} s"
+                for name, v in r.items()
+                if name != "params"
+            )
+            print(f"  {p['factors']} factors, λ {p['regularization']:g}, {p['iterations']} iterations: {cells}")
 
 
 # --------------------------------------------------------------------------------------------- scale
@@ -504,7 +566,9 @@ def print_scale(s: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="30 users of ml-latest-small, 100k generated ratings")
-    ap.add_argument("--parts", default="accuracy,scale", help="comma-separated: accuracy, scale")
+    ap.add_argument(
+        "--parts", default="accuracy,ials_alpha1,scale", help="comma-separated: accuracy, ials_alpha1, scale"
+    )
     ap.add_argument("--steps", default=",".join(STEPS), help=f"scale steps: {', '.join(STEPS)}")
     ap.add_argument("--movielens", type=Path, default=MOVIELENS, help="ml-latest-small ratings.csv")
     ap.add_argument("--json", type=Path, help="also write the figures here")
@@ -530,6 +594,10 @@ def main(argv: list[str] | None = None) -> int:
         doc["accuracy"] = accuracy(args.movielens, args.quick)
         if doc["accuracy"]:
             print_accuracy(doc["accuracy"])
+    if "ials_alpha1" in parts:
+        doc["ials_alpha1"] = unit_confidence(args.movielens, args.quick)
+        if doc["ials_alpha1"]:
+            print_unit_confidence(doc["ials_alpha1"])
     if "scale" in parts:
         doc["scale"] = scale(args.quick, [s for s in args.steps.split(",") if s])
         print_scale(doc["scale"])

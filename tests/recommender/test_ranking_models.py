@@ -153,3 +153,20 @@ def test_a_new_movie_takes_at_most_the_last_slot() -> None:
     assert set(new.user_id) == set(range(4, 31))  # not to users 1-3, who rated it, nor to group B
     assert (new.because == "").all() and (new.score == 0.0).all()
     assert lists.groupby("user_id").movie_id.nunique().eq(5).all()
+
+
+def test_unit_confidence_ials_is_solved_exactly() -> None:
+    """With α = 1 every cell has confidence 1: each half-step is one shared ridge regression, solved exactly."""
+    hist = histories(block_ratings())
+    lam = 0.5
+    params = IALSParams(factors=4, regularization=lam, alpha=1.0, iterations=40, seed=1)
+    model = IALS.fit(hist.binary, hist.item_ids, params)
+    assert model.trainer == "cinematch"
+    x = hist.binary.toarray().astype(np.float64)
+    y = model.item_factors.astype(np.float64)
+    p = model.user_factors(hist.binary).astype(np.float64)
+    np.testing.assert_allclose(p, x @ y @ np.linalg.inv(y.T @ y + lam * np.eye(4)), rtol=1e-4, atol=1e-6)
+    y_next = x.T @ p @ np.linalg.inv(p.T @ p + lam * np.eye(4))  # converged: Y is the ridge solution against P
+    assert np.linalg.norm(y_next - y) < 1e-2 * np.linalg.norm(y)  # alternating solves converge slowly in the end
+    ids, _, _ = Ranker([Component("ials", model)]).recommend(hist, hist.user_ids, n=4)
+    assert own_block(hist.user_ids, ids[:, :2]).all()  # with unit confidences only the head is sure here
