@@ -195,3 +195,21 @@ def test_train_files_in_each_format(home: Settings, tmp_path: Path, rng, fmt: st
     doc = train_files(home, write(train_t, "train"), write(test_t, "test"), params_from_settings(home, **SMALL))
     assert doc["n_test"] == test_t.num_rows and 0.5 < doc["rmse"] < 2.0
     assert not home.duckdb_path.exists()  # the warehouse is not touched
+
+
+def test_the_ranking_search_runs_first_then_is_reused_until_asked(warehouse) -> None:
+    """The first version searches on validation data and records every candidate; a retrain reuses the
+    champion's choice without searching; `train --tune` (tune=True) searches again."""
+    home, con, paths = warehouse
+    first = registry.load_metadata(home, train_warehouse(con, home, params_from_settings(home, **SMALL))["version"])
+    ranking = first["ranking"]
+    assert ranking["tuned"] and len(ranking["candidates"]) >= 20
+    assert {c["model"] for c in ranking["candidates"]} >= {"ease", "session_ease", "ials"}
+    assert all(0 <= c["ndcg_at_10"] <= 1 for c in ranking["candidates"])
+    ingest_file(con, paths[1])
+    run_etl(con, home, write_lake=False)
+    again = registry.load_metadata(home, train_warehouse(con, home, params_from_settings(home, **SMALL))["version"])
+    assert not again["ranking"]["tuned"] and again["ranking"]["candidates"] == []
+    assert again["ranking"]["choice"]["weights"] == ranking["choice"]["weights"]
+    tuned = train_warehouse(con, home, params_from_settings(home, **SMALL), tune=True)
+    assert registry.load_metadata(home, tuned["version"])["ranking"]["tuned"]
