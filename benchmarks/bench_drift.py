@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from cinematch.drift_stats import HALF_STAR_BINS, MovieGenres, ReferenceStats, compare, reference_stats
-from cinematch.settings import Settings
+from cinematch.core.settings import Settings
+from cinematch.drift.stats import HALF_STAR_BINS, MovieGenres, ReferenceStats, compare, reference_stats
 
 # ML-25M's rating counts per half star, so the synthetic data has the real shape
 ML25M_COUNTS = np.array([393068, 776815, 399490, 1640868, 1262797, 4896928, 3177318, 6639798, 2200539, 3612474])

@@ -14,11 +14,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import SCRATCH, machine, peak_rss_gb, timed, write_json
 
+from cinematch.core.settings import Settings
 from cinematch.datasets.generate import generate_dataset, scale_config
-from cinematch.ingest import ingest_file
+from cinematch.ingest.bronze import ingest_file
 from cinematch.lakehouse.etl import run_etl
-from cinematch.settings import Settings
-from cinematch.warehouse import write_session
+from cinematch.storage.warehouse import write_session
 
 
 def dataset(ratings: int, weekly: int) -> Path:

@@ -17,9 +17,9 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import SCRATCH, machine, ratings_batch_file, timed, write_json
 
-from cinematch.ingest import ingest_file
-from cinematch.settings import Settings
-from cinematch.warehouse import write_session
+from cinematch.core.settings import Settings
+from cinematch.ingest.bronze import ingest_file
+from cinematch.storage.warehouse import write_session
 
 
 def main() -> None:

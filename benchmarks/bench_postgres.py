@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_postgres.py [--quick] [--rows N] [--pandas-rows N] [--repeat 3] [--fast-server]
                                                   [--no-staged] [--json out.json]
 
-The script starts its own PostgreSQL (cinematch.engines.pgserver; durable settings unless --fast-server), loads one
+The script starts its own PostgreSQL (cinematch.storage.pgserver; durable settings unless --fast-server), loads one
 Parquet batch with CineMatch (one transaction: DuckDB validates the batch chunk by chunk while the good rows
 stream into a binary COPY, engines/_pgingest.py) and the same rows, with the same columns, with pandas `to_sql`
 (SQLAlchemy + psycopg, the original project's way; on a smaller slice, it is slow). For reference it also runs
@@ -29,11 +29,11 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import SCRATCH, machine, ratings_batch_file, timed, write_json
 
-from cinematch import ingest
-from cinematch.engines import postgres
-from cinematch.engines.pgserver import create_database, start_local_server
-from cinematch.settings import Settings
-from cinematch.warehouse import write_session
+from cinematch.core.settings import Settings
+from cinematch.ingest import bronze as ingest
+from cinematch.storage import postgres
+from cinematch.storage.pgserver import create_database, start_local_server
+from cinematch.storage.warehouse import write_session
 
 SERVER_DURABLE = "PostgreSQL 15, local, default durability settings"
 SERVER_FAST = "PostgreSQL 15, local, fsync/full_page_writes/synchronous_commit off"

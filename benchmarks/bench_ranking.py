@@ -102,11 +102,11 @@ def _keys(table: pa.Table) -> np.ndarray:
 
 def evaluate_split(name: str, train: pa.Table, test: pa.Table, thresholds: tuple[float, ...]) -> dict[str, Any]:
     """One validation search on ``train``, then every model scored on ``test`` at each relevance threshold."""
+    from cinematch.core.settings import Settings
     from cinematch.recommender.evaluation import evaluate_models
     from cinematch.recommender.metrics import rmse
     from cinematch.recommender.training import fit, params_from_settings
     from cinematch.recommender.tuning import RankingConfig, select
-    from cinematch.settings import Settings
 
     t0, before = time.perf_counter(), load()
     say(f"{name}: explicit ALS")

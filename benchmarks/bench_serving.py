@@ -98,13 +98,13 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 def build_home(root: Path, quick: bool) -> Path:
+    from cinematch.core.settings import Settings
     from cinematch.datasets.generate import GenerateConfig, generate_dataset
-    from cinematch.ingest import ingest_file
+    from cinematch.ingest.bronze import ingest_file
     from cinematch.lakehouse.etl import run_etl
     from cinematch.recommender.training import params_from_settings, train_warehouse
     from cinematch.serving.views import publish
-    from cinematch.settings import Settings
-    from cinematch.warehouse import write_session
+    from cinematch.storage.warehouse import write_session
 
     users, movies, ratings = (500, 400, 10_000) if quick else (10_000, 4_000, 300_000)
     data = root / "data"
@@ -123,8 +123,8 @@ def build_home(root: Path, quick: bool) -> Path:
 def max_user(home: Path) -> tuple[int, int]:
     import duckdb
 
+    from cinematch.core.settings import Settings
     from cinematch.serving.views import current_views
-    from cinematch.settings import Settings
 
     path = current_views(Settings(home=home))
     if path is None:

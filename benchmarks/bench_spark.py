@@ -40,10 +40,10 @@ def _rss_gb() -> float:
 
 def bronze_home(size: str) -> Path:
     """A home whose bronze holds the generated ratings and movies of ``size`` (built once, then reused)."""
+    from cinematch.core.settings import Settings
     from cinematch.datasets.generate import generate_tables, scale_config, write_tables
-    from cinematch.ingest import ingest_file
-    from cinematch.settings import Settings
-    from cinematch.warehouse import write_session
+    from cinematch.ingest.bronze import ingest_file
+    from cinematch.storage.warehouse import write_session
 
     home = SCRATCH / f"spark-bronze-{size}"
     if (home / "READY").is_file():
@@ -86,9 +86,9 @@ def als_data(size: str) -> Path:
 
 
 def child_etl(spec: dict[str, Any]) -> dict[str, Any]:
+    from cinematch.core.settings import Settings
     from cinematch.lakehouse.etl import run_etl
-    from cinematch.settings import Settings
-    from cinematch.warehouse import write_session
+    from cinematch.storage.warehouse import write_session
 
     settings = Settings(home=Path(spec["home"]), engine=spec["engine"], spark_master="local[2]")
     out: dict[str, Any] = {"engine": spec["engine"]}
@@ -143,9 +143,9 @@ def child_als(spec: dict[str, Any]) -> dict[str, Any]:
         steps = np.diff([t0, *stamps])
         out["s_per_iter"] = float(np.median(steps[1:] if len(steps) > 1 else steps))  # 1st includes the CSR build
     else:
+        from cinematch.core.settings import Settings
         from cinematch.engines.spark import spark_session
         from cinematch.engines.spark_als import fit_spark_als
-        from cinematch.settings import Settings
 
         spark = spark_session(Settings(spark_master="local[2]"))
         spark.sparkContext.setLogLevel("ERROR")

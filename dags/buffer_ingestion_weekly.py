@@ -18,7 +18,7 @@ from datetime import datetime
 
 from airflow.sdk import Asset, Param, TriggerRule, dag, task
 
-from cinematch import orchestration as orch
+from cinematch.pipelines import orchestration as orch
 
 BUFFER = Asset(orch.BUFFER_ASSET_URI)
 

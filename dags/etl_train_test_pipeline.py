@@ -19,7 +19,7 @@ from __future__ import annotations
 from airflow.sdk import Param, dag, task
 
 from cinematch import dag_tasks as steps
-from cinematch import orchestration as orch
+from cinematch.pipelines import orchestration as orch
 
 
 @dag(

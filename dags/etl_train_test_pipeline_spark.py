@@ -4,8 +4,8 @@
 `etl_train_test_pipeline` with its two heavy steps submitted to Spark: enable this DAG (and pause
 `etl_train_test_pipeline`) when the deployment runs `CINEMATCH_ENGINE=spark`.
 
-- **tasks**: `run_etl` (SparkSubmitOperator: `spark_jobs.py etl`) → `etl_result` → `create_futures` →
-  `needs_training` (short-circuit) → `train_model` (SparkSubmitOperator: `spark_jobs.py train`, Spark MLlib ALS) →
+- **tasks**: `run_etl` (SparkSubmitOperator: `spark_submit.py etl`) → `etl_result` → `create_futures` →
+  `needs_training` (short-circuit) → `train_model` (SparkSubmitOperator: `spark_submit.py train`, Spark MLlib ALS) →
   `training_result` → `find_latest_model` → `test_model` → `validate_run` → `publish_views` → `notify`.
 - **spark**: connection `spark_default` (type `spark`, host `local[2]` or a cluster master, e.g.
   `AIRFLOW_CONN_SPARK_DEFAULT='{"conn_type": "spark", "host": "local[2]"}'`); `spark-submit` of the CineMatch
@@ -24,11 +24,11 @@ from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOpe
 from airflow.sdk import Param, dag, task
 
 from cinematch import dag_tasks as steps
-from cinematch import orchestration as orch
-from cinematch.engines import spark_jobs
+from cinematch import spark_submit
+from cinematch.pipelines import orchestration as orch
 
 RUN_TAG = "{{ run_id }}"
-SPARK = {"conn_id": "spark_default", "application": spark_jobs.JOB, "pool": orch.POOL,
+SPARK = {"conn_id": "spark_default", "application": spark_submit.JOB, "pool": orch.POOL,
          "conf": {"spark.pyspark.python": sys.executable}}  # fmt: skip
 
 
@@ -53,11 +53,11 @@ def etl_train_test_pipeline_spark() -> None:
 
     @task
     def etl_result(run_id: str | None = None) -> dict:
-        return spark_jobs.read_ref("etl", run_id)
+        return spark_submit.read_ref("etl", run_id)
 
     @task
     def training_result(run_id: str | None = None) -> dict:
-        return orch.announce_training(spark_jobs.read_ref("train", run_id))
+        return orch.announce_training(spark_submit.read_ref("train", run_id))
 
     built = etl_result()
     run_etl >> built

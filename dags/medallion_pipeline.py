@@ -23,7 +23,7 @@ from datetime import datetime
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 
 from cinematch import dag_tasks as steps
-from cinematch import orchestration as orch
+from cinematch.pipelines import orchestration as orch
 
 
 @dag(

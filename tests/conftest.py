@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from cinematch.settings import Settings
+from cinematch.core.settings import Settings
 
 
 @pytest.fixture
@@ -128,7 +128,7 @@ def stop_spark() -> None:
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[str]:
     """A private PostgreSQL server for the whole session (as the `postgres` OS user when running as root)."""
-    from cinematch.engines.pgserver import ServerUnavailable, find_bindir, start_local_server
+    from cinematch.storage.pgserver import ServerUnavailable, find_bindir, start_local_server
 
     require(find_bindir() is not None, "PostgreSQL server binaries (/usr/lib/postgresql/15/bin, CINEMATCH_PG_BINDIR)")
     try:
@@ -152,7 +152,7 @@ def pg_url(pg_server: str) -> Iterator[str]:
 
     import psycopg
 
-    from cinematch.engines.pgserver import create_database
+    from cinematch.storage.pgserver import create_database
 
     name = f"t_{uuid.uuid4().hex[:12]}"
     url = create_database(pg_server, name)
@@ -172,7 +172,7 @@ def _spark_stopped_at_exit() -> Iterator[None]:
 def _cinematch_logging_reset() -> Iterator[None]:
     """A test that runs the CLI in-process configures the ``cinematch`` logger (own handler, no propagation);
     undo it afterwards, so that later tests' ``caplog`` sees cinematch events whatever ran before them."""
-    from cinematch import _log
+    from cinematch.core import log as _log
 
     logger = logging.getLogger("cinematch")
     saved = (list(logger.handlers), logger.level, logger.propagate, _log._CONFIGURED)

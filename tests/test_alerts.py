@@ -9,9 +9,9 @@ import duckdb
 import pytest
 from tests.webhook_recorder import WebhookRecorder
 
-from cinematch import alerts
-from cinematch.errors import BadInput, QualityGateFailed
-from cinematch.settings import Settings
+from cinematch.core.errors import BadInput, QualityGateFailed
+from cinematch.core.settings import Settings
+from cinematch.pipelines import alerts
 
 DB_PASSWORD = "s3cr@t pw/x"  # needs percent-encoding in a URL: scrubbed raw and encoded
 DB_URL = "postgresql://cine:s3cr%40t%20pw%2Fx@db.example.com:5432/cinematch"

@@ -8,15 +8,15 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
+from cinematch.core.errors import BadInput
+from cinematch.core.settings import Settings
 from cinematch.datasets.generate import GenerateConfig, generate_tables
-from cinematch.drift import check_drift, drift_and_retrain, drift_files
-from cinematch.errors import BadInput
-from cinematch.ingest import ingest_file
+from cinematch.drift.check import check_drift, drift_and_retrain, drift_files
+from cinematch.ingest.bronze import ingest_file
 from cinematch.lakehouse.etl import run_etl
 from cinematch.recommender import registry
 from cinematch.recommender.training import params_from_settings, train_warehouse, training_batches
-from cinematch.settings import Settings
-from cinematch.warehouse import write_session
+from cinematch.storage.warehouse import write_session
 
 CONFIG = GenerateConfig(users=600, movies=400, ratings=30000, weeks=3, batch_ratings=3000, drift_week=2, seed=5)
 

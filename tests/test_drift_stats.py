@@ -13,7 +13,9 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from scipy import stats
 
-from cinematch.drift_stats import (
+from cinematch.core.errors import BadInput
+from cinematch.core.settings import Settings
+from cinematch.drift.stats import (
     HALF_STAR_BINS,
     MovieGenres,
     ReferenceStats,
@@ -27,8 +29,6 @@ from cinematch.drift_stats import (
     psi,
     reference_stats,
 )
-from cinematch.errors import BadInput
-from cinematch.settings import Settings
 
 # ML-25M's rating counts per half star (0.5 … 5.0): the shape real data has.
 ML25M_COUNTS = np.array(

@@ -11,10 +11,10 @@ import pyarrow.parquet as pq
 import pytest
 from tests.conftest import make_ratings
 
-from cinematch.errors import BadInput
-from cinematch.ingest import buffer_status, default_batch_id, ingest_file, ingest_landing, validate_batch_id
-from cinematch.settings import Settings
-from cinematch.warehouse import write_session
+from cinematch.core.errors import BadInput
+from cinematch.core.settings import Settings
+from cinematch.ingest.bronze import buffer_status, default_batch_id, ingest_file, ingest_landing, validate_batch_id
+from cinematch.storage.warehouse import write_session
 
 
 def counts(con) -> tuple[int, int, int]:
@@ -163,7 +163,7 @@ def test_wrong_types_are_quarantined(home: Settings, tmp_path: Path) -> None:
 def test_failure_inside_the_transaction_rolls_back(
     home: Settings, tiny_ratings: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import cinematch.ingest as ingest_mod
+    import cinematch.ingest.bronze as ingest_mod
 
     def boom(*args, **kwargs):
         raise RuntimeError("disk full")

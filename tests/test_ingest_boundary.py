@@ -19,6 +19,8 @@ import pyarrow.parquet as pq
 import pytest
 from tests.conftest import make_ratings
 
+from cinematch.core.errors import BadInput
+from cinematch.core.settings import Settings
 from cinematch.datasets.delimited import _standalone
 from cinematch.datasets.readers import (
     detect_format,
@@ -28,10 +30,8 @@ from cinematch.datasets.readers import (
     read_ratings_raw,
 )
 from cinematch.datasets.viewing import normalize_viewing, read_viewing_raw
-from cinematch.errors import BadInput
-from cinematch.ingest import default_batch_id, ingest_file, ingest_landing, validate_batch_id
-from cinematch.settings import Settings
-from cinematch.warehouse import write_session
+from cinematch.ingest.bronze import default_batch_id, ingest_file, ingest_landing, validate_batch_id
+from cinematch.storage.warehouse import write_session
 
 HEADER = "userId,movieId,rating,timestamp"
 

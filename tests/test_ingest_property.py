@@ -28,10 +28,10 @@ import pytest
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
-from cinematch.errors import BadInput, CineMatchError
-from cinematch.ingest import ingest_file
-from cinematch.settings import Settings
-from cinematch.warehouse import write_session
+from cinematch.core.errors import BadInput, CineMatchError
+from cinematch.core.settings import Settings
+from cinematch.ingest.bronze import ingest_file
+from cinematch.storage.warehouse import write_session
 
 FAULTS = ("short_row", "extra_field", "trailing_tab", "unterminated_quote", "quoted_field", "multiline_field",
           "bom", "crlf", "blank_lines", "no_final_newline", "fractional_id", "exponent_id", "nonpositive_id",

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from cinematch.report import write_report
-from cinematch.settings import Settings
-from cinematch.simulate import simulate
-from cinematch.warehouse import read_session
+from cinematch.core.settings import Settings
+from cinematch.pipelines.report import write_report
+from cinematch.pipelines.simulate import simulate
+from cinematch.storage.warehouse import read_session
 
 
 def test_report_after_simulation(home: Settings) -> None:

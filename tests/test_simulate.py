@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 from tests.webhook_recorder import WebhookRecorder
 
-from cinematch import simulate as simulate_module
-from cinematch.cli._app import main
-from cinematch.errors import QualityGateFailed
+from cinematch.cli.app import main
+from cinematch.core.errors import QualityGateFailed
+from cinematch.core.settings import Settings
+from cinematch.pipelines import simulate as simulate_module
+from cinematch.pipelines.simulate import simulate
 from cinematch.recommender import registry
-from cinematch.settings import Settings
-from cinematch.simulate import simulate
-from cinematch.warehouse import read_session
+from cinematch.storage.warehouse import read_session
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from typing import Any
 
 from airflow.sdk import TriggerRule, task
 
-from cinematch import orchestration as orch
+from cinematch.pipelines import orchestration as orch
 
 
 @task(pool=orch.POOL)

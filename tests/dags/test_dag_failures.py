@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cinematch import orchestration
+from cinematch.pipelines import orchestration
 
 pytestmark = pytest.mark.airflow
 

@@ -8,15 +8,15 @@ from types import SimpleNamespace
 
 import pytest
 
-from cinematch import orchestration as orch
-from cinematch.errors import BadInput, QualityGateFailed
+from cinematch.core.errors import BadInput, QualityGateFailed
+from cinematch.pipelines import orchestration as orch
 
 
 def test_importing_orchestration_pulls_in_no_warehouse() -> None:
     """DAG files import it at parse time, so it must stay light (DuckDB and pyarrow load inside the tasks)."""
     import subprocess
 
-    code = "import sys, cinematch.orchestration; print('duckdb' in sys.modules, 'pyarrow' in sys.modules)"
+    code = "import sys, cinematch.pipelines.orchestration; print('duckdb' in sys.modules, 'pyarrow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False", "False"]
 

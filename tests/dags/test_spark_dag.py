@@ -24,7 +24,7 @@ def test_spark_dag_parses_with_spark_submit_tasks(dagbag) -> None:
     assert set(submitted) == {"run_etl", "train_model"}
     for task in submitted.values():
         assert task._conn_id == "spark_default" and task.pool == "cinematch_warehouse"
-        assert Path(task.application).name == "spark_jobs.py" and Path(task.application).is_file()
+        assert Path(task.application).name == "spark_submit.py" and Path(task.application).is_file()
     assert submitted["run_etl"].application_args == ["etl", "--tag", "{{ run_id }}"]
     assert submitted["train_model"].application_args[:3] == ["train", "--tag", "{{ run_id }}"]
     assert dag.get_task("etl_result").upstream_task_ids == {"run_etl"}
@@ -35,7 +35,7 @@ def test_spark_dag_parses_with_spark_submit_tasks(dagbag) -> None:
 
 @pytest.mark.spark
 def test_spark_dag_runs_spark_submit_jobs_on_local_spark(home, run_dag, monkeypatch) -> None:
-    """dag.test() with spark_default at local[2]: both SparkSubmitOperator tasks run spark_jobs.py for real."""
+    """dag.test() with spark_default at local[2]: both SparkSubmitOperator tasks run spark_submit.py for real."""
     bin_dir = Path(sys.executable).parent  # the worker's PATH holds this environment's spark-submit
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
     monkeypatch.setenv("AIRFLOW_CONN_SPARK_DEFAULT", json.dumps({"conn_type": "spark", "host": "local[2]"}))

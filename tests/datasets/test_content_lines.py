@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from cinematch.errors import BadInput
-from cinematch.ingest import ingest_file
-from cinematch.settings import Settings
-from cinematch.warehouse import write_session
+from cinematch.core.errors import BadInput
+from cinematch.core.settings import Settings
+from cinematch.ingest.bronze import ingest_file
+from cinematch.storage.warehouse import write_session
 
 
 def _lines(n: int, start: int = 1) -> list[str]:

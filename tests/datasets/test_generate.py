@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cinematch.core.errors import BadInput
 from cinematch.datasets.generate import (
     GENRES,
     RATINGS_SCHEMA,
@@ -24,7 +25,6 @@ from cinematch.datasets.generate import (
     generate_tables,
     scale_config,
 )
-from cinematch.errors import BadInput
 
 SMALL = GenerateConfig(users=300, movies=200, ratings=5_000, weeks=3, batch_ratings=500, drift_week=2, seed=7)
 # Big enough that batch means are precise (se ~0.02) and the drift assertions have a wide margin.

@@ -6,9 +6,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from cinematch.datasets._taste import _search, catalogue, draw_pairs, genre_component, n_components
+from cinematch.core.errors import BadInput
 from cinematch.datasets.generate import GENRES, GenerateConfig, generate_tables
-from cinematch.errors import BadInput
+from cinematch.datasets.taste import _search, catalogue, draw_pairs, genre_component, n_components
 
 # Small enough to generate and evaluate in well under a second, large enough that EASE's item-item weights are
 # estimated from more than a handful of co-occurrences (20 ratings per user, 500 movies).

@@ -9,11 +9,11 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from cinematch.core.errors import BadInput
+from cinematch.core.settings import Settings
 from cinematch.datasets.viewing import flatten, normalize_viewing, read_viewing_raw, viewing_kind, write_viewing
-from cinematch.errors import BadInput
-from cinematch.ingest import ingest_file, kind_of
-from cinematch.settings import Settings
-from cinematch.warehouse import write_session
+from cinematch.ingest.bronze import ingest_file, kind_of
+from cinematch.storage.warehouse import write_session
 
 NESTED = [
     {"movie_id": 1, "title": "Heat", "runtime_minutes": 100, "release_date": "1995-12-15", "genres": ["Action", "Crime"],

@@ -9,12 +9,12 @@ import pyarrow.parquet as pq
 import pytest
 from tests.conftest import make_ratings
 
-from cinematch.engines import _pgingest
-from cinematch.engines.postgres import PgConnection
-from cinematch.errors import BadInput
-from cinematch.ingest import ingest_file
-from cinematch.settings import Settings
-from cinematch.warehouse import write_session
+from cinematch.core.errors import BadInput
+from cinematch.core.settings import Settings
+from cinematch.ingest import postgres as _pgingest
+from cinematch.ingest.bronze import ingest_file
+from cinematch.storage.postgres import PgConnection
+from cinematch.storage.warehouse import write_session
 
 pytestmark = pytest.mark.postgres
 

@@ -9,10 +9,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from cinematch.errors import BadInput
-from cinematch.ingest import ingest_file
-from cinematch.settings import Settings
-from cinematch.warehouse import write_session
+from cinematch.core.errors import BadInput
+from cinematch.core.settings import Settings
+from cinematch.ingest.bronze import ingest_file
+from cinematch.storage.warehouse import write_session
 
 pytestmark = pytest.mark.postgres
 

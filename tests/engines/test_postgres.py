@@ -19,8 +19,8 @@ import pyarrow.parquet as pq
 import pytest
 from tests.conftest import make_ratings
 
+from cinematch.core.settings import Settings
 from cinematch.datasets.generate import GenerateConfig, generate_tables, write_tables
-from cinematch.settings import Settings
 
 pytestmark = pytest.mark.postgres
 
@@ -54,13 +54,13 @@ def _settings(home: Path, url: str | None) -> Settings:
 
 def _cycle(settings: Settings, data: Path) -> dict:
     """ingest → etl → train → (ingest → etl → drift/retrain) x3 → publish; everything worth comparing."""
-    from cinematch.drift import drift_and_retrain
-    from cinematch.ingest import buffer_status, ingest_file
+    from cinematch.drift.check import drift_and_retrain
+    from cinematch.ingest.bronze import buffer_status, ingest_file
     from cinematch.lakehouse.etl import run_etl
     from cinematch.lakehouse.retention import apply_retention
     from cinematch.recommender.training import params_from_settings, train_warehouse
     from cinematch.serving.views import publish
-    from cinematch.warehouse import write_session
+    from cinematch.storage.warehouse import write_session
 
     out: dict = {"ingest": [], "drift": []}
     with write_session(settings, "test cycle") as con:
@@ -132,12 +132,12 @@ def test_full_cycle_matches_duckdb(pg_url: str, dataset: Path, tmp_path: Path) -
 def test_migrations_are_versioned_idempotent_and_match_duckdb(pg_url: str, tmp_path: Path) -> None:
     import duckdb
 
-    from cinematch.engines._pgschema import all_migrations
-    from cinematch.engines.postgres import PgConnection, schema_version
     from cinematch.lakehouse.silver import SILVER_DDL
     from cinematch.recommender.registry import HISTORY_DDL
     from cinematch.recommender.training import TRAINING_DDL
-    from cinematch.warehouse import init_schema
+    from cinematch.storage.pg_migrations import all_migrations
+    from cinematch.storage.postgres import PgConnection, schema_version
+    from cinematch.storage.warehouse import init_schema
 
     con = PgConnection(pg_url)
     try:
@@ -169,7 +169,7 @@ def test_migrations_are_versioned_idempotent_and_match_duckdb(pg_url: str, tmp_p
 
 
 def test_translation_of_duckdb_only_sql() -> None:
-    from cinematch.engines.postgres import translate
+    from cinematch.storage.postgres import translate
 
     anti = translate("select r.* from silver.ratings r anti join silver.movies m using (movie_id)").statements[0]
     assert "NOT EXISTS" in anti and "ANTI" not in anti
@@ -186,7 +186,7 @@ def test_translation_of_duckdb_only_sql() -> None:
 
 
 def test_copy_round_trip_keeps_values(pg_url: str, tmp_path: Path) -> None:
-    from cinematch.engines.postgres import PgConnection
+    from cinematch.storage.postgres import PgConnection
 
     con = PgConnection(pg_url)
     try:
@@ -218,8 +218,8 @@ def test_copy_round_trip_keeps_values(pg_url: str, tmp_path: Path) -> None:
 
 
 def test_quarantine_and_movies_match_duckdb(pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from cinematch.ingest import ingest_file
-    from cinematch.warehouse import write_session
+    from cinematch.ingest.bronze import ingest_file
+    from cinematch.storage.warehouse import write_session
 
     monkeypatch.setenv("CINEMATCH_MAX_BAD_ROW_SHARE", "1")  # files made mostly of bad rows, on purpose
     ratings = tmp_path / "mixed.csv"
@@ -249,8 +249,8 @@ def test_quarantine_and_movies_match_duckdb(pg_url: str, tmp_path: Path, monkeyp
 
 
 def test_concurrent_duplicate_ingestion_loads_once(pg_url: str, tmp_path: Path) -> None:
-    from cinematch.engines.postgres import PgConnection
-    from cinematch.ingest import ingest_file
+    from cinematch.ingest.bronze import ingest_file
+    from cinematch.storage.postgres import PgConnection
 
     batch = tmp_path / "batch_dup.parquet"
     pq.write_table(make_ratings(np.random.default_rng(9), n=60_000, users=2000, movies=400), batch)
@@ -396,8 +396,8 @@ def test_cli_end_to_end_never_prints_the_password(pg_url: str, dataset: Path, tm
 
 
 def test_writers_on_two_machines_queue_on_the_advisory_lock(pg_url: str, tmp_path: Path) -> None:
-    from cinematch.errors import LockBusy
-    from cinematch.warehouse import write_session
+    from cinematch.core.errors import LockBusy
+    from cinematch.storage.warehouse import write_session
 
     first = Settings(home=tmp_path / "machine_a", database_url=pg_url)
     second = Settings(home=tmp_path / "machine_b", database_url=pg_url, lock_timeout_seconds=0.5)
@@ -414,9 +414,9 @@ def test_viewing_sources_match_duckdb(pg_url: str, tmp_path: Path, monkeypatch: 
     """users/sessions CSV and content JSON through ingestion, silver and gold on PostgreSQL, as on DuckDB."""
     monkeypatch.setenv("CINEMATCH_MAX_BAD_ROW_SHARE", "1")  # bad_sessions.csv is mostly bad on purpose
     from cinematch.datasets.generate import generate_dataset
-    from cinematch.ingest import ingest_file
+    from cinematch.ingest.bronze import ingest_file
     from cinematch.lakehouse.etl import run_etl
-    from cinematch.warehouse import write_session
+    from cinematch.storage.warehouse import write_session
 
     data = tmp_path / "data"
     generate_dataset(data, GenerateConfig(users=300, movies=200, ratings=8000, weeks=1, seed=3))

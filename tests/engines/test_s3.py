@@ -10,6 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from cinematch.core.errors import BadInput
+from cinematch.core.settings import Settings
 from cinematch.engines.spark import session_conf
 from cinematch.engines.spark_lake import (
     POINTER,
@@ -18,8 +20,6 @@ from cinematch.engines.spark_lake import (
     publish_arrow,
     read_current_arrow,
 )
-from cinematch.errors import BadInput
-from cinematch.settings import Settings
 
 BUCKET = "cinematch-lake"
 

@@ -19,21 +19,21 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
+from cinematch import spark_submit
+from cinematch.core.errors import QualityGateFailed
+from cinematch.core.settings import Settings
 from cinematch.datasets.generate import GenerateConfig, generate_tables, write_tables
-from cinematch.drift import check_drift
-from cinematch.engines import spark_jobs
+from cinematch.drift.check import check_drift
 from cinematch.engines.spark_als import fit_spark_als
 from cinematch.engines.spark_lake import POINTER, LakeLocation, current_version
-from cinematch.errors import QualityGateFailed
-from cinematch.ingest import ingest_file
+from cinematch.ingest.bronze import ingest_file
 from cinematch.lakehouse import gold as gold_layer
 from cinematch.lakehouse.etl import logical_end, run_etl
 from cinematch.lakehouse.quality import Check
 from cinematch.recommender import registry
 from cinematch.recommender.als import ALSModel, ALSParams
 from cinematch.recommender.training import params_from_settings, ratings_of, stable_split, train_warehouse
-from cinematch.settings import Settings
-from cinematch.warehouse import write_session
+from cinematch.storage.warehouse import write_session
 
 pytestmark = [
     pytest.mark.spark,
@@ -299,7 +299,7 @@ def test_spark_submit_etl_job_leaves_the_same_gold(built: dict[str, Any], tmp_pa
         str(Path(sys.executable).parent / "spark-submit"), "--master", "local[2]",
         "--driver-java-options", JAVA_OPTS, "--conf", "spark.ui.enabled=false",
         "--conf", "spark.sql.shuffle.partitions=4", "--conf", "spark.sql.adaptive.enabled=false",
-        str(REPO / "src" / "cinematch" / "engines" / "spark_jobs.py"), "etl", "--home", str(home.home), "--tag", "t1",
+        str(REPO / "src" / "cinematch" / "spark_submit.py"), "etl", "--home", str(home.home), "--tag", "t1",
     ]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -307,6 +307,6 @@ def test_spark_submit_etl_job_leaves_the_same_gold(built: dict[str, Any], tmp_pa
     ref = json.loads(proc.stdout.strip().splitlines()[-1])
     in_process = [name for name, passed in _checks(built["runs"]["spark"]) if not passed]
     assert ref["command"] == "etl" and ref["status"] == "completed" and ref["checks_failed"] == in_process
-    stored = json.loads(spark_jobs.ref_path(home.home_dir, "etl", "t1").read_text())
+    stored = json.loads(spark_submit.ref_path(home.home_dir, "etl", "t1").read_text())
     assert stored == ref
     assert_same_tables(built["spark"], home, LAYERS)

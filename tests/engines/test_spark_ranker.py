@@ -12,13 +12,13 @@ import pyarrow as pa
 import pytest
 from tests.conftest import make_ratings
 
+from cinematch.core.settings import Settings
 from cinematch.engines.spark_ranker import TRAINER, fit_mllib_implicit, fit_spark_ranker, mllib_params
 from cinematch.recommender.ials import IALS, IALSParams
 from cinematch.recommender.interactions import histories
 from cinematch.recommender.ranker import Ranker
 from cinematch.recommender.training import fit_ranker
 from cinematch.recommender.tuning import RankingConfig, catalogue
-from cinematch.settings import Settings
 
 pytestmark = [
     pytest.mark.spark,

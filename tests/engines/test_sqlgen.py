@@ -8,11 +8,12 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from cinematch.engines import spark_jobs, sqlgen
+from cinematch import spark_submit
+from cinematch.core.errors import BadInput
+from cinematch.core.settings import Settings
 from cinematch.engines.spark import model_sql, session_conf
 from cinematch.engines.spark_lake import LakeLocation, normalize_uri
-from cinematch.errors import BadInput
-from cinematch.settings import Settings
+from cinematch.storage import sqlgen
 
 
 def test_literals_are_typed() -> None:
@@ -128,14 +129,14 @@ def test_session_conf(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_job_arguments_and_reference_paths(tmp_path: Path) -> None:
-    args = spark_jobs._parser().parse_args(["etl", "--home", "h", "--full-refresh", "--tag", "t"])
+    args = spark_submit._parser().parse_args(["etl", "--home", "h", "--full-refresh", "--tag", "t"])
     assert args.command == "etl" and args.full_refresh is True and args.logical_date is None
-    assert spark_jobs._parser().parse_args(["train", "--force=False"]).force is False
-    assert spark_jobs._parser().parse_args(["train", "--force", "True"]).force is True
+    assert spark_submit._parser().parse_args(["train", "--force=False"]).force is False
+    assert spark_submit._parser().parse_args(["train", "--force", "True"]).force is True
     with pytest.raises(SystemExit):
-        spark_jobs._parser().parse_args(["train", "--force=maybe"])
-    path = spark_jobs.ref_path(tmp_path, "etl", "manual__2024-01-01T00:00:00+00:00")
+        spark_submit._parser().parse_args(["train", "--force=maybe"])
+    path = spark_submit.ref_path(tmp_path, "etl", "manual__2024-01-01T00:00:00+00:00")
     assert path.parent == tmp_path / "runs" / "spark" and path.name == "manual__2024-01-01T00_00_00_00_00-etl.json"
     with pytest.raises(ValueError):
-        spark_jobs.ref_path(tmp_path, "drop", "x")
-    assert spark_jobs.JOB.endswith("spark_jobs.py") and Path(spark_jobs.JOB).is_file()
+        spark_submit.ref_path(tmp_path, "drop", "x")
+    assert spark_submit.JOB.endswith("spark_submit.py") and Path(spark_submit.JOB).is_file()

@@ -12,13 +12,13 @@ import pyarrow.parquet as pq
 import pytest
 from tests.conftest import make_ratings
 
-from cinematch.errors import QualityGateFailed
-from cinematch.ingest import ingest_file
-from cinematch.lakehouse import extras
+from cinematch.core.errors import QualityGateFailed
+from cinematch.core.settings import Settings
+from cinematch.ingest.bronze import ingest_file
+from cinematch.lakehouse import sources as extras
 from cinematch.lakehouse.etl import logical_end, run_etl
 from cinematch.lakehouse.gold import GOLD_MODELS
-from cinematch.settings import Settings
-from cinematch.warehouse import write_session
+from cinematch.storage.warehouse import write_session
 
 MOVIES_CSV = "movieId,title,genres\n" + "".join(
     f"{i},Movie {i} ({1990 + i % 30}),{'Drama|Comedy' if i % 2 else 'Horror'}\n" for i in range(1, 70)

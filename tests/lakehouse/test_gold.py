@@ -13,7 +13,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from cinematch.errors import BadInput, CineMatchError
+from cinematch.core.errors import BadInput, CineMatchError
 from cinematch.lakehouse.gold import (
     GOLD_CHECKS,
     GOLD_MODELS,
@@ -647,7 +647,7 @@ _INCREMENTAL_SQL = ("genre_analytics_merge", "temporal_trends_merge", "user_enga
 
 @pytest.mark.parametrize("name", (*GOLD_MODELS, *_INCREMENTAL_SQL))
 def test_includes_expand_into_one_portable_statement(name: str) -> None:
-    from cinematch.sql import gold as gold_sql
+    from cinematch.lakehouse.sql import gold as gold_sql
 
     sql = gold_sql.read(name)
     assert "@include" not in sql  # every shared CTE expanded, however deep

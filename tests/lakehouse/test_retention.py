@@ -8,11 +8,11 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from cinematch.ingest import ingest_file
+from cinematch.core.settings import Settings
+from cinematch.ingest.bronze import ingest_file
 from cinematch.lakehouse.etl import run_etl
 from cinematch.lakehouse.retention import apply_retention
-from cinematch.settings import Settings
-from cinematch.warehouse import utcnow, write_session
+from cinematch.storage.warehouse import utcnow, write_session
 
 
 def _batch(path: Path, years: list[int]) -> Path:

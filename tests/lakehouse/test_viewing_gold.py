@@ -9,13 +9,13 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from cinematch.errors import QualityGateFailed
-from cinematch.ingest import ingest_file
+from cinematch.core.errors import QualityGateFailed
+from cinematch.core.settings import Settings
+from cinematch.ingest.bronze import ingest_file
 from cinematch.lakehouse import viewing
 from cinematch.lakehouse.etl import run_etl
 from cinematch.lakehouse.quality import failures, run_checks
-from cinematch.settings import Settings
-from cinematch.warehouse import write_session
+from cinematch.storage.warehouse import write_session
 
 JAN = 1704067200  # 2024-01-01T00:00:00Z
 MOVIES = "movieId,title,genres\n1,Heat (1995),Action|Crime\n2,Quiet (2001),Drama\n3,Storm (2010),Horror\n"

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cinematch.errors import BadInput
+from cinematch.core.errors import BadInput
 from cinematch.recommender.als import ALSModel, ALSParams
 from cinematch.recommender.metrics import rmse
 

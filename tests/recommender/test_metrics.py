@@ -9,7 +9,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from cinematch.errors import BadInput
+from cinematch.core.errors import BadInput
 from cinematch.recommender.metrics import (
     MostPopular,
     average_recommendation_popularity,

@@ -10,7 +10,7 @@ import pyarrow.csv as pacsv
 import pytest
 import scipy.stats
 
-from cinematch.errors import BadInput
+from cinematch.core.errors import BadInput
 from cinematch.recommender.metrics import precision_at_k
 from cinematch.recommender.protocols import PROTOCOLS, paired_bootstrap, split_protocol, write_lists
 from cinematch.recommender.split import leave_last_n_split, random_per_user_split, temporal_cut_split

@@ -10,8 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
 
+from cinematch.core.settings import Settings
 from cinematch.datasets.generate import GenerateConfig, generate_tables
-from cinematch.ingest import ingest_file
+from cinematch.ingest.bronze import ingest_file
 from cinematch.lakehouse.etl import run_etl
 from cinematch.recommender import registry
 from cinematch.recommender.als import ALSModel, ALSParams
@@ -21,10 +22,9 @@ from cinematch.recommender.interactions import histories
 from cinematch.recommender.ranker import Component, Ranker
 from cinematch.recommender.training import params_from_settings, stable_split, train_warehouse
 from cinematch.recommender.tuning import RankingConfig, select
-from cinematch.serving.api import create_app
 from cinematch.serving.views import publish
-from cinematch.settings import Settings
-from cinematch.warehouse import write_session
+from cinematch.storage.warehouse import write_session
+from cinematch.web.api import create_app
 
 SMALL = {"rank": 8, "iterations": 6}
 

@@ -9,9 +9,10 @@ import pyarrow.parquet as pq
 import pytest
 from tests.conftest import make_ratings
 
+from cinematch.core.errors import BadInput, CineMatchError
+from cinematch.core.settings import Settings
 from cinematch.datasets.generate import GenerateConfig, generate_tables
-from cinematch.errors import BadInput, CineMatchError
-from cinematch.ingest import ingest_file
+from cinematch.ingest.bronze import ingest_file
 from cinematch.lakehouse.etl import run_etl
 from cinematch.recommender import registry
 from cinematch.recommender.training import (
@@ -24,8 +25,7 @@ from cinematch.recommender.training import (
     training_batches,
     unmerged_batches,
 )
-from cinematch.settings import Settings
-from cinematch.warehouse import write_session
+from cinematch.storage.warehouse import write_session
 
 SMALL = {"rank": 8, "iterations": 6}
 

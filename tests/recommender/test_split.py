@@ -7,7 +7,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from cinematch.errors import BadInput
+from cinematch.core.errors import BadInput
 from cinematch.recommender.split import (
     Split,
     leave_last_n_split,

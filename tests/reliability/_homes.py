@@ -18,13 +18,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tests.conftest import make_ratings
 
-from cinematch.ingest import ingest_file
+from cinematch.core.settings import Settings
+from cinematch.ingest.bronze import ingest_file
 from cinematch.lakehouse.etl import run_etl
 from cinematch.recommender.als import ALSModel
 from cinematch.recommender.training import params_from_settings, train_warehouse
 from cinematch.serving.views import CURRENT, Views, current_views, publish
-from cinematch.settings import Settings
-from cinematch.warehouse import write_session
+from cinematch.storage.warehouse import write_session
 
 GOLD = ("genre_analytics", "trending_movies", "temporal_trends", "user_engagement", "movie_kpis")
 LAKE = ("silver/ratings", "silver/movies", *(f"gold/{t}" for t in GOLD))
@@ -220,8 +220,8 @@ def check_invariants(home: Path, snap: dict[str, Any]) -> None:
 # A real `cinematch` process whose imports are done before the clock starts: it prints "ready", waits for a
 # line on stdin, then runs the CLI entry point. Kill moments then fall into the command's work, not its imports.
 _WARM = """import sys
-import cinematch.cli, cinematch.ingest, cinematch.lakehouse.etl, cinematch.recommender.training
-import cinematch.serving.views, cinematch.drift, cinematch.report
+import cinematch.cli, cinematch.ingest.bronze, cinematch.lakehouse.etl, cinematch.recommender.training
+import cinematch.serving.views, cinematch.drift.check, cinematch.pipelines.report
 print("ready", flush=True)
 sys.stdin.readline()
 cinematch.cli.main(sys.argv[1:])

@@ -14,11 +14,11 @@ import pytest
 from tests.reliability._homes import env_for, movies_csv, ratings_file, settings_for
 from tests.serving.conftest import ThreadServer
 
-from cinematch.ingest import ingest_file
+from cinematch.ingest.bronze import ingest_file
 from cinematch.lakehouse.etl import run_etl
 from cinematch.recommender.training import params_from_settings, train_warehouse
 from cinematch.serving.views import publish
-from cinematch.warehouse import write_session
+from cinematch.storage.warehouse import write_session
 
 pytestmark = pytest.mark.reliability
 

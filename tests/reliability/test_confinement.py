@@ -13,13 +13,13 @@ from tests.conftest import make_ratings
 from tests.reliability._homes import cinematch, settings_for
 from tests.serving.conftest import ThreadServer
 
-from cinematch.errors import BadInput
-from cinematch.ingest import ingest_file, validate_batch_id
-from cinematch.lakehouse.sql import run_readonly
-from cinematch.orchestration import _resolve_file
+from cinematch.core.errors import BadInput
+from cinematch.core.settings import Settings
+from cinematch.ingest.bronze import ingest_file, validate_batch_id
+from cinematch.pipelines.orchestration import _resolve_file
 from cinematch.recommender import registry
-from cinematch.settings import Settings
-from cinematch.warehouse import write_session
+from cinematch.storage.query import run_readonly
+from cinematch.storage.warehouse import write_session
 
 pytestmark = pytest.mark.reliability
 

@@ -32,11 +32,11 @@ from tests.reliability._homes import (
     start_warm,
 )
 
-from cinematch.ingest import ingest_file
+from cinematch.ingest.bronze import ingest_file
 from cinematch.lakehouse.etl import run_etl
 from cinematch.recommender.training import params_from_settings, train_warehouse
 from cinematch.serving.views import publish
-from cinematch.warehouse import write_session
+from cinematch.storage.warehouse import write_session
 
 pytestmark = pytest.mark.reliability
 

@@ -18,10 +18,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cinematch.core.errors import BadInput
 from cinematch.datasets.readers import ALL_FORMATS, detect_format, read_movies, read_ratings
-from cinematch.errors import BadInput
-from cinematch.ingest import ingest_file
-from cinematch.warehouse import init_schema
+from cinematch.ingest.bronze import ingest_file
+from cinematch.storage.warehouse import init_schema
 
 pytestmark = pytest.mark.reliability
 

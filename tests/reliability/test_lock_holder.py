@@ -12,8 +12,8 @@ from tests.reliability._homes import cinematch, env_for
 pytestmark = pytest.mark.reliability
 
 _HOLD = """import sys
-from cinematch.settings import Settings
-from cinematch.warehouse import HomeLock
+from cinematch.core.settings import Settings
+from cinematch.storage.warehouse import HomeLock
 with HomeLock(Settings(home=sys.argv[1]), exclusive=sys.argv[2] == "writer", command="hold test"):
     print("held", flush=True)
     sys.stdin.readline()

@@ -21,11 +21,11 @@ from tests.reliability._homes import (
 )
 from tests.serving.conftest import ThreadServer
 
-from cinematch.ingest import ingest_file
+from cinematch.ingest.bronze import ingest_file
 from cinematch.lakehouse.etl import run_etl
 from cinematch.recommender.training import params_from_settings, train_warehouse
 from cinematch.serving.views import publish
-from cinematch.warehouse import write_session
+from cinematch.storage.warehouse import write_session
 
 pytestmark = pytest.mark.reliability
 
@@ -217,7 +217,7 @@ WRITER_OF = {"bronze": "ingest", "silver": "etl", "gold": "etl", "ops": "drift",
 def test_each_seeded_bit_flip_is_refused_before_writing(built, tmp_path: Path) -> None:
     """24 copies, each with one bit flipped at its own seeded offset inside a data block of one schema: the
     command that writes to that schema refuses before writing, and the file stays byte-for-byte the same."""
-    from cinematch.errors import CineMatchError
+    from cinematch.core.errors import CineMatchError
 
     src, _, _ = built
     pristine = (src / "warehouse.duckdb").read_bytes()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from tests.reliability._homes import TRAIN_ARGS, env_for, movies_csv, ratings_file
 
-from cinematch.secrets import redact
+from cinematch.core.secrets import redact
 
 pytestmark = pytest.mark.reliability
 

@@ -20,13 +20,13 @@ import pytest
 import uvicorn
 from tests.conftest import make_ratings
 
-from cinematch.ingest import ingest_file
+from cinematch.core.settings import Settings
+from cinematch.ingest.bronze import ingest_file
 from cinematch.lakehouse.etl import run_etl
 from cinematch.recommender.training import params_from_settings, train_warehouse
-from cinematch.serving.api import create_app
 from cinematch.serving.views import publish
-from cinematch.settings import Settings
-from cinematch.warehouse import utcnow, write_session
+from cinematch.storage.warehouse import utcnow, write_session
+from cinematch.web.api import create_app
 
 API_KEY = "test-admin-key"
 GENRES = ["Action", "Comedy", "Drama", "Horror", "Romance", "Sci-Fi", "Thriller"]

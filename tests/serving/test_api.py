@@ -18,9 +18,9 @@ import pytest
 from tests.serving.conftest import API_KEY, DRIFT_SCORES, CliServer, ThreadServer, start_cli_server, wait_ready
 
 from cinematch.cli import main
+from cinematch.core.settings import Settings
 from cinematch.serving.views import Views, publish
-from cinematch.settings import Settings
-from cinematch.warehouse import write_session
+from cinematch.storage.warehouse import write_session
 
 NOT_READY = "no published views: run `cinematch publish`"
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from tests.serving.conftest import CliServer
 
-from cinematch.serving import dashboard
+from cinematch.web import dashboard
 
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync")  # fmt: skip

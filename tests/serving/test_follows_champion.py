@@ -14,9 +14,9 @@ from pathlib import Path
 import httpx2
 from tests.serving.conftest import start_cli_server, wait_ready
 
+from cinematch.core.settings import Settings
 from cinematch.serving.views import publish
-from cinematch.settings import Settings
-from cinematch.warehouse import write_session
+from cinematch.storage.warehouse import write_session
 
 
 def _cli(home: Settings, *args: str) -> dict:

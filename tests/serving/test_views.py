@@ -8,11 +8,11 @@ import duckdb
 import pytest
 from tests.serving.conftest import DRIFT_SCORES, build_home
 
-from cinematch.errors import CineMatchError
+from cinematch.core.errors import CineMatchError
+from cinematch.core.settings import Settings
 from cinematch.recommender import registry
 from cinematch.serving.views import CURRENT, VIEW_TABLES, ViewStore, current_views, publish
-from cinematch.settings import Settings
-from cinematch.warehouse import write_session
+from cinematch.storage.warehouse import write_session
 
 
 def test_views_file_holds_every_table(served_home: Settings) -> None:
@@ -91,7 +91,7 @@ def test_publish_with_one_batch_and_no_model(home: Settings, tmp_path: Path) -> 
     import pyarrow.parquet as pq
     from tests.conftest import make_ratings
 
-    from cinematch.ingest import ingest_file
+    from cinematch.ingest.bronze import ingest_file
     from cinematch.lakehouse.etl import run_etl
 
     pq.write_table(make_ratings(np.random.default_rng(1), n=200, users=20, movies=30), tmp_path / "only.parquet")

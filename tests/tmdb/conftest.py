@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from tests.tmdb.fake_tmdb import KEY, FakeTmdb, write_inputs
 
-from cinematch.settings import Settings
+from cinematch.core.settings import Settings
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from tests.tmdb.fake_tmdb import KEY, MOVIES, FakeTmdb, max_in_window, movie
 
-from cinematch.errors import BadInput, CineMatchError
-from cinematch.tmdb import RateLimiter, TmdbClient, validate_movie
+from cinematch.core.errors import BadInput, CineMatchError
+from cinematch.ingest.tmdb import RateLimiter, TmdbClient, validate_movie
 
 
 def test_rate_limit_holds_across_threads_measured_by_the_server(tmdb_settings) -> None:

@@ -16,9 +16,9 @@ import pyarrow.parquet as pq
 import pytest
 from tests.tmdb.fake_tmdb import KEY, MOVIES, SCRIPT, FakeTmdb, max_in_window, movie
 
-from cinematch.ingest import ingest_file
-from cinematch.tmdb import fetch_tmdb, read_links
-from cinematch.warehouse import write_session
+from cinematch.ingest.bronze import ingest_file
+from cinematch.ingest.tmdb import fetch_tmdb, read_links
+from cinematch.storage.warehouse import write_session
 
 
 def test_read_links_skips_rows_without_tmdb_id(inputs) -> None:

@@ -8,12 +8,13 @@ from datetime import date, datetime
 import pytest
 from tests.tmdb.fake_tmdb import MOVIES, SCRIPT, FakeTmdb
 
-from cinematch.errors import QualityGateFailed
-from cinematch.ingest import ingest_file
+from cinematch.core.errors import QualityGateFailed
+from cinematch.ingest.bronze import ingest_file
+from cinematch.ingest.tmdb import fetch_tmdb
 from cinematch.lakehouse import tmdb as tmdb_layer
 from cinematch.lakehouse.etl import run_etl
-from cinematch.tmdb import compound_scores, fetch_tmdb
-from cinematch.warehouse import query_rows, write_session
+from cinematch.lakehouse.sentiment import compound_scores
+from cinematch.storage.warehouse import query_rows, write_session
 
 RATINGS = (
     "userId,movieId,rating,timestamp\n1,1,4.0,1700000000\n2,1,5.0,1700000100\n3,2,3.0,1700000200\n4,5,2.5,1700000300\n"

@@ -7,12 +7,12 @@ import time
 from fastapi.testclient import TestClient
 from tests.tmdb.fake_tmdb import MOVIES, SCRIPT, FakeTmdb
 
-from cinematch.ingest import ingest_file
+from cinematch.ingest.bronze import ingest_file
+from cinematch.ingest.tmdb import fetch_tmdb
 from cinematch.lakehouse.etl import run_etl
-from cinematch.serving.api import create_app
 from cinematch.serving.views import publish
-from cinematch.tmdb import fetch_tmdb
-from cinematch.warehouse import write_session
+from cinematch.storage.warehouse import write_session
+from cinematch.web.api import create_app
 
 RATINGS = "userId,movieId,rating,timestamp\n1,1,4.0,1700000000\n2,1,5.0,1700000100\n3,2,3.0,1700000200\n"
 

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import click
 
-from cinematch.cli._app import Ctx, cli, command, emit, out, table
+from cinematch.cli.app import Ctx, cli, command, emit, out, table
+from cinematch.core.errors import BadInput
 from cinematch.datasets.readers import ALL_FORMATS
-from cinematch.errors import BadInput
-from cinematch.ingest import KINDS, buffer_status, ingest_file, ingest_landing
-from cinematch.warehouse import describe, read_session, warehouse_exists, write_session
+from cinematch.ingest.bronze import KINDS, buffer_status, ingest_file, ingest_landing
+from cinematch.storage.warehouse import describe, read_session, warehouse_exists, write_session
 
 
 @command(cli, "init")
@@ -114,7 +114,7 @@ def status_cmd(ctx: Ctx) -> None:
 @click.option("--limit", type=int, default=1000, show_default=True, help="Most rows to print.")
 def sql_cmd(ctx: Ctx, query: str, limit: int) -> None:
     """Read-only query against the warehouse."""
-    from cinematch.lakehouse.sql import run_readonly
+    from cinematch.storage.query import run_readonly
 
     rows = run_readonly(ctx.settings, query, limit)
     emit(ctx, rows, lambda: out.print(table(None, rows) if rows else "(no rows)"))

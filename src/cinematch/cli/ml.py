@@ -7,9 +7,9 @@ from typing import Any
 
 import click
 
-from cinematch.cli._app import Ctx, cli, command, emit, out, table
-from cinematch.errors import BadInput
-from cinematch.warehouse import write_session
+from cinematch.cli.app import Ctx, cli, command, emit, out, table
+from cinematch.core.errors import BadInput
+from cinematch.storage.warehouse import write_session
 
 
 def _metrics_line(doc: dict) -> str:
@@ -59,7 +59,7 @@ def train_cmd(ctx: Ctx, ratings: Path | None, test_file: Path | None, lists_out:
                 doc = train_warehouse(con, ctx.settings, params, progress=progress, tune=tune, note=note)
                 if doc.get("promoted"):
                     doc["published"] = _publish_champion(con, ctx.settings)
-            from cinematch import alerts
+            from cinematch.pipelines import alerts
 
             alerts.post_training(doc, "cli", ctx.settings)  # champion_promoted or promotion_refused
 
@@ -114,7 +114,7 @@ def evaluate_cmd(ctx: Ctx, ratings: Path | None, test_file: Path | None, protoco
 
 def _publish_champion(con: Any, settings: Any) -> str | None:
     """A change of champion republishes the serving views, so a running API follows it (None: no lakehouse yet)."""
-    from cinematch.errors import CineMatchError
+    from cinematch.core.errors import CineMatchError
     from cinematch.serving.views import publish
 
     try:

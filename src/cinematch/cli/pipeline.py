@@ -7,9 +7,9 @@ from pathlib import Path
 
 import click
 
-from cinematch.cli._app import Ctx, cli, command, emit, out, table
-from cinematch.errors import BadInput
-from cinematch.warehouse import write_session
+from cinematch.cli.app import Ctx, cli, command, emit, out, table
+from cinematch.core.errors import BadInput
+from cinematch.storage.warehouse import write_session
 
 
 @command(cli, "etl")
@@ -52,14 +52,14 @@ def etl_cmd(ctx: Ctx, full_refresh: bool, logical_date: datetime | None, no_lake
 @click.option("--current", type=click.Path(path_type=Path), help="Current ratings file (with --reference).")
 def drift_cmd(ctx: Ctx, reference: Path | None, current: Path | None) -> None:
     """Data drift (and model drift when a champion exists) with the retrain decision."""
-    from cinematch.drift import check_drift, drift_files
+    from cinematch.drift.check import check_drift, drift_files
 
     if (reference is None) != (current is None):
         raise BadInput("pass both --reference and --current (or neither, to check the warehouse buffer)")
     if reference is not None:
         doc = drift_files(ctx.settings, reference, current)
     else:
-        from cinematch import alerts
+        from cinematch.pipelines import alerts
 
         with write_session(ctx.settings, "drift") as con:
             doc = check_drift(con, ctx.settings)
@@ -89,7 +89,7 @@ def _simulation_table(doc: dict) -> None:
 @click.option("--scale", type=click.Choice(["small", "medium", "large"]), default="small", show_default=True)
 def simulate_cmd(ctx: Ctx, weeks: int, seed: int, scale: str) -> None:
     """Week by week: new batch → ingest → ETL → drift check → retrain when needed → publish."""
-    from cinematch.simulate import simulate
+    from cinematch.pipelines.simulate import simulate
 
     say = (lambda line: None) if ctx.json else out.print
     doc = simulate(ctx.settings, weeks=weeks, seed=seed, scale=scale, say=say)
@@ -99,16 +99,16 @@ def simulate_cmd(ctx: Ctx, weeks: int, seed: int, scale: str) -> None:
 @command(cli, "demo")
 def demo_cmd(ctx: Ctx) -> None:
     """The main job: the 3-week simulation end to end on generated data, then where to look."""
-    from cinematch.settings import get_settings
-    from cinematch.simulate import demo_home, simulate
+    from cinematch.core.settings import get_settings
+    from cinematch.pipelines.simulate import demo_home, simulate
 
     home = demo_home(ctx.settings)
     settings = get_settings(home=home)
     say = (lambda line: None) if ctx.json else out.print
     say(f"CineMatch demo in {home}")
     doc = simulate(settings, say=say)
-    from cinematch.report import write_report
-    from cinematch.warehouse import query_rows, read_session
+    from cinematch.pipelines.report import write_report
+    from cinematch.storage.warehouse import query_rows, read_session
 
     with read_session(settings) as con:
         report = str(write_report(con, settings))
@@ -159,8 +159,8 @@ def retention_cmd(ctx: Ctx, apply_: bool) -> None:
 @click.option("--out", "out_file", type=click.Path(path_type=Path), default=None, help="Where to write the HTML.")
 def report_cmd(ctx: Ctx, out_file: Path | None) -> None:
     """Write the HTML report (drift, quality, model history) and print its path."""
-    from cinematch.report import report_doc, write_report
-    from cinematch.warehouse import read_session
+    from cinematch.pipelines.report import report_doc, write_report
+    from cinematch.storage.warehouse import read_session
 
     with read_session(ctx.settings) as con:
         doc = report_doc(write_report(con, ctx.settings, out_file))

@@ -13,9 +13,9 @@ from types import FrameType
 
 import click
 
-from cinematch.cli._app import Ctx, cli, command, emit, err, out
-from cinematch.errors import BadInput, CineMatchError
-from cinematch.warehouse import write_session
+from cinematch.cli.app import Ctx, cli, command, emit, err, out
+from cinematch.core.errors import BadInput, CineMatchError
+from cinematch.storage.warehouse import write_session
 
 
 @command(cli, "publish")
@@ -75,13 +75,13 @@ def serve_cmd(ctx: Ctx, host: str, port: int, access_log: bool) -> None:
     try:
         import uvicorn
 
-        from cinematch.serving.api import create_app
+        from cinematch.web.api import create_app
     except ImportError as exc:
         raise CineMatchError(
             f"serving needs the `serve` extra ({exc.name} is missing): pip install 'cinematch[serve]'"
         ) from None
 
-    from cinematch._log import get_logger, log_event
+    from cinematch.core.log import get_logger, log_event
 
     sock = _bind(host, port)  # first: a busy port fails before any views are loaded
     try:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from cinematch.cli._app import Ctx, cli, command, emit, out
+from cinematch.cli.app import Ctx, cli, command, emit, out
 
 
 @cli.group("tmdb")
@@ -20,8 +20,8 @@ def tmdb() -> None:
 @click.option("--limit", type=click.IntRange(min=0), help="Fetch at most this many new movies.")
 def fetch_cmd(ctx: Ctx, links: Path | None, limit: int | None) -> None:
     """Fetch details, credits and reviews of the movies not fetched yet; rate-limited and resumable."""
-    from cinematch.tmdb import TmdbClient, fetch_tmdb, plan_fetch
-    from cinematch.warehouse import write_session
+    from cinematch.ingest.tmdb import TmdbClient, fetch_tmdb, plan_fetch
+    from cinematch.storage.warehouse import write_session
 
     TmdbClient(ctx.settings).close()  # an unset key stops here (exit 2), before the warehouse lock
     with write_session(ctx.settings, "tmdb fetch") as con:

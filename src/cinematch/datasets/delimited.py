@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from cinematch.errors import BadInput
+from cinematch.core.errors import BadInput
 
 FAULT, RECORD = "_fault", "_record"
 INTERNAL = ("row_number", FAULT, RECORD)

@@ -15,8 +15,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from cinematch._log import get_logger, log_event
-from cinematch.datasets._taste import (
+from cinematch.core.errors import BadInput
+from cinematch.core.log import get_logger, log_event
+from cinematch.datasets.taste import (
     CHUNK,
     Catalogue,
     TasteSpace,
@@ -31,7 +32,6 @@ from cinematch.datasets._taste import (
     user_tastes,
 )
 from cinematch.datasets.viewing import write_viewing
-from cinematch.errors import BadInput
 
 logger = get_logger(__name__)
 

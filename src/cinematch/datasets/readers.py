@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from cinematch.core.errors import BadInput
 from cinematch.datasets.delimited import (
     FAULT,
     INTERNAL,
@@ -29,7 +30,6 @@ from cinematch.datasets.delimited import (
     split_records,
 )
 from cinematch.datasets.values import integer, integer_text, timestamp_number, timestamp_text
-from cinematch.errors import BadInput
 
 RATINGS_FORMATS = ("parquet", "movielens_csv", "csv", "ml100k", "ml1m", "streaming_csv", "netflix")
 MOVIES_FORMATS = ("parquet", "movielens_movies", "ml100k_items", "ml1m_movies")

@@ -18,10 +18,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from cinematch.core.errors import BadInput
 from cinematch.datasets.delimited import FAULT, INTERNAL, RECORD, content_error, read_delimited, read_lines
 from cinematch.datasets.readers import _duck, _with_row_numbers, check_file
 from cinematch.datasets.values import integer_text, timestamp_text
-from cinematch.errors import BadInput
 
 VIEWING_KINDS = ("users", "sessions", "content")
 SEP = "__"

@@ -29,16 +29,17 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
-from cinematch._log import get_logger, log_event, timed
-from cinematch.engines import sqlgen
+from cinematch.core.errors import BadInput
+from cinematch.core.log import get_logger, log_event, timed
+from cinematch.core.settings import Settings
 from cinematch.engines.spark_lake import LakeLocation, data_files, read_version
-from cinematch.errors import BadInput
-from cinematch.lakehouse import extras, incremental, lake, silver
 from cinematch.lakehouse import gold as gold_layer
+from cinematch.lakehouse import incremental, silver
+from cinematch.lakehouse import sources as extras
 from cinematch.lakehouse.etl import _gate, _gold_exists
 from cinematch.lakehouse.quality import run_checks
-from cinematch.settings import Settings
-from cinematch.warehouse import batch_table, new_run_id, record_run, utcnow
+from cinematch.storage import lake, sqlgen
+from cinematch.storage.warehouse import batch_table, new_run_id, record_run, utcnow
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession

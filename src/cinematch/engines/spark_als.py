@@ -23,14 +23,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import scipy.sparse as sp
 
-from cinematch._log import get_logger, log_event
-from cinematch.errors import BadInput
+from cinematch.core.errors import BadInput
+from cinematch.core.log import get_logger, log_event
 from cinematch.recommender.als import ALSModel, ALSParams, _user_item_csr, popularity_scores
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-    from cinematch.settings import Settings
+    from cinematch.core.settings import Settings
 
 log = get_logger(__name__)
 

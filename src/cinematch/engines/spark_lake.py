@@ -10,16 +10,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from cinematch.errors import BadInput
-from cinematch.lakehouse import lake
-from cinematch.warehouse import new_run_id
+from cinematch.core.errors import BadInput
+from cinematch.storage import lake
+from cinematch.storage.warehouse import new_run_id
 
 if TYPE_CHECKING:
     import pyarrow as pa
     import pyarrow.fs as pafs
     from pyspark.sql import DataFrame, SparkSession
 
-    from cinematch.settings import Settings
+    from cinematch.core.settings import Settings
 
 POINTER = "_CURRENT"
 _SCHEME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")

@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyarrow as pa
 
-from cinematch._log import get_logger, log_event
+from cinematch.core.errors import BadInput
+from cinematch.core.log import get_logger, log_event
 from cinematch.engines.spark_als import _ensure_checkpoint_dir, _factors
-from cinematch.errors import BadInput
 from cinematch.recommender.ials import IALS, IALSParams
 from cinematch.recommender.interactions import histories
 from cinematch.recommender.ranker import Component, Ranker
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     import scipy.sparse as sp
     from pyspark.sql import SparkSession
 
-    from cinematch.settings import Settings
+    from cinematch.core.settings import Settings
 
 log = get_logger(__name__)
 

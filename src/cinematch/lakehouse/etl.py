@@ -10,14 +10,15 @@ from typing import Any
 
 import duckdb
 
-from cinematch._log import get_logger, log_event
-from cinematch.errors import QualityGateFailed
-from cinematch.lakehouse import extras, lake
+from cinematch.core.errors import QualityGateFailed
+from cinematch.core.log import get_logger, log_event
+from cinematch.core.settings import Settings
 from cinematch.lakehouse import gold as gold_layer
+from cinematch.lakehouse import sources as extras
 from cinematch.lakehouse.quality import CheckResult, describe_failure, failures, run_checks
 from cinematch.lakehouse.silver import BRONZE_CHECKS, SILVER_CHECKS, build_silver
-from cinematch.settings import Settings
-from cinematch.warehouse import new_run_id, record_run, table_exists, utcnow
+from cinematch.storage import lake
+from cinematch.storage.warehouse import new_run_id, record_run, table_exists, utcnow
 
 log = get_logger(__name__)
 

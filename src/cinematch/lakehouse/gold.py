@@ -1,4 +1,4 @@
-"""Gold layer: business tables built from silver by the SQL models of cinematch/sql/gold, and their checks."""
+"""Gold layer: business tables built from silver by the SQL models of cinematch/lakehouse/sql/gold, and their checks."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ from typing import Any
 
 import duckdb
 
-from cinematch._log import get_logger, log_event, timed
-from cinematch.errors import BadInput, CineMatchError
+from cinematch.core.errors import BadInput, CineMatchError
+from cinematch.core.log import get_logger, log_event, timed
 from cinematch.lakehouse import incremental
 from cinematch.lakehouse.quality import Check, CheckResult
 from cinematch.lakehouse.quality import run_checks as _run_checks
-from cinematch.sql import gold as gold_sql
+from cinematch.lakehouse.sql import gold as gold_sql
 
 log = get_logger(__name__)
 

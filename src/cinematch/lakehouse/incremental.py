@@ -8,10 +8,10 @@ from typing import Any
 
 import duckdb
 
-from cinematch._log import get_logger
-from cinematch.engines import sqlgen
-from cinematch.sql import gold as gold_sql
-from cinematch.warehouse import batch_table, table_exists
+from cinematch.core.log import get_logger
+from cinematch.lakehouse.sql import gold as gold_sql
+from cinematch.storage import sqlgen
+from cinematch.storage.warehouse import batch_table, table_exists
 
 log = get_logger(__name__)
 

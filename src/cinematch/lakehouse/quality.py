@@ -7,8 +7,8 @@ from typing import Any
 
 import duckdb
 
-from cinematch._log import get_logger, log_event
-from cinematch.warehouse import batch_table
+from cinematch.core.log import get_logger, log_event
+from cinematch.storage.warehouse import batch_table
 
 log = get_logger(__name__)
 

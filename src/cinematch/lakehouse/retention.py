@@ -7,9 +7,9 @@ from typing import Any
 
 import duckdb
 
-from cinematch._log import get_logger, log_event
-from cinematch.settings import Settings
-from cinematch.warehouse import record_run, utcnow
+from cinematch.core.log import get_logger, log_event
+from cinematch.core.settings import Settings
+from cinematch.storage.warehouse import record_run, utcnow
 
 log = get_logger(__name__)
 

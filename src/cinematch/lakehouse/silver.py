@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import duckdb
 
-from cinematch._log import get_logger, timed
+from cinematch.core.log import get_logger, timed
 from cinematch.lakehouse.quality import Check
-from cinematch.warehouse import batch_table
+from cinematch.storage.warehouse import batch_table
 
 log = get_logger(__name__)
 

@@ -8,9 +8,9 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from cinematch._log import get_logger, timed
+from cinematch.core.log import get_logger, timed
 from cinematch.lakehouse.quality import Check
-from cinematch.tmdb.sentiment import NEGATIVE, POSITIVE, compound_scores
+from cinematch.lakehouse.sentiment import NEGATIVE, POSITIVE, compound_scores
 
 log = get_logger(__name__)
 

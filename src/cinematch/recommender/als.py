@@ -14,8 +14,8 @@ import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
-from cinematch._log import get_logger, log_event
-from cinematch.errors import BadInput
+from cinematch.core.errors import BadInput
+from cinematch.core.log import get_logger, log_event
 
 logger = get_logger(__name__)
 

@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import scipy.sparse as sp
 
-from cinematch._log import get_logger, timed
+from cinematch.core.log import get_logger, timed
 from cinematch.recommender.interactions import epoch_seconds, histories, lookup
 from cinematch.recommender.ranker import Ranker
 

@@ -9,14 +9,14 @@ from typing import Any
 
 import pyarrow as pa
 
-from cinematch.errors import BadInput
+from cinematch.core.errors import BadInput
+from cinematch.core.settings import Settings
 from cinematch.recommender.evaluation import evaluate_models
 from cinematch.recommender.protocols import split_protocol
-from cinematch.settings import Settings
 
 
 def _warehouse_ratings(settings: Settings) -> pa.Table:
-    from cinematch.warehouse import table_exists, write_session
+    from cinematch.storage.warehouse import table_exists, write_session
 
     with write_session(settings, "evaluate") as con:
         if not table_exists(con, "silver", "ratings"):

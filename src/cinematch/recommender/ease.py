@@ -27,8 +27,8 @@ import numpy as np
 import scipy.linalg as sl
 import scipy.sparse as sp
 
-from cinematch._log import get_logger, log_event
-from cinematch.errors import BadInput
+from cinematch.core.errors import BadInput
+from cinematch.core.log import get_logger, log_event
 
 log = get_logger(__name__)
 

@@ -31,8 +31,8 @@ import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import ThreadpoolController
 
-from cinematch._log import get_logger, log_event
-from cinematch.errors import BadInput
+from cinematch.core.errors import BadInput
+from cinematch.core.log import get_logger, log_event
 from cinematch.recommender.als import _default_threads
 from cinematch.recommender.padded import padded, row_blocks
 

@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 import scipy.sparse as sp
 
-from cinematch.errors import BadInput
+from cinematch.core.errors import BadInput
 
 SESSION_SECONDS = 86_400  # a "session" is one user's ratings of one UTC day
 

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from cinematch.errors import BadInput
+from cinematch.core.errors import BadInput
 from cinematch.recommender.als import _SCORE_ELEMENTS, _seen_positions, top_n_from_scores
 
 

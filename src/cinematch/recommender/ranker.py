@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from cinematch.errors import BadInput
+from cinematch.core.errors import BadInput
 from cinematch.recommender.als import _default_threads, top_n_from_scores
 from cinematch.recommender.ease import EASE
 from cinematch.recommender.ials import IALS, one_blas_thread

@@ -12,13 +12,13 @@ from typing import Any
 
 import duckdb
 
-from cinematch._log import get_logger, log_event
-from cinematch.errors import BadInput, CineMatchError
+from cinematch.core.errors import BadInput, CineMatchError
+from cinematch.core.log import get_logger, log_event
+from cinematch.core.settings import Settings
 from cinematch.recommender.als import META_FILE as ALS_META
 from cinematch.recommender.als import ALSModel
 from cinematch.recommender.ranker import Ranker
-from cinematch.settings import Settings
-from cinematch.warehouse import query_rows, utcnow
+from cinematch.storage.warehouse import query_rows, utcnow
 
 log = get_logger(__name__)
 

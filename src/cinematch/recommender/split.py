@@ -11,7 +11,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from cinematch.errors import BadInput
+from cinematch.core.errors import BadInput
 
 REQUIRED_COLUMNS = ("user_id", "movie_id", "rating")
 TIME_COLUMN = "rated_at"

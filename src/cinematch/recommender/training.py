@@ -14,8 +14,9 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from cinematch._log import get_logger, log_event
-from cinematch.errors import BadInput, CineMatchError
+from cinematch.core.errors import BadInput, CineMatchError
+from cinematch.core.log import get_logger, log_event
+from cinematch.core.settings import Settings
 from cinematch.recommender import registry
 from cinematch.recommender.als import ALSModel, ALSParams, _user_item_csr
 from cinematch.recommender.batch import top_n_table
@@ -24,8 +25,7 @@ from cinematch.recommender.metrics import rmse
 from cinematch.recommender.protocols import write_lists
 from cinematch.recommender.ranker import Ranker
 from cinematch.recommender.tuning import RankingConfig, Selection, select
-from cinematch.settings import Settings
-from cinematch.warehouse import batch_table, utcnow
+from cinematch.storage.warehouse import batch_table, utcnow
 
 log = get_logger(__name__)
 

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from cinematch._log import get_logger, log_event
+from cinematch.core.log import get_logger, log_event
 from cinematch.recommender.als import top_n_from_scores
 from cinematch.recommender.ease import EASE, EASEParams
 from cinematch.recommender.ials import IALS, IALSParams

@@ -47,13 +47,13 @@ from typing import Any
 import duckdb
 import numpy as np
 
-from cinematch._log import get_logger, log_event, timed
-from cinematch.errors import CineMatchError
+from cinematch.core.errors import CineMatchError
+from cinematch.core.log import get_logger, log_event, timed
+from cinematch.core.settings import Settings
 from cinematch.recommender import registry
 from cinematch.recommender.batch import RECENT_DAYS
 from cinematch.recommender.training import ensure_tables, write_recommendations
-from cinematch.settings import Settings
-from cinematch.warehouse import batch_table, query_rows, table_exists, utcnow
+from cinematch.storage.warehouse import batch_table, query_rows, table_exists, utcnow
 
 log = get_logger(__name__)
 

@@ -1,0 +1,1 @@
+"""The lowest layer: settings, errors, structured logging, secrets, typed results."""

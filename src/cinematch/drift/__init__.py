@@ -1,0 +1,1 @@
+"""Drift: statistics of a new batch against the training data, the stored decision, model drift."""

@@ -1,0 +1,131 @@
+"""Drift checks against the champion's training data, the stored decision, and the retraining cycle."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from cinematch.core.errors import BadInput
+from cinematch.core.log import get_logger, log_event
+from cinematch.core.settings import Settings
+from cinematch.drift.stats import MovieGenres, ReferenceStats, compare, reference_stats
+from cinematch.recommender import registry
+from cinematch.recommender.metrics import rmse
+from cinematch.recommender.training import (
+    params_from_settings,
+    ratings_of,
+    train_warehouse,
+    unmerged_batches,
+)
+from cinematch.storage.warehouse import new_run_id, utcnow
+
+log = get_logger(__name__)
+
+REFERENCE_DIR = "reference"
+CONTRACT_KEYS = ("kl_divergence", "mean_shift", "median_shift", "score", "should_retrain", "decision")
+
+
+def _movie_genres(con: duckdb.DuckDBPyConnection) -> MovieGenres | None:
+    movies = con.sql("select movie_id, genres from silver.movies order by movie_id").to_arrow_table()
+    if movies.num_rows == 0:
+        return None
+    return MovieGenres.from_arrays(movies.column("movie_id").to_numpy(), movies.column("genres"))
+
+
+def champion_reference(con: duckdb.DuckDBPyConnection, settings: Settings, champion: dict) -> ReferenceStats:
+    """Reference statistics of the champion's training data: computed once per version, then read from disk."""
+    folder = registry.model_dir(settings, champion["version"]) / REFERENCE_DIR
+    if (folder / "reference.json").is_file():
+        return ReferenceStats.load(folder)
+    data = ratings_of(con, champion["batch_ids"])
+    if data.num_rows == 0:
+        raise BadInput(f"the champion {champion['version']} has no training data left in silver; retrain it")
+    stats = reference_stats(
+        data.column("rating").to_numpy(),
+        data.column("user_id").to_numpy(),
+        data.column("movie_id").to_numpy(),
+        movie_genres=_movie_genres(con),
+    )
+    stats.save(folder)
+    log_event(log, "reference_stats_stored", version=champion["version"], n=stats.n)
+    return stats
+
+
+def _doc(result: Any, **extra: Any) -> dict[str, Any]:
+    doc = result.to_dict()
+    return {**{k: doc[k] for k in CONTRACT_KEYS}, **doc, **extra}
+
+
+def check_drift(con: duckdb.DuckDBPyConnection, settings: Settings) -> dict[str, Any]:
+    """Compare the buffered batches not yet trained on with the champion's training data; store the report."""
+    champion = registry.champion(con)
+    if champion is None:
+        raise BadInput(
+            "no champion model yet: run `cinematch train` first (or compare files with --reference/--current)"
+        )
+    reference = champion_reference(con, settings, champion)
+    batches = unmerged_batches(con)
+    current = ratings_of(con, batches)
+    rmse_current = None
+    if current.num_rows:
+        model = registry.load_model(settings, champion["version"])
+        predicted, _ = model.predict(current.column("user_id").to_numpy(), current.column("movie_id").to_numpy())
+        rmse_current = rmse(current.column("rating").to_numpy(), predicted)
+    result = compare(
+        reference,
+        current.column("rating").to_numpy(),
+        current.column("user_id").to_numpy(),
+        current.column("movie_id").to_numpy(),
+        settings=settings,
+        model_rmse_reference=champion["metrics"].get("rmse"),
+        model_rmse_current=rmse_current,
+        movie_genres=_movie_genres(con),
+    )
+    report_id = new_run_id()
+    doc = _doc(result, report_id=report_id, model_version=champion["version"], batch_ids=batches)
+    con.execute(
+        "insert into ops.drift_reports values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            report_id, utcnow(), champion["version"], json.dumps(batches), result.n_reference, result.n_current,
+            result.kl_divergence, result.mean_shift, result.median_shift, result.psi, result.ks_statistic,
+            result.score, result.model_rmse_reference, result.model_rmse_current, result.model_degradation,
+            result.decision, result.should_retrain, json.dumps(doc, default=str),
+        ],
+    )  # fmt: skip
+    log_event(log, "drift_checked", decision=result.decision, score=round(result.score, 4), n_current=result.n_current,
+              batches=len(batches))  # fmt: skip
+    return doc
+
+
+def drift_files(settings: Settings, reference_path: Path, current_path: Path) -> dict[str, Any]:
+    """Data drift between two ratings files of any supported format, without a warehouse."""
+    from cinematch.datasets.readers import read_ratings
+
+    ref, _ = read_ratings(Path(reference_path))
+    cur, _ = read_ratings(Path(current_path))
+
+    def cols(t: pa.Table) -> tuple:
+        return tuple(t.column(c).to_numpy() for c in ("rating", "user_id", "movie_id"))
+
+    result = compare(reference_stats(*cols(ref)), *cols(cur), settings=settings)
+    return _doc(result, reference=str(reference_path), current=str(current_path))
+
+
+def drift_and_retrain(con: duckdb.DuckDBPyConnection, settings: Settings) -> dict[str, Any]:
+    """One cycle of the original DAG: detect drift; on `retrain`, merge the checked batches, train, promote.
+
+    Only the batches the check looked at are merged (exactly once: the training set's primary key), and
+    the new model is promoted only if it is not worse than the champion on the same held-out ratings.
+    """
+    drift = check_drift(con, settings)
+    out: dict[str, Any] = {"drift": drift, "retrained": False, "training": None}
+    if drift["should_retrain"]:
+        out["training"] = train_warehouse(con, settings, params_from_settings(settings), merge=drift["batch_ids"])
+        out["retrained"] = True
+    champion = registry.champion(con)
+    out["champion_version"] = champion["version"] if champion else None
+    return out

@@ -1,0 +1,417 @@
+"""Exactly-once batch ingestion into bronze, with quarantine and an audit row per batch."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import stat
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from cinematch.core.errors import BadInput
+from cinematch.core.log import get_logger, log_event
+from cinematch.core.settings import get_settings
+from cinematch.datasets.delimited import public_message
+from cinematch.datasets.readers import (
+    MOVIES_FORMATS,
+    detect_format,
+    normalize_movies,
+    normalize_ratings,
+    read_movies_raw,
+    read_ratings_raw,
+)
+from cinematch.datasets.viewing import INSERTS as VIEWING_INSERTS
+from cinematch.datasets.viewing import VIEWING_KINDS, normalize_viewing, read_viewing_raw, viewing_kind
+from cinematch.ingest.postgres import load_ratings
+from cinematch.storage.warehouse import is_postgres, query_rows, record_run, utcnow
+
+log = get_logger(__name__)
+
+# letters, digits, '_', '-' and single dots inside (never '..', never a leading or trailing dot)
+BATCH_ID_RE = re.compile(r"(?!.*\.\.)[A-Za-z0-9_-](?:[A-Za-z0-9._-]{0,126}[A-Za-z0-9_-])?")
+KINDS = ("ratings", "movies", *VIEWING_KINDS)
+
+
+@dataclass
+class IngestResult:
+    """What one `ingest` did; the JSON output of `cinematch ingest`."""
+
+    batch_id: str
+    kind: str
+    inserted: int
+    quarantined: int
+    skipped: bool
+    checksum: str
+    source_file: str
+    format: str | None = None
+    seconds: float = 0.0
+    rows_per_second: float | None = None
+    notes: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def validate_batch_id(batch_id: str) -> str:
+    """Batch ids become file names and SQL values: letters, digits, `_`, `-` and single dots inside only."""
+    if not BATCH_ID_RE.fullmatch(batch_id or ""):
+        raise BadInput(
+            f"unsafe batch id {batch_id!r}: use 1-128 letters, digits, '_', '-' or single inner dots "
+            "(e.g. --batch-id batch_w3)"
+        )
+    return batch_id
+
+
+def default_batch_id(path: Path) -> str:
+    """The file name without its extension: `ratings.2024-01.csv` → `ratings.2024-01`.
+
+    Characters a batch id cannot hold become `_`, as do runs of dots; leading and trailing dots are dropped.
+    """
+    stem = re.sub(r"\.{2,}", "_", re.sub(r"[^A-Za-z0-9._-]", "_", Path(path).stem))
+    return stem.strip(".")[:128].rstrip(".") or "batch"
+
+
+def file_checksum(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 22), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _existing(con: duckdb.DuckDBPyConnection, batch_id: str, checksum: str) -> tuple[dict | None, dict | None]:
+    by_id = query_rows(con, "select * from bronze.ingestion_metadata where batch_id = ?", [batch_id])
+    by_sum = query_rows(
+        con,
+        "select * from bronze.ingestion_metadata where checksum = ? and status = 'completed' limit 1",
+        [checksum],
+    )
+    return (by_id[0] if by_id else None), (by_sum[0] if by_sum else None)
+
+
+_INSERTS = {
+    "ratings": (
+        "insert into bronze.ratings_buffer select user_id, movie_id, rating, rated_at, $batch, $file, $at from _good",
+        """insert into bronze.quarantine
+           select $batch, reason, row_number, user_id, movie_id, rating, rated_at, raw, $file, $at from _bad""",
+    ),
+    "movies": (
+        "insert into bronze.movies select movie_id, title, genres, release_year, $batch, $file, $at from _good",
+        """insert into bronze.quarantine
+           select $batch, reason, row_number, null, movie_id, null, null, raw, $file, $at from _bad""",
+    ),
+    **VIEWING_INSERTS,  # users, sessions, content (cinematch.datasets.viewing)
+}
+
+
+def _insert(con: duckdb.DuckDBPyConnection, kind: str, meta: dict, good: pa.Table, bad: pa.Table) -> None:
+    """Append validated rows to bronze and the rest to quarantine (inside the caller's transaction)."""
+    con.register("_good", good)
+    con.register("_bad", bad)
+    params = {"batch": meta["batch_id"], "file": meta["source_file"], "at": meta["ingested_at"]}
+    try:
+        for sql in _INSERTS[kind]:
+            con.execute(sql, params)
+    finally:
+        con.unregister("_good")
+        con.unregister("_bad")
+
+
+def check_bad_share(
+    path: Path, n_good: int, n_bad: int, limit: float, reasons: Callable[[], list[tuple[str, int]]]
+) -> None:
+    """Refuse a batch whose share of quarantined rows is above ``limit``: a mostly broken file is a wrong file
+    (another format, a truncated export), not a file with a few bad rows. ``reasons`` gives (reason, count)
+    pairs, asked for only to word the refusal."""
+    total = n_good + n_bad
+    if total == 0 or n_bad / total <= limit:
+        return
+    counted = sorted(reasons(), key=lambda rc: (-rc[1], rc[0]))  # a handful of distinct reasons
+    top = ", ".join(f"{reason!r} x{count:,}" for reason, count in counted[:2])
+    raise BadInput(
+        f"refused {path}: {n_bad:,} of {total:,} records are bad ({n_bad / total:.1%}: {top}), more than "
+        f"CINEMATCH_MAX_BAD_ROW_SHARE={limit:g} allows; nothing was loaded: fix the file, or raise "
+        "CINEMATCH_MAX_BAD_ROW_SHARE to load its good rows and quarantine the rest"
+    )
+
+
+def ingest_file(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    batch_id: str | None = None,
+    kind: str = "ratings",
+    fmt: str = "auto",
+    max_bad_share: float | None = None,
+) -> IngestResult:
+    """Load one batch file into bronze exactly once.
+
+    Re-ingesting content already loaded is a no-op (``skipped``); a known ``batch_id`` with different
+    content is refused. Good rows, quarantined rows and the audit row commit in one transaction, so a
+    batch is visible completely or not at all, also when the process is killed midway. A batch with a
+    larger share of quarantined rows than ``max_bad_share`` (default: ``CINEMATCH_MAX_BAD_ROW_SHARE``) is
+    refused whole.
+    """
+    started = time.perf_counter()
+    started_at = utcnow()
+    path = Path(path)
+    limit = get_settings().max_bad_row_share if max_bad_share is None else max_bad_share
+    batch_id = validate_batch_id(batch_id if batch_id is not None else default_batch_id(path))
+    if kind not in KINDS:
+        raise BadInput(f"unknown --kind {kind!r}; choose one of {', '.join(KINDS)}")
+    if not path.exists():
+        raise BadInput(f"file not found: {path}; check the path")
+    if path.is_dir():
+        raise BadInput(f"{path} is a folder, not a file; pass one batch file (or use --landing)")
+    checksum = file_checksum(path)
+    source_file = str(path.resolve())
+    by_id, by_sum = _existing(con, batch_id, checksum)
+    if by_id is not None and by_id["status"] == "completed":
+        if by_id["checksum"] == checksum:
+            log_event(log, "ingest_skipped", batch_id=batch_id, reason="already loaded")
+            return IngestResult(
+                batch_id,
+                kind,
+                0,
+                0,
+                True,
+                checksum,
+                source_file,
+                notes="batch already loaded with the same content",
+            )
+        raise BadInput(
+            f"batch {batch_id} was already loaded from different content (checksum {by_id['checksum'][:12]}); "
+            "give the new file its own --batch-id"
+        )
+    if by_sum is not None:
+        note = f"same content already loaded as batch {by_sum['batch_id']}"
+        log_event(log, "ingest_skipped", batch_id=batch_id, reason=note)
+        return IngestResult(by_sum["batch_id"], kind, 0, 0, True, checksum, source_file, notes=note)
+
+    if kind in VIEWING_KINDS:
+        raw, fmt_used = read_viewing_raw(path, kind)
+        good, bad = normalize_viewing(raw, kind)
+    elif kind == "movies":
+        raw, fmt_used = read_movies_raw(path, fmt)
+        good, bad = normalize_movies(raw)
+    else:
+        raw, fmt_used = read_ratings_raw(path, fmt)
+        # PostgreSQL: validated inside the transaction while the COPY streams (engines/_pgingest.py)
+        good, bad = (None, None) if is_postgres(con) else normalize_ratings(raw, ordered=False)
+    n_good, n_bad = (good.num_rows, bad.num_rows) if good is not None and bad is not None else (raw.num_rows, 0)
+    n_rows = n_good + n_bad
+    if n_rows == 0:
+        raise BadInput(f"{path} has a header but no rows; nothing to load")
+    if bad is not None:  # before the transaction: a refused batch writes nothing
+        counts = lambda: [(c["values"], c["counts"]) for c in pc.value_counts(bad.column("reason")).to_pylist()]  # noqa: E731
+        check_bad_share(path, n_good, n_bad, limit, counts)
+
+    ingested_at = utcnow()
+    meta = {"batch_id": batch_id, "source_file": source_file, "ingested_at": ingested_at}
+    con.execute("begin transaction")
+    try:
+        if by_id is not None:  # an earlier failed attempt: its audit row is replaced
+            con.execute("delete from bronze.ingestion_metadata where batch_id = ?", [batch_id])
+        if good is None or bad is None:
+            n_good, n_bad = load_ratings(con, raw, meta, _INSERTS["ratings"][1])
+            reasons = "select reason, count(*) from bronze.quarantine where batch_id = ? group by reason"
+            check_bad_share(path, n_good, n_bad, limit, lambda: con.execute(reasons, [batch_id]).fetchall())
+        else:
+            _insert(con, kind, meta, good, bad)
+        seconds = time.perf_counter() - started
+        rps = n_rows / seconds if seconds > 0 else None
+        notes = json.dumps({"format": fmt_used, "rows_read": n_rows})
+        con.execute(
+            "insert into bronze.ingestion_metadata values (?, ?, ?, ?, 'completed', ?, ?, ?, ?, ?, ?)",
+            [batch_id, ingested_at, n_good, n_bad, checksum, source_file, kind, notes, seconds, rps],
+        )
+        record_run(
+            con,
+            "ingest",
+            kind,
+            started_at,
+            "completed",
+            n_good,
+            {"batch_id": batch_id, "quarantined": n_bad, "format": fmt_used},
+        )
+        con.execute("commit")
+    except BaseException as exc:
+        con.execute("rollback")
+        if getattr(exc, "sqlstate", None) in ("23505", "40001"):
+            # PostgreSQL: a concurrent ingestion of this batch committed first (ingestion_metadata's key).
+            return _lost_race(con, batch_id, kind, checksum, source_file)
+        raise
+    log_event(
+        log,
+        "ingest_completed",
+        batch_id=batch_id,
+        kind=kind,
+        inserted=n_good,
+        quarantined=n_bad,
+        seconds=round(seconds, 3),
+        rows_per_second=round(rps or 0),
+    )
+    return IngestResult(
+        batch_id,
+        kind,
+        n_good,
+        n_bad,
+        False,
+        checksum,
+        source_file,
+        fmt_used,
+        round(seconds, 4),
+        round(rps, 1) if rps else None,
+    )
+
+
+def _lost_race(
+    con: duckdb.DuckDBPyConnection, batch_id: str, kind: str, checksum: str, source_file: str
+) -> IngestResult:
+    """The outcome when another process loaded ``batch_id`` while this one was loading it: a skip or a refusal."""
+    by_id, by_sum = _existing(con, batch_id, checksum)
+    if by_id is not None and by_id["checksum"] == checksum:
+        log_event(log, "ingest_skipped", batch_id=batch_id, reason="loaded concurrently by another process")
+        return IngestResult(batch_id, kind, 0, 0, True, checksum, source_file,
+                            notes="batch already loaded with the same content (by a concurrent ingestion)")  # fmt: skip
+    if by_sum is not None:
+        note = f"same content already loaded as batch {by_sum['batch_id']} (by a concurrent ingestion)"
+        log_event(log, "ingest_skipped", batch_id=batch_id, reason=note)
+        return IngestResult(by_sum["batch_id"], kind, 0, 0, True, checksum, source_file, notes=note)
+    raise BadInput(
+        f"batch {batch_id} was loaded concurrently from different content; give the new file its own --batch-id"
+    )
+
+
+def kind_of(path: Path) -> str:
+    """Whether a landing file holds ratings, movies, users, sessions or content, from its detected format."""
+    viewing = viewing_kind(path)
+    if viewing is not None:
+        return viewing
+    fmt = detect_format(path)
+    return "movies" if fmt in MOVIES_FORMATS and fmt != "parquet" else "ratings"
+
+
+def landing_files(landing: Path) -> list[Path]:
+    """New entries waiting in the landing folder, oldest name first: hidden entries and sub-folders are ignored;
+    links and other entries that are not regular files are listed too, for ``ingest_landing`` to refuse
+    without reading them."""
+    if not landing.is_dir():
+        return []
+    entries = []
+    for entry in os.scandir(landing):  # one entry per file of the folder, not per row
+        if entry.name.startswith(".") or entry.is_dir(follow_symlinks=False):
+            continue
+        entries.append(Path(entry.path))
+    return sorted(entries)
+
+
+def _not_a_landing_file(landing: Path, path: Path) -> str | None:
+    """Why ``path`` may not be read as a landing file (None when it may): only regular files that are
+    inside ``landing`` itself, never a link (to a file elsewhere, or to one of landing's own files)."""
+    try:
+        mode = path.lstat().st_mode
+    except OSError as exc:
+        return f"cannot inspect it ({exc.strerror})"
+    if stat.S_ISLNK(mode):
+        return "it is a symbolic link; landing reads only regular files placed in the folder itself"
+    if not stat.S_ISREG(mode):
+        return "it is not a regular file; landing reads only regular files placed in the folder itself"
+    if path.resolve().parent != landing.resolve():
+        return "it resolves outside the landing folder"
+    return None
+
+
+def _folder(landing: Path, name: str) -> Path:
+    """``landing/name``, created when missing; refused when it is a link (files would move elsewhere)."""
+    folder = landing / name
+    if folder.is_symlink():
+        raise BadInput(f"{folder} is a symbolic link; make it a plain folder inside {landing}")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _move(path: Path, folder: Path) -> Path:
+    target = folder / path.name
+    if os.path.lexists(target):  # never overwrite an earlier file of the same name
+        target = folder / f"{path.stem}.{utcnow():%Y%m%dT%H%M%S%f}{path.suffix}"
+    os.rename(path, target)  # within landing/: moves a link itself, never what it points to
+    return target
+
+
+def _write_reason(target: Path, message: str) -> None:
+    """``<file>.reason.txt`` beside a rejected file, readable by its owner only (0600), never through a link."""
+    reason = target.with_name(target.name + ".reason.txt")
+    if os.path.lexists(reason):
+        reason.unlink()
+    fd = os.open(reason, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(message + "\n")
+
+
+def _reject(rejected: Path, path: Path, message: str) -> dict:
+    target = _move(path, rejected)
+    _write_reason(target, message)
+    log_event(log, "landing_file_rejected", file=path.name, error=message)
+    return {"batch_id": default_batch_id(path), "inserted": 0, "quarantined": 0, "skipped": False,
+            "error": message, "moved_to": str(target)}  # fmt: skip
+
+
+def ingest_landing(con: duckdb.DuckDBPyConnection, landing: Path, max_bad_share: float | None = None) -> list[dict]:
+    """Load every new file in ``landing``; move loaded files to ``processed/``, refused ones to ``rejected/``.
+
+    Only regular files inside ``landing`` are read: a link or any other entry is refused unread. What is
+    said about a refused file (output, log, reason file) never quotes its content. Nothing is deleted. No
+    new files is a clean no-op.
+    """
+    results: list[dict] = []
+    paths = landing_files(landing)
+    if not paths:
+        return results
+    processed, rejected = _folder(landing, "processed"), _folder(landing, "rejected")  # checked before loading
+    for path in paths:
+        why = _not_a_landing_file(landing, path)
+        if why is not None:
+            results.append(_reject(rejected, path, f"refused {path}: {why}"))
+            continue
+        try:
+            res = ingest_file(con, path, kind=kind_of(path), max_bad_share=max_bad_share).to_dict()
+        except BadInput as exc:
+            results.append(_reject(rejected, path, public_message(exc)))
+            continue
+        res["moved_to"] = str(_move(path, processed))
+        results.append(res)
+    return results
+
+
+def buffer_status(con: duckdb.DuckDBPyConnection) -> dict:
+    """Totals and ingestion history (the original `check_buffer_status`)."""
+    total = con.execute("select count(*) from bronze.ratings_buffer").fetchone()[0]
+    quarantined = con.execute("select count(*) from bronze.quarantine").fetchone()[0]
+    movies = con.execute("select count(distinct movie_id) from bronze.movies").fetchone()[0]
+    batches = query_rows(
+        con,
+        """select batch_id, kind, record_count, quarantined_count, status, ingestion_date, checksum, source,
+                  duration_seconds, rows_per_second
+           from bronze.ingestion_metadata order by ingestion_date, batch_id""",
+    )
+    for b in batches:
+        b["ingestion_date"] = b["ingestion_date"].isoformat()
+    reasons = query_rows(
+        con, "select reason, count(*) as n from bronze.quarantine group by reason order by n desc, reason"
+    )
+    return {
+        "total_records": total,
+        "quarantined_records": quarantined,
+        "movies": movies,
+        "n_batches": len(batches),
+        "batches": batches,
+        "quarantine_reasons": reasons,
+    }

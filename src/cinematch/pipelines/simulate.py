@@ -1,0 +1,133 @@
+"""The main job: week by week, new batch → ingest → ETL → drift check → retrain when needed → publish."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from cinematch.core.log import get_logger, log_event
+from cinematch.core.settings import Settings
+from cinematch.datasets.generate import generate_dataset, scale_config
+from cinematch.drift.check import drift_and_retrain
+from cinematch.ingest.bronze import ingest_file
+from cinematch.lakehouse.etl import run_etl
+from cinematch.pipelines import alerts
+from cinematch.recommender import registry
+from cinematch.recommender.training import params_from_settings, train_warehouse
+from cinematch.storage.warehouse import write_session
+
+log = get_logger(__name__)
+
+NARRATIVE = {
+    "insufficient_data": "not enough new data yet: keep buffering",
+    "no_drift": "no drift: the champion stays",
+    "warning": "early drift signals: watching",
+    "retrain": "drift detected: merged the buffer and retrained",
+}
+
+
+def _publish(con: Any, settings: Settings) -> dict | None:
+    """Publish serving views when the serving layer is installed (it is an optional extra)."""
+    try:
+        from cinematch.serving.views import publish
+    except ImportError:
+        return None
+    return publish(con, settings)
+
+
+def simulate(
+    settings: Settings,
+    weeks: int = 3,
+    seed: int = 42,
+    scale: str = "small",
+    say: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Run the weekly story on generated data in ``settings.home`` and return one row per week.
+
+    Posts to ``CINEMATCH_ALERT_WEBHOOK`` as the DAGs do: each retrain decision, each promotion outcome, and a
+    failure (or gate_failed) naming the week before the error propagates.
+    """
+    stage = {"where": "simulate setup"}
+    try:
+        return _simulate(settings, weeks, seed, scale, say or (lambda line: None), stage)
+    except Exception as exc:
+        alerts.post_exception(exc, "simulate", stage["where"], settings)
+        raise
+
+
+def _simulate(
+    settings: Settings, weeks: int, seed: int, scale: str, say: Callable[[str], None], stage: dict[str, str]
+) -> dict[str, Any]:
+    started = time.perf_counter()
+    data_dir = settings.home_dir / "simulation" / f"seed{seed}-{scale}-{weeks}w"
+    config = dataclasses.replace(scale_config(scale, seed), weeks=weeks)
+    summary = generate_dataset(data_dir, config)
+    say(f"generated {summary['files']['ratings']['rows']:,} base ratings and {weeks} weekly batches in {data_dir}")
+
+    with write_session(settings, "simulate") as con:
+        ingest_file(con, data_dir / "movies.csv", kind="movies")
+        for name, kind in (("users.csv", "users"), ("content.json", "content"), ("sessions.csv", "sessions")):
+            ingest_file(con, data_dir / name, kind=kind)  # viewing sessions around the base ratings
+        base = ingest_file(con, data_dir / "ratings.parquet", batch_id="base")
+        run_etl(con, settings)
+        first = train_warehouse(con, settings, params_from_settings(settings))
+        alerts.post_training(first, "simulate", settings)
+        _publish(con, settings)
+        say(f"week 0: {base.inserted:,} base ratings, first model {first['version']} (rmse {first['rmse']:.4f})")
+        rows = []
+        for week in range(1, weeks + 1):
+            stage["where"] = f"simulate week {week}"
+            batch = ingest_file(con, data_dir / f"batch_w{week}.parquet")
+            run_etl(con, settings)
+            cycle = drift_and_retrain(con, settings)
+            drift = cycle["drift"]
+            alerts.post_drift(drift, "simulate", settings)
+            alerts.post_training(cycle["training"], "simulate", settings)
+            published = _publish(con, settings)
+            row = {
+                "week": week,
+                "batch_id": batch.batch_id,
+                "records": batch.inserted,
+                "buffered_records": drift["n_current"],
+                "score": round(drift["score"], 4),
+                "kl_divergence": round(drift["kl_divergence"], 4),
+                "mean_shift": round(drift["mean_shift"], 4),
+                "median_shift": drift["median_shift"],
+                "decision": drift["decision"],
+                "retrained": cycle["retrained"],
+                "new_version": cycle["training"]["version"] if cycle["training"] else None,
+                "promoted": bool(cycle["training"] and cycle["training"]["promoted"]),
+                "champion_version": cycle["champion_version"],
+                "published": published is not None,
+            }
+            rows.append(row)
+            line = f"week {week}: {batch.inserted:,} new ratings ({drift['n_current']:,} buffered), drift score " \
+                   f"{drift['score']:.2f} -> {drift['decision']}: {NARRATIVE[drift['decision']]}"  # fmt: skip
+            if cycle["training"]:
+                t = cycle["training"]
+                line += f"; new model {t['version']} rmse {t['rmse']:.4f} {t['promotion']['decision']}"
+            say(line)
+            log_event(log, "simulation_week", **{k: v for k, v in row.items() if k != "champion_version"})
+        champion = registry.champion(con)
+    return {
+        "home": str(settings.home_dir),
+        "data": str(data_dir),
+        "seed": seed,
+        "scale": scale,
+        "weeks": rows,
+        "first_version": first["version"],
+        "champion_version": champion["version"] if champion else None,
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+
+
+def demo_home(settings: Settings) -> Path:
+    """A fresh home for the demo: HOME itself when it holds no warehouse yet, else a new sibling folder."""
+    if not settings.duckdb_path.exists():
+        return settings.home_dir
+    from cinematch.storage.warehouse import utcnow
+
+    return settings.home_dir / f"demo-{utcnow():%Y%m%dT%H%M%S}"
