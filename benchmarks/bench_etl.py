@@ -17,7 +17,7 @@ from _common import SCRATCH, machine, peak_rss_gb, timed, write_json
 from cinematch.core.settings import Settings
 from cinematch.datasets.generate import generate_dataset, scale_config
 from cinematch.ingest.bronze import ingest_file
-from cinematch.lakehouse.etl import run_etl
+from cinematch.pipelines.engine import run_etl
 from cinematch.storage.warehouse import write_session
 
 

@@ -101,8 +101,8 @@ def build_home(root: Path, quick: bool) -> Path:
     from cinematch.core.settings import Settings
     from cinematch.datasets.generate import GenerateConfig, generate_dataset
     from cinematch.ingest.bronze import ingest_file
-    from cinematch.lakehouse.etl import run_etl
-    from cinematch.recommender.training import params_from_settings, train_warehouse
+    from cinematch.pipelines.engine import run_etl, train_warehouse
+    from cinematch.recommender.training import params_from_settings
     from cinematch.serving.views import publish
     from cinematch.storage.warehouse import write_session
 

@@ -87,7 +87,7 @@ def als_data(size: str) -> Path:
 
 def child_etl(spec: dict[str, Any]) -> dict[str, Any]:
     from cinematch.core.settings import Settings
-    from cinematch.lakehouse.etl import run_etl
+    from cinematch.pipelines.engine import run_etl
     from cinematch.storage.warehouse import write_session
 
     settings = Settings(home=Path(spec["home"]), engine=spec["engine"], spark_master="local[2]")

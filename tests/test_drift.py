@@ -11,9 +11,10 @@ import pytest
 from cinematch.core.errors import BadInput
 from cinematch.core.settings import Settings
 from cinematch.datasets.generate import GenerateConfig, generate_tables
-from cinematch.drift.check import check_drift, drift_and_retrain, drift_files
+from cinematch.drift.check import check_drift, drift_files
 from cinematch.ingest.bronze import ingest_file
 from cinematch.lakehouse.etl import run_etl
+from cinematch.pipelines.retrain import drift_and_retrain
 from cinematch.recommender import registry
 from cinematch.recommender.training import params_from_settings, train_warehouse, training_batches
 from cinematch.storage.warehouse import write_session

@@ -28,11 +28,12 @@ from cinematch.engines.spark_als import fit_spark_als
 from cinematch.engines.spark_lake import POINTER, LakeLocation, current_version
 from cinematch.ingest.bronze import ingest_file
 from cinematch.lakehouse import gold as gold_layer
-from cinematch.lakehouse.etl import logical_end, run_etl
+from cinematch.lakehouse.etl import logical_end
 from cinematch.lakehouse.quality import Check
+from cinematch.pipelines.engine import run_etl, train_warehouse
 from cinematch.recommender import registry
 from cinematch.recommender.als import ALSModel, ALSParams
-from cinematch.recommender.training import params_from_settings, ratings_of, stable_split, train_warehouse
+from cinematch.recommender.training import params_from_settings, ratings_of, stable_split
 from cinematch.storage.warehouse import write_session
 
 pytestmark = [

@@ -135,7 +135,6 @@ def test_retention_keeps_champion_previous_and_last_n(tmp_path: Path) -> None:
     settings = Settings(home=tmp_path / "home")
     versions = [f"version_2024010{i}T000000_000000Z" for i in range(1, 7)]
     with write_session(settings) as con:
-        registry.ensure_tables(con)
         for v in versions:
             folder = registry.model_dir(settings, v)
             (folder / "ranking").mkdir(parents=True)

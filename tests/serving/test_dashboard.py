@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from tests.serving.conftest import CliServer
 
+from cinematch.serving import charts
 from cinematch.web import dashboard
 
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -83,9 +84,9 @@ def test_page_is_self_contained_with_every_plot(server: CliServer) -> None:
 
 
 def test_text_from_data_is_escaped() -> None:
-    svg = dashboard.hbars("t", ['<script>alert("x")</script>'], [1.0])
+    svg = charts.hbars("t", ['<script>alert("x")</script>'], [1.0])
     assert "<script>" not in svg and "&lt;script&gt;" in svg
-    assert "no data yet" in dashboard.grouped_bars("t", [], [])
+    assert "no data yet" in charts.grouped_bars("t", [], [])
 
 
 @pytest.mark.browser

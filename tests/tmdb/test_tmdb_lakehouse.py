@@ -11,9 +11,10 @@ from tests.tmdb.fake_tmdb import MOVIES, SCRIPT, FakeTmdb
 from cinematch.core.errors import QualityGateFailed
 from cinematch.ingest.bronze import ingest_file
 from cinematch.ingest.tmdb import fetch_tmdb
-from cinematch.lakehouse import tmdb as tmdb_layer
 from cinematch.lakehouse.etl import run_etl
 from cinematch.lakehouse.sentiment import compound_scores
+from cinematch.storage import catalogue
+from cinematch.storage.pg_migrations import all_migrations
 from cinematch.storage.warehouse import query_rows, write_session
 
 RATINGS = (
@@ -130,7 +131,7 @@ def test_duckdb_and_postgres_ddl_match_column_for_column() -> None:
         body = stmt[stmt.index("(") + 1 : stmt.rindex(")")]
         return name, [c.split()[0] for c in re.split(r",\s*(?![^()]*\))", body)]
 
-    duck = dict(columns(s) for s in tmdb_layer.DDL)
-    ((number, _, steps),) = tmdb_layer.PG_MIGRATIONS
+    ((_, _, steps),) = [m for m in all_migrations() if m[0] == 3]
     pg = dict(columns(s) for s in steps if s.startswith("create table"))
-    assert number == 3 and duck == pg and len(duck) == 3
+    duck = dict(columns(catalogue.BY_NAME[name].ddl()) for name in pg)
+    assert duck == pg and set(pg) == {"bronze.tmdb_raw", "silver.tmdb_movies", "silver.tmdb_reviews"}

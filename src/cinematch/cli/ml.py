@@ -37,7 +37,8 @@ def _metrics_line(doc: dict) -> str:
 def train_cmd(ctx: Ctx, ratings: Path | None, test_file: Path | None, lists_out: Path | None, min_rating: float | None,
               tune: bool, rank: int | None, reg: float | None, iterations: int | None, seed: int | None) -> None:  # fmt: skip
     """Train the rating model (ALS) and the ranking model, evaluate, register (promoted only if not worse)."""
-    from cinematch.recommender.training import params_from_settings, train_files, train_warehouse
+    from cinematch.pipelines.engine import train_files, train_warehouse
+    from cinematch.recommender.training import params_from_settings
 
     params = params_from_settings(ctx.settings, rank=rank, reg=reg, iterations=iterations, seed=seed)
     if test_file is not None and ratings is None:
@@ -96,7 +97,7 @@ def train_cmd(ctx: Ctx, ratings: Path | None, test_file: Path | None, lists_out:
 def evaluate_cmd(ctx: Ctx, ratings: Path | None, test_file: Path | None, protocol: str, min_rating: float | None,
                  last_n: int) -> None:  # fmt: skip
     """Every model beside most-popular on one named protocol: P/R/NDCG/MAP@10, coverage, popularity."""
-    from cinematch.recommender.comparison import evaluate_protocol
+    from cinematch.pipelines.engine import evaluate_protocol
 
     if test_file is not None and ratings is None:
         raise BadInput("--test needs --ratings")
@@ -179,10 +180,9 @@ def _same_rows(promotion: dict[str, Any]) -> dict[str, str]:
 def models_promote(ctx: Ctx, version: str) -> None:
     """Make VERSION the champion and refresh batch recommendations."""
     from cinematch.recommender import registry
-    from cinematch.recommender.training import ensure_tables, write_recommendations
+    from cinematch.recommender.training import write_recommendations
 
     with write_session(ctx.settings, "models promote") as con:
-        ensure_tables(con)
         con.execute("begin transaction")
         doc = registry.promote(con, ctx.settings, version, alias=False)
         doc["recommendations"] = write_recommendations(con, ctx.settings, registry.load_model(ctx.settings, version),
@@ -197,10 +197,9 @@ def models_promote(ctx: Ctx, version: str) -> None:
 def models_rollback(ctx: Ctx) -> None:
     """Return to the previous champion in one command."""
     from cinematch.recommender import registry
-    from cinematch.recommender.training import ensure_tables, write_recommendations
+    from cinematch.recommender.training import write_recommendations
 
     with write_session(ctx.settings, "models rollback") as con:
-        ensure_tables(con)
         con.execute("begin transaction")
         doc = registry.rollback(con, ctx.settings, alias=False)
         model = registry.load_model(ctx.settings, doc["champion"])

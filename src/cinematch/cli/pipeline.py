@@ -19,7 +19,8 @@ from cinematch.storage.warehouse import write_session
 @click.option("--no-lake", is_flag=True, help="Skip writing the Parquet lake.")
 def etl_cmd(ctx: Ctx, full_refresh: bool, logical_date: datetime | None, no_lake: bool) -> None:
     """Bronze → silver → gold with quality gates."""
-    from cinematch.lakehouse.etl import logical_end, run_etl
+    from cinematch.lakehouse.etl import logical_end
+    from cinematch.pipelines.engine import run_etl
 
     as_of = logical_end(logical_date.date()) if logical_date else None
     with write_session(ctx.settings, "etl") as con:

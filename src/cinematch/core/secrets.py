@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+import urllib.parse
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from cinematch.core.errors import BadInput
+
+if TYPE_CHECKING:
+    from cinematch.core.settings import Settings
 
 _URL_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@\s]*)@")
 _KEYVAL = re.compile(r"(?i)\b(password|api_key|apikey|x-api-key|token)(\s*[=:]\s*)([^\s&'\",]+)")
@@ -133,3 +138,18 @@ def password_of(url: str) -> str | None:
     except BadInput:
         return None
     return (params or {}).get("password") or None
+
+
+def configured_secrets(settings: Settings) -> list[str]:
+    """The configured secrets as they may appear in text: raw, percent-encoded, and the URL's own password."""
+    values: list[str | None] = [
+        s.get_secret_value() if s is not None else None
+        for s in (settings.database_url, settings.api_key, settings.tmdb_api_key)
+    ]
+    url = values[0]
+    if url:
+        values.append(password_of(url))
+        values.append(urllib.parse.urlsplit(url).password if "://" in url else None)
+    found = {v for v in values if v and len(v) >= 3}
+    found |= {urllib.parse.quote(v, safe="") for v in found} | {urllib.parse.quote_plus(v) for v in found}
+    return sorted(found, key=len, reverse=True)

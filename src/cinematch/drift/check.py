@@ -16,9 +16,7 @@ from cinematch.drift.stats import MovieGenres, ReferenceStats, compare, referenc
 from cinematch.recommender import registry
 from cinematch.recommender.metrics import rmse
 from cinematch.recommender.training import (
-    params_from_settings,
     ratings_of,
-    train_warehouse,
     unmerged_batches,
 )
 from cinematch.storage.warehouse import new_run_id, utcnow
@@ -113,19 +111,3 @@ def drift_files(settings: Settings, reference_path: Path, current_path: Path) ->
 
     result = compare(reference_stats(*cols(ref)), *cols(cur), settings=settings)
     return _doc(result, reference=str(reference_path), current=str(current_path))
-
-
-def drift_and_retrain(con: duckdb.DuckDBPyConnection, settings: Settings) -> dict[str, Any]:
-    """One cycle of the original DAG: detect drift; on `retrain`, merge the checked batches, train, promote.
-
-    Only the batches the check looked at are merged (exactly once: the training set's primary key), and
-    the new model is promoted only if it is not worse than the champion on the same held-out ratings.
-    """
-    drift = check_drift(con, settings)
-    out: dict[str, Any] = {"drift": drift, "retrained": False, "training": None}
-    if drift["should_retrain"]:
-        out["training"] = train_warehouse(con, settings, params_from_settings(settings), merge=drift["batch_ids"])
-        out["retrained"] = True
-    champion = registry.champion(con)
-    out["champion_version"] = champion["version"] if champion else None
-    return out

@@ -36,7 +36,7 @@ from cinematch.engines.spark_lake import LakeLocation, data_files, read_version
 from cinematch.lakehouse import gold as gold_layer
 from cinematch.lakehouse import incremental, silver
 from cinematch.lakehouse import sources as extras
-from cinematch.lakehouse.etl import _gate, _gold_exists
+from cinematch.lakehouse.etl import gate, gold_exists
 from cinematch.lakehouse.quality import run_checks
 from cinematch.storage import lake, sqlgen
 from cinematch.storage.warehouse import batch_table, new_run_id, record_run, utcnow
@@ -308,14 +308,12 @@ def run_etl_spark(
     bronze_results = run_checks(con, silver.BRONZE_CHECKS, tol)
     run["layers"]["bronze"] = {"checks": [r.to_dict() for r in bronze_results]}
     con.execute("begin transaction")
-    _gate(con, "bronze", bronze_results, run, started)
+    gate(con, "bronze", bronze_results, run, started)
     con.execute("commit")
 
-    for ddl in silver.SILVER_DDL:
-        con.execute(ddl)
     batches = silver.new_batches(con)
     rating_batches = [b["batch_id"] for b in batches if b["kind"] == "ratings"]
-    changed = bool(batches) or full_refresh or as_of is not None or not _gold_exists(con)
+    changed = bool(batches) or full_refresh or as_of is not None or not gold_exists(con)
     if not changed:
         return _up_to_date(con, settings, run)
 
@@ -349,7 +347,7 @@ def run_etl_spark(
                 extra_rows = extras.build_gold(con, as_of)
                 checks = (*gold_layer.GOLD_CHECKS, *extras.gold_checks())
             results = run_checks(con, checks, tol)
-            _gate(con, layer, results, run, started)
+            gate(con, layer, results, run, started)
             info = _layer_info(con, layer, batches, rating_batches, full_refresh, results, t0, run["spark_seconds"])
             info["rows"].update(extra_rows)
             rows = info["rows"]["ratings"] if layer == "silver" else sum(info["rows"].values())
@@ -410,7 +408,7 @@ def _up_to_date(con: duckdb.DuckDBPyConnection, settings: Settings, run: dict[st
     started, t0 = utcnow(), time.perf_counter()
     con.execute("begin transaction")
     results = run_checks(con, silver.SILVER_CHECKS, settings.soft_check_tolerance)
-    _gate(con, "silver", results, run, started)
+    gate(con, "silver", results, run, started)
     counts = silver.silver_counts(con)
     info = {"rows": counts, "merged": 0, "batches": [], "engine": "spark", "seconds": round(time.perf_counter() - t0, 3),
             "checks": [r.to_dict() for r in results]}  # fmt: skip

@@ -60,7 +60,7 @@ def baseline_biases(
     return user_bias, item_bias
 
 
-def _factors(frame: pa.Table, n: int, rank: int) -> np.ndarray:
+def dense_factors(frame: pa.Table, n: int, rank: int) -> np.ndarray:
     """MLlib's (id, features) rows as an (n, rank) float32 matrix indexed by id (absent ids stay zero)."""
     out = np.zeros((n, rank), dtype=np.float32)
     if frame.num_rows:
@@ -70,7 +70,7 @@ def _factors(frame: pa.Table, n: int, rank: int) -> np.ndarray:
     return out
 
 
-def _ensure_checkpoint_dir(spark: SparkSession) -> None:
+def ensure_checkpoint_dir(spark: SparkSession) -> None:
     """Give a local session a checkpoint folder, so ALS cuts its lineage every 10 iterations.
 
     Without one MLlib never checkpoints, and the lineage of a long fit ends in a StackOverflowError when tasks
@@ -134,13 +134,13 @@ def fit_spark_als(
         nonnegative=False, coldStartStrategy="nan", userCol="u", itemCol="i", ratingCol="r",
         numUserBlocks=blocks, numItemBlocks=blocks,
     )  # fmt: skip
-    _ensure_checkpoint_dir(spark)
+    ensure_checkpoint_dir(spark)
     t0 = time.perf_counter()
     fitted = als.fit(frame)
     phases["mllib_fit"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    user_factors = _factors(fitted.userFactors.toArrow(), n_users, params.rank)
-    item_factors = _factors(fitted.itemFactors.toArrow(), n_items, params.rank)
+    user_factors = dense_factors(fitted.userFactors.toArrow(), n_users, params.rank)
+    item_factors = dense_factors(fitted.itemFactors.toArrow(), n_items, params.rank)
     phases["collect"] = time.perf_counter() - t0
     t0 = time.perf_counter()
 

@@ -29,7 +29,7 @@ import pyarrow as pa
 
 from cinematch.core.errors import BadInput
 from cinematch.core.log import get_logger, log_event
-from cinematch.engines.spark_als import _ensure_checkpoint_dir, _factors
+from cinematch.engines.spark_als import dense_factors, ensure_checkpoint_dir
 from cinematch.recommender.ials import IALS, IALSParams
 from cinematch.recommender.interactions import histories
 from cinematch.recommender.ranker import Component, Ranker
@@ -76,10 +76,10 @@ def fit_mllib_implicit(binary: sp.csr_matrix, params: IALSParams, spark: SparkSe
         implicitPrefs=True, nonnegative=False, seed=params.seed, userCol="u", itemCol="i", ratingCol="r",
         numUserBlocks=blocks, numItemBlocks=blocks,
     )  # fmt: skip
-    _ensure_checkpoint_dir(spark)
+    ensure_checkpoint_dir(spark)
     fitted = als.fit(frame)
-    users = _factors(fitted.userFactors.toArrow(), n_users, params.factors)
-    items = _factors(fitted.itemFactors.toArrow(), n_items, params.factors)
+    users = dense_factors(fitted.userFactors.toArrow(), n_users, params.factors)
+    items = dense_factors(fitted.itemFactors.toArrow(), n_items, params.factors)
     return users, items
 
 

@@ -30,7 +30,7 @@ def logical_end(day: date) -> datetime:
     return datetime.combine(day + timedelta(days=1), dtime()) - timedelta(microseconds=1)
 
 
-def _gold_exists(con: duckdb.DuckDBPyConnection) -> bool:
+def gold_exists(con: duckdb.DuckDBPyConnection) -> bool:
     return table_exists(con, "gold", "movie_kpis")
 
 
@@ -119,7 +119,7 @@ def _scoped_batches(pending: list[dict], full_refresh: bool, as_of: datetime | N
     return [b["batch_id"] for b in pending if b["kind"] == "ratings"]
 
 
-def _gate(con: duckdb.DuckDBPyConnection, layer: str, results: list[CheckResult], run: dict, started: datetime) -> None:
+def gate(con: duckdb.DuckDBPyConnection, layer: str, results: list[CheckResult], run: dict, started: datetime) -> None:
     """Stop the run when a check fails: roll back the layer and record why."""
     failed = failures(results)
     if not failed:
@@ -143,12 +143,9 @@ def run_etl(
 ) -> dict[str, Any]:
     """Bring silver and gold up to date and return per-layer counts and every check's result.
 
-    Rerunning with nothing new changes nothing. ``as_of`` pins gold to a logical date (backfills).
+    Rerunning with nothing new changes nothing. ``as_of`` pins gold to a logical date (backfills). This is the
+    in-process (DuckDB/PostgreSQL) computation; the pipelines hand the run to the Spark engine when configured.
     """
-    if settings.engine == "spark":
-        from cinematch.engines.spark import run_etl_spark
-
-        return run_etl_spark(con, settings, full_refresh=full_refresh, as_of=as_of)
     run: dict[str, Any] = {"run_id": new_run_id(), "full_refresh": full_refresh, "layers": {}}
     tol = settings.soft_check_tolerance
 
@@ -156,7 +153,7 @@ def run_etl(
     bronze_results = run_checks(con, BRONZE_CHECKS, tol)
     run["layers"]["bronze"] = {"checks": [r.to_dict() for r in bronze_results]}
     con.execute("begin transaction")
-    _gate(con, "bronze", bronze_results, run, started)
+    gate(con, "bronze", bronze_results, run, started)
     con.execute("commit")
 
     started, t0 = utcnow(), time.perf_counter()
@@ -171,7 +168,7 @@ def run_etl(
     # incremental runs check the new batches' rows (unchanged rows passed before); full refreshes check all
     checked = None if full_refresh else [b["batch_id"] for b in pending if b["kind"] == "ratings"]
     silver_results = run_checks(con, (*SILVER_CHECKS, *extras.silver_checks()), tol, new_batches=checked)
-    _gate(con, "silver", silver_results, run, started)
+    gate(con, "silver", silver_results, run, started)
     silver_info = {**silver, "seconds": round(time.perf_counter() - t0, 3),
                    "checks": [r.to_dict() for r in silver_results]}  # fmt: skip
     record_run(con, "etl", "silver", started, "completed", silver["rows"]["ratings"], silver_info, run["run_id"])
@@ -187,7 +184,7 @@ def run_etl(
     gold_behind = _gold_behind_silver(con, run["run_id"])
     changed = (
         bool(silver["batches"]) or extra_changed or full_refresh or as_of is not None
-        or not _gold_exists(con) or gold_behind
+        or not gold_exists(con) or gold_behind
     )  # fmt: skip
     if not changed:
         run["layers"]["gold"] = {"skipped": True, "reason": "no new batches since the last run"}
@@ -203,7 +200,7 @@ def run_etl(
     gold_rows = gold_layer.build_gold(con, as_of=as_of, new_batches=scoped, replaced=replaced)
     gold_rows.update(extras.build_gold(con, as_of))
     gold_results = run_checks(con, (*gold_layer.GOLD_CHECKS, *extras.gold_checks()), tol)
-    _gate(con, "gold", gold_results, run, started)
+    gate(con, "gold", gold_results, run, started)
     resolved = con.execute("select max(as_of) from gold.movie_kpis").fetchall()[0][0]
     gold_info = {"rows": gold_rows, "as_of": resolved, "seconds": round(time.perf_counter() - t0, 3),
                  "checks": [r.to_dict() for r in gold_results]}  # fmt: skip

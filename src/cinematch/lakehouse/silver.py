@@ -10,17 +10,6 @@ from cinematch.storage.warehouse import batch_table
 
 log = get_logger(__name__)
 
-SILVER_DDL = (
-    """create table if not exists silver.ratings (
-        user_id bigint not null, movie_id bigint not null, rating double not null, rated_at timestamp not null,
-        batch_id varchar not null, ingested_at timestamp not null)""",
-    """create table if not exists silver.movies (
-        movie_id bigint not null, title varchar, genres varchar[], release_year integer,
-        is_placeholder boolean not null)""",
-    """create table if not exists silver.processed_batches (
-        batch_id varchar primary key, kind varchar not null, rows bigint not null, processed_at timestamp not null)""",
-)
-
 # The newest ingestion of a (user, movie, time) key wins; batch_id breaks ties so reruns agree.
 _LATEST = "row_number() over (partition by user_id, movie_id, rated_at order by ingested_at desc, batch_id desc) = 1"
 
@@ -86,8 +75,6 @@ def build_silver(con: duckdb.DuckDBPyConnection, full_refresh: bool = False) -> 
     Incremental runs merge only unprocessed batches: a key that already exists is replaced by the newer
     ingestion, exactly as the full refresh's "latest ingestion wins" rule would decide.
     """
-    for ddl in SILVER_DDL:
-        con.execute(ddl)
     batches = new_batches(con)
     rating_batches = [b["batch_id"] for b in batches if b["kind"] == "ratings"]
     con.execute("drop table if exists _silver_replaced")

@@ -1,8 +1,6 @@
-"""Sources beyond ratings and movies (viewing sessions, TMDB): one registry for their tables, builds and checks.
+"""Sources beyond ratings and movies (viewing sessions, TMDB): one registry for their builds and checks.
 
-Each source module defines:
-    DDL            DuckDB ``create table if not exists`` statements for its bronze/silver tables
-    PG_MIGRATIONS  numbered PostgreSQL migrations ``(number, name, statements)`` for the same tables
+Each source module defines (its tables are in storage/catalogue.py):
     LAKE_TABLES    silver/gold tables it writes to the Parquet lake
     SILVER_CHECKS, GOLD_CHECKS   quality checks declared next to its definitions
     build_silver(con, batches, full_refresh) -> dict[str, int]   rows per silver table (+ ``_changed``, see below)
@@ -14,29 +12,19 @@ source may join them (and may add columns to a ratings gold table, which it then
 
 from __future__ import annotations
 
-import importlib
 from datetime import datetime
 from types import ModuleType
 from typing import Any
 
+from cinematch.lakehouse import tmdb, viewing
 from cinematch.lakehouse.quality import Check
 
-SOURCE_MODULES: tuple[str, ...] = ("cinematch.lakehouse.viewing", "cinematch.lakehouse.tmdb")
+SOURCE_MODULES: tuple[ModuleType, ...] = (viewing, tmdb)
 
 
 def sources() -> list[ModuleType]:
     """The source modules, in build order."""
-    return [importlib.import_module(name) for name in SOURCE_MODULES]
-
-
-def ddl() -> tuple[str, ...]:
-    """DuckDB DDL of every source's tables."""
-    return tuple(stmt for mod in sources() for stmt in mod.DDL)
-
-
-def pg_migrations() -> tuple[tuple[int, str, tuple[str, ...]], ...]:
-    """PostgreSQL migrations of every source's tables."""
-    return tuple(m for mod in sources() for m in mod.PG_MIGRATIONS)
+    return list(SOURCE_MODULES)
 
 
 def silver_checks() -> tuple[Check, ...]:

@@ -14,40 +14,6 @@ from cinematch.lakehouse.sentiment import NEGATIVE, POSITIVE, compound_scores
 
 log = get_logger(__name__)
 
-# bronze.tmdb_raw.status: ok | not_found (404, not refetched) | malformed (quarantined here, with the reason;
-# refetched by the next run) | failed (retries exhausted; refetched by the next run)
-DDL: tuple[str, ...] = (
-    """create table if not exists bronze.tmdb_raw (
-        tmdb_id bigint not null, movie_id bigint, endpoint varchar not null, status varchar not null,
-        http_status integer, reason varchar, attempts integer not null, fetched_at timestamp not null,
-        payload varchar, run_id varchar not null)""",
-    """create table if not exists silver.tmdb_movies (
-        tmdb_id bigint not null, movie_id bigint, title varchar, original_language varchar, genre_ids integer[],
-        genres varchar[], budget bigint, revenue bigint, runtime integer, popularity double, vote_average double,
-        vote_count bigint, release_date date, director varchar, top_cast varchar[], fetched_at timestamp not null,
-        run_id varchar not null)""",
-    """create table if not exists silver.tmdb_reviews (
-        review_id varchar not null, tmdb_id bigint not null, movie_id bigint, author varchar,
-        created_at timestamp, content varchar, sentiment double not null, fetched_at timestamp not null)""",
-)
-
-PG_MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
-    (3, "tmdb enrichment tables", (
-        """create table if not exists bronze.tmdb_raw (
-            tmdb_id bigint not null, movie_id bigint, endpoint text not null, status text not null,
-            http_status integer, reason text, attempts integer not null, fetched_at timestamp not null,
-            payload text, run_id text not null)""",
-        "create index if not exists tmdb_raw_id on bronze.tmdb_raw (tmdb_id, status)",
-        """create table if not exists silver.tmdb_movies (
-            tmdb_id bigint not null, movie_id bigint, title text, original_language text, genre_ids integer[],
-            genres text[], budget bigint, revenue bigint, runtime integer, popularity double precision,
-            vote_average double precision, vote_count bigint, release_date date, director text, top_cast text[],
-            fetched_at timestamp not null, run_id text not null)""",
-        """create table if not exists silver.tmdb_reviews (
-            review_id text not null, tmdb_id bigint not null, movie_id bigint, author text,
-            created_at timestamp, content text, sentiment double precision not null, fetched_at timestamp not null)""",
-    )),
-)  # fmt: skip
 
 LAKE_TABLES: tuple[str, ...] = ("silver.tmdb_movies", "silver.tmdb_reviews", "gold.tmdb_sentiment")
 

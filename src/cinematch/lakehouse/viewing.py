@@ -11,32 +11,6 @@ from cinematch.storage.warehouse import batch_table
 
 log = get_logger(__name__)
 
-# Column lists shared by the DuckDB DDL and PostgreSQL migration 2 (types differ only in spelling).
-_USERS = "user_id bigint not null, signup_date date, country {t}, age_group {t}, subscription {t}, extra json"
-_SESSIONS = ("session_id {t} not null, user_id bigint not null, movie_id bigint not null, "
-             "started_at timestamp not null, watch_seconds {d} not null, device {t}, extra json")  # fmt: skip
-_CONTENT = ("movie_id bigint not null, title {t}, runtime_minutes {d}, release_date date, genres {t}[], "
-            "languages {t}[], production__studio {t}, production__country {t}, production__budget_usd {d}, "
-            "cast__name {t}[], cast__character {t}[], extra json")  # fmt: skip
-_BRONZE = ", batch_id {t} not null, source_file {t}, ingested_at timestamp not null"
-_SILVER = ", batch_id {t} not null, ingested_at timestamp not null"
-_PERFORMANCE = ("movie_id bigint, title {t}, views bigint, unique_viewers bigint, total_watch_hours {d}, "
-                "avg_watch_minutes {d}, runtime_minutes {d}, completion_rate {d}, completed_views bigint, "
-                "first_viewed_at timestamp, last_viewed_at timestamp, views_rank bigint, as_of timestamp")  # fmt: skip
-
-
-def _ddl(t: str, d: str) -> tuple[str, ...]:
-    tables = (("bronze.users", _USERS + _BRONZE), ("bronze.sessions", _SESSIONS + _BRONZE),
-              ("bronze.content", _CONTENT + _BRONZE), ("silver.users", _USERS + _SILVER),
-              ("silver.sessions", _SESSIONS + _SILVER), ("silver.content", _CONTENT + _SILVER),
-              ("gold.content_performance", _PERFORMANCE))  # fmt: skip
-    return tuple(f"create table if not exists {name} ({cols.format(t=t, d=d)})" for name, cols in tables)
-
-
-DDL: tuple[str, ...] = _ddl("varchar", "double")
-PG_MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
-    (2, "viewing sessions, users and content", _ddl("text", "double precision")),
-)
 LAKE_TABLES: tuple[str, ...] = ("silver.users", "silver.sessions", "silver.content", "gold.content_performance")
 
 # Engagement columns this source adds to gold.user_engagement (0 / null for users without sessions).

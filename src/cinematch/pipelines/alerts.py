@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cinematch.core.log import get_logger, log_event
+from cinematch.core.secrets import configured_secrets
 
 if TYPE_CHECKING:
     from cinematch.core.settings import Settings
@@ -44,23 +45,6 @@ _ALERTED = "_cinematch_alerted"  # set on an exception once it was posted, so an
 
 
 # --- scrubbing -----------------------------------------------------------------------------------------------
-
-
-def _secret_values(settings: Settings) -> list[str]:
-    """The configured secrets as they may appear in text: raw, percent-encoded, and the URL's own password."""
-    from cinematch.core.secrets import password_of
-
-    values: list[str | None] = [
-        s.get_secret_value() if s is not None else None
-        for s in (settings.database_url, settings.api_key, settings.tmdb_api_key)
-    ]
-    url = values[0]
-    if url:
-        values.append(password_of(url))
-        values.append(urllib.parse.urlsplit(url).password if "://" in url else None)
-    found = {v for v in values if v and len(v) >= 3}
-    found |= {urllib.parse.quote(v, safe="") for v in found} | {urllib.parse.quote_plus(v) for v in found}
-    return sorted(found, key=len, reverse=True)
 
 
 def _scrub_text(text: str, secrets: list[str]) -> str:
@@ -93,7 +77,7 @@ def safe_text(text: str, settings: Settings | None = None) -> str:
             from cinematch.core.settings import get_settings
 
             settings = get_settings()
-        secrets = _secret_values(settings)
+        secrets = configured_secrets(settings)
     except Exception:  # a bad setting must not hide the message: the shape-based redaction still applies
         secrets = []
     return _scrub_text(text, secrets)
@@ -133,7 +117,7 @@ def post(
         url = settings.alert_webhook_url
         if not url:
             return False
-        secrets = _secret_values(settings)
+        secrets = configured_secrets(settings)
         one_line = " ".join(str(text).split())[:_TEXT_LIMIT]
         payload = {"event": event, "status": _STATUS.get(event, "info"), "text": one_line, "source": source,
                    "sent_at": datetime.now(UTC).isoformat(), **details}  # fmt: skip

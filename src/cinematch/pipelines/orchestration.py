@@ -159,7 +159,8 @@ def buffer_status() -> dict[str, Any]:
 
 def build_silver_gold(logical_date: date | datetime | str | None = None, full_refresh: bool = False) -> dict[str, Any]:
     """Incremental bronze → silver → gold; with a logical date, gold is pinned to the end of that day."""
-    from cinematch.lakehouse.etl import logical_end, run_etl
+    from cinematch.lakehouse.etl import logical_end
+    from cinematch.pipelines.engine import run_etl
 
     as_of = logical_end(_as_date(logical_date)) if logical_date is not None else None
     with _session("build_silver_gold") as (settings, con):
@@ -249,8 +250,9 @@ def train_model(force: bool = False) -> dict[str, Any]:
     With nothing new since the champion (and no ``force``) no version is registered: the champion is returned
     with ``skipped`` true, so a rerun never adds a duplicate model.
     """
+    from cinematch.pipelines.engine import train_warehouse
     from cinematch.recommender import registry
-    from cinematch.recommender.training import params_from_settings, train_warehouse, unmerged_batches
+    from cinematch.recommender.training import params_from_settings, unmerged_batches
 
     with _session("train_model") as (settings, con):
         champ = registry.champion(con)
@@ -407,10 +409,10 @@ def merge_and_retrain(batch_ids: list[str]) -> dict[str, Any]:
     Idempotent: when every batch is already merged (a retried or rerun task), the version they were merged
     into is returned with ``skipped`` true and nothing is trained.
     """
-    from cinematch.recommender.training import ensure_tables, params_from_settings, train_warehouse
+    from cinematch.pipelines.engine import train_warehouse
+    from cinematch.recommender.training import params_from_settings
 
     with _session("merge_and_retrain") as (settings, con):
-        ensure_tables(con)
         merged = dict(con.execute("select batch_id, model_version from ops.training_batches").fetchall())
         if batch_ids and all(b in merged for b in batch_ids):
             version = merged[batch_ids[-1]]

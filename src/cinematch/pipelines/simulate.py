@@ -11,12 +11,12 @@ from typing import Any
 from cinematch.core.log import get_logger, log_event
 from cinematch.core.settings import Settings
 from cinematch.datasets.generate import generate_dataset, scale_config
-from cinematch.drift.check import drift_and_retrain
 from cinematch.ingest.bronze import ingest_file
-from cinematch.lakehouse.etl import run_etl
 from cinematch.pipelines import alerts
+from cinematch.pipelines.engine import run_etl, train_warehouse
+from cinematch.pipelines.retrain import drift_and_retrain
 from cinematch.recommender import registry
-from cinematch.recommender.training import params_from_settings, train_warehouse
+from cinematch.recommender.training import params_from_settings
 from cinematch.storage.warehouse import write_session
 
 log = get_logger(__name__)

@@ -13,6 +13,7 @@ from cinematch.core.errors import BadInput
 from cinematch.core.settings import Settings
 from cinematch.recommender.evaluation import evaluate_models
 from cinematch.recommender.protocols import split_protocol
+from cinematch.recommender.trainer import LOCAL, Trainer
 
 
 def _warehouse_ratings(settings: Settings) -> pa.Table:
@@ -32,6 +33,7 @@ def evaluate_protocol(
     min_rating: float | None,
     last_n: int = 1,
     note: Callable[[str], None] | None = None,
+    trainer: Trainer = LOCAL,
 ) -> dict[str, Any]:
     """Split (or take the given test file), train every model on the train part, score each on the test part.
 
@@ -52,8 +54,8 @@ def evaluate_protocol(
     threshold = settings.relevance_threshold if min_rating is None else min_rating
     say = note or (lambda _m: None)
     say("explicit ALS")
-    als = fit(train, params_from_settings(settings), None, settings)
-    selection = fit_ranker(train, settings, None, True, say)
+    als = fit(train, params_from_settings(settings), None, trainer)
+    selection = fit_ranker(train, settings, None, True, say, trainer)
     say("scoring")
     rows = evaluate_models(train, test, als, selection, threshold, settings.top_n)
     return {

@@ -28,10 +28,6 @@ CHAMPION_FILE = "CHAMPION"
 RANKING_DIR = "ranking"
 PRUNED_FILE = "PRUNED"  # a version whose large files were removed by retention (its metadata stays)
 
-HISTORY_DDL = """create table if not exists ops.champion_history (
-    seq bigint primary key, version varchar not null, action varchar not null, changed_at timestamp not null,
-    previous varchar, reason varchar)"""
-
 
 def new_version(now: datetime | None = None) -> str:
     """``version_<UTC timestamp>``: sortable by name, as the original's "find latest model" expects."""
@@ -108,10 +104,6 @@ def load_ranker(settings: Settings, version: str) -> Ranker | None:
         ) from None
 
 
-def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute(HISTORY_DDL)
-
-
 def register(
     con: duckdb.DuckDBPyConnection, settings: Settings, version: str, metadata: dict[str, Any], status: str
 ) -> None:
@@ -182,7 +174,6 @@ def champion_alias(settings: Settings) -> str | None:
 def _set_champion(
     con: duckdb.DuckDBPyConnection, settings: Settings, version: str, action: str, reason: str, alias: bool = True
 ) -> dict[str, Any]:
-    ensure_tables(con)
     if not has_files(settings, version):
         raise CineMatchError(
             f"model files of {version} are missing under {settings.models_dir}; it cannot be champion "
@@ -214,7 +205,6 @@ def promote(
 
 def rollback(con: duckdb.DuckDBPyConnection, settings: Settings, alias: bool = True) -> dict:
     """Return to the champion before the current one, skipping versions whose files are gone."""
-    ensure_tables(con)
     current = champion(con)
     if current is None:
         raise BadInput("there is no champion to roll back from; train and promote a model first")
@@ -283,7 +273,6 @@ def same_rows(promotion: dict[str, Any] | None) -> dict[str, Any]:
 def prune_files(con: duckdb.DuckDBPyConnection, settings: Settings, keep_last: int) -> list[str]:
     """Remove the large files of versions that are not the champion, the previous champion or among the last
     ``keep_last`` versions; their metadata and registry rows stay (``models list`` still shows them)."""
-    ensure_tables(con)
     versions = sorted(p.name for p in settings.models_dir.glob("version_*") if VERSION_RE.fullmatch(p.name))
     keep = set(versions[-keep_last:]) if keep_last > 0 else set()
     current = champion(con)

@@ -24,20 +24,12 @@ from cinematch.recommender.evaluation import compare, evaluate_version
 from cinematch.recommender.metrics import rmse
 from cinematch.recommender.protocols import write_lists
 from cinematch.recommender.ranker import Ranker
-from cinematch.recommender.tuning import RankingConfig, Selection, select
+from cinematch.recommender.trainer import LOCAL, Trainer
+from cinematch.recommender.tuning import RankingConfig, Selection
 from cinematch.storage.warehouse import batch_table, utcnow
 
 log = get_logger(__name__)
 
-TRAINING_DDL = (
-    """create table if not exists ops.training_batches (
-        batch_id varchar primary key, merged_at timestamp not null, model_version varchar)""",
-    """create table if not exists serving.recommendations (
-        user_id bigint not null, rank integer not null, movie_id bigint not null, score double not null,
-        model_version varchar not null, generated_at timestamp not null, because varchar)""",
-)
-# warehouses created before explanations: the column is added in place (PostgreSQL: migration 4)
-TRAINING_UPGRADES = ("alter table serving.recommendations add column if not exists because varchar",)
 
 RESULT_KEYS = ("rmse", "mae", "precision_at_10", "recall_at_10", "ndcg_at_10", "map_at_10", "coverage",
                "avg_rec_popularity", "ranking_model", "baseline")  # fmt: skip
@@ -45,12 +37,6 @@ RESULT_KEYS = ("rmse", "mae", "precision_at_10", "recall_at_10", "ndcg_at_10", "
 # with this fixed salt, so every version, whatever its seed, was scored on rows no version trained on.
 SPLIT_SALT = 42
 SPLIT_RULE = {"rule": "stable-hash of (user_id, movie_id, rated_at)", "test_fraction": 0.2, "salt": SPLIT_SALT}
-
-
-def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
-    for ddl in (*TRAINING_DDL, *TRAINING_UPGRADES):
-        con.execute(ddl)
-    registry.ensure_tables(con)
 
 
 def ranking_config(settings: Settings) -> RankingConfig:
@@ -93,7 +79,6 @@ def stable_split(table: pa.Table, test_fraction: float = 0.2, seed: int = SPLIT_
 
 def unmerged_batches(con: duckdb.DuckDBPyConnection) -> list[str]:
     """Ratings batches in silver that no model has been trained on yet (the buffer), oldest first."""
-    ensure_tables(con)
     return [
         r[0]
         for r in con.execute(
@@ -106,13 +91,11 @@ def unmerged_batches(con: duckdb.DuckDBPyConnection) -> list[str]:
 
 
 def training_batches(con: duckdb.DuckDBPyConnection) -> list[str]:
-    ensure_tables(con)
     return [r[0] for r in con.execute("select batch_id from ops.training_batches order by batch_id").fetchall()]
 
 
 def merge_batches(con: duckdb.DuckDBPyConnection, batch_ids: list[str], version: str) -> list[str]:
     """Mark batches as part of the training set, exactly once (the primary key refuses a second merge)."""
-    ensure_tables(con)
     already = set(training_batches(con))
     fresh = [b for b in dict.fromkeys(batch_ids) if b not in already]
     if fresh:
@@ -151,21 +134,11 @@ def fit(
     table: pa.Table,
     params: ALSParams,
     progress: Callable[[int, float], None] | None = None,
-    settings: Settings | None = None,
+    trainer: Trainer = LOCAL,
 ) -> ALSModel:
     if table.num_rows == 0:
         raise BadInput("no ratings to train on: ingest a batch and run `cinematch etl` first")
-    if settings is not None and settings.engine == "spark":
-        from cinematch.engines.spark_als import fit_spark_als
-
-        return fit_spark_als(table, params, progress, settings)
-    return ALSModel.fit(
-        table.column("user_id").to_numpy(),
-        table.column("movie_id").to_numpy(),
-        table.column("rating").to_numpy(),
-        params,
-        progress=progress,
-    )
+    return trainer.fit_ratings(table, params, progress)
 
 
 def fit_ranker(
@@ -174,15 +147,12 @@ def fit_ranker(
     previous: dict[str, Any] | None = None,
     tune: bool = True,
     progress: Callable[[str], None] | None = None,
+    trainer: Trainer = LOCAL,
 ) -> Selection:
     """The ranking model served with this version: chosen on validation data (``tune``) or refitted as before."""
     if train.num_rows == 0:
         raise BadInput("no ratings to train on: ingest a batch and run `cinematch etl` first")
-    if settings.engine == "spark":
-        from cinematch.engines.spark_ranker import fit_spark_ranker
-
-        return fit_spark_ranker(train, settings, ranking_config(settings))
-    return select(train, ranking_config(settings), previous, full=tune or previous is None, progress=progress)
+    return trainer.fit_ranking(train, ranking_config(settings), previous, tune or previous is None, progress)
 
 
 def _rmse_on(model: ALSModel, test: pa.Table) -> float:
@@ -219,6 +189,7 @@ def train_warehouse(
     progress: Callable[[int, float], None] | None = None,
     tune: bool = False,
     note: Callable[[str], None] | None = None,
+    trainer: Trainer = LOCAL,
 ) -> dict[str, Any]:
     """Train both models on the training set plus ``merge`` (default: every batch not trained on yet), register.
 
@@ -228,7 +199,6 @@ def train_warehouse(
     promoted only if neither its top-10 NDCG (paired bootstrap over users) nor its RMSE is worse beyond
     tolerance; the decision and both models' scores on those rows are stored in its row.
     """
-    ensure_tables(con)
     registry.write_alias(con, settings)  # heals an alias left behind by a kill between commit and alias write
     to_merge = unmerged_batches(con) if merge is None else merge
     batch_ids = sorted(set(training_batches(con)) | set(to_merge))
@@ -239,9 +209,9 @@ def train_warehouse(
     current = registry.champion(con)
     previous = _previous_choice(settings, current)
     t0 = time.perf_counter()
-    model = fit(train, params, progress, settings)
+    model = fit(train, params, progress, trainer)
     als_seconds = time.perf_counter() - t0
-    selection = fit_ranker(train, settings, previous, tune, note)
+    selection = fit_ranker(train, settings, previous, tune, note, trainer)
     seconds = time.perf_counter() - t0
     k, threshold = settings.top_n, settings.relevance_threshold
     metrics, _, _ = evaluate_version(model, selection.ranker, train, test, k, threshold)
@@ -269,7 +239,7 @@ def train_warehouse(
         "als_seconds": als_seconds,
         "promotion": promotion,
         "source": "warehouse",
-        "engine": settings.engine,
+        "engine": trainer.engine,
         "split": SPLIT_RULE,
     }
     registry.save_version(settings, model, metadata, version, selection.ranker)
@@ -305,6 +275,7 @@ def train_files(
     lists_out: Path | None = None,
     min_rating: float | None = None,
     note: Callable[[str], None] | None = None,
+    trainer: Trainer = LOCAL,
 ) -> dict[str, Any]:
     """Train and evaluate on files of any supported format; the warehouse is not touched.
 
@@ -321,8 +292,8 @@ def train_files(
         train, test = stable_split(data)
     threshold = settings.relevance_threshold if min_rating is None else min_rating
     t0 = time.perf_counter()
-    model = fit(train, params, progress, settings)
-    selection = fit_ranker(train, settings, None, True, note)
+    model = fit(train, params, progress, trainer)
+    selection = fit_ranker(train, settings, None, True, note, trainer)
     seconds = time.perf_counter() - t0
     metrics, users, lists = evaluate_version(model, selection.ranker, train, test, settings.top_n, threshold)
     if lists_out is not None:
@@ -380,7 +351,6 @@ def write_recommendations(
     history: everything in silver, including ratings held out for evaluation or ingested after training.
     Versions without a ranking model rank with their ALS model as before.
     """
-    ensure_tables(con)
     n = n or settings.top_n
     ranker = ranker if ranker is not None else registry.load_ranker(settings, version)
     if ranker is None:

@@ -52,7 +52,7 @@ from cinematch.core.log import get_logger, log_event, timed
 from cinematch.core.settings import Settings
 from cinematch.recommender import registry
 from cinematch.recommender.batch import RECENT_DAYS
-from cinematch.recommender.training import ensure_tables, write_recommendations
+from cinematch.recommender.training import write_recommendations
 from cinematch.storage.warehouse import batch_table, query_rows, table_exists, utcnow
 
 log = get_logger(__name__)
@@ -297,7 +297,6 @@ def publish(con: duckdb.DuckDBPyConnection, settings: Settings) -> dict[str, Any
         per-table ``counts`` and the ``removed`` older files.
     """
     _require_lakehouse(con)
-    ensure_tables(con)  # serving.recommendations exists even before the first training
     champ = registry.champion(con)
     version = champ["version"] if champ else None
     if version is not None:

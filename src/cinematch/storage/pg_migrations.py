@@ -13,8 +13,8 @@ MIGRATION_LOCK = 0x43494E454D41_01  # pg_advisory_xact_lock key (any fixed bigin
 
 # --- migrations ----------------------------------------------------------------------------------------------
 # Numbered steps, each applied once and recorded in ops.schema_migrations. A step is never edited after it has
-# shipped: a change to a table is a new step (ALTER ...). The DDL is PostgreSQL's own; tests check it matches
-# the DuckDB definitions column for column.
+# shipped: a change to a table is a new step (ALTER ...). The DDL is PostgreSQL's own; tests check that the
+# migrated schema matches the table catalogue (storage/catalogue.py) column for column.
 
 MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
     (1, "warehouse tables", (
@@ -77,6 +77,48 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
             seq bigint primary key, version text not null, action text not null, changed_at timestamp not null,
             previous text, reason text)""",
     )),
+    (2, "viewing sessions, users and content", (
+        """create table if not exists bronze.users (user_id bigint not null, signup_date date, country text,
+            age_group text, subscription text, extra json, batch_id text not null, source_file text,
+            ingested_at timestamp not null)""",
+        """create table if not exists bronze.sessions (session_id text not null, user_id bigint not null,
+            movie_id bigint not null, started_at timestamp not null, watch_seconds double precision not null,
+            device text, extra json, batch_id text not null, source_file text, ingested_at timestamp not null)""",
+        """create table if not exists bronze.content (movie_id bigint not null, title text,
+            runtime_minutes double precision, release_date date, genres text[], languages text[],
+            production__studio text, production__country text, production__budget_usd double precision,
+            cast__name text[], cast__character text[], extra json, batch_id text not null, source_file text,
+            ingested_at timestamp not null)""",
+        """create table if not exists silver.users (user_id bigint not null, signup_date date, country text,
+            age_group text, subscription text, extra json, batch_id text not null, ingested_at timestamp not null)""",
+        """create table if not exists silver.sessions (session_id text not null, user_id bigint not null,
+            movie_id bigint not null, started_at timestamp not null, watch_seconds double precision not null,
+            device text, extra json, batch_id text not null, ingested_at timestamp not null)""",
+        """create table if not exists silver.content (movie_id bigint not null, title text,
+            runtime_minutes double precision, release_date date, genres text[], languages text[],
+            production__studio text, production__country text, production__budget_usd double precision,
+            cast__name text[], cast__character text[], extra json, batch_id text not null,
+            ingested_at timestamp not null)""",
+        """create table if not exists gold.content_performance (movie_id bigint, title text, views bigint,
+            unique_viewers bigint, total_watch_hours double precision, avg_watch_minutes double precision,
+            runtime_minutes double precision, completion_rate double precision, completed_views bigint,
+            first_viewed_at timestamp, last_viewed_at timestamp, views_rank bigint, as_of timestamp)""",
+    )),
+    (3, "tmdb enrichment tables", (
+        """create table if not exists bronze.tmdb_raw (
+            tmdb_id bigint not null, movie_id bigint, endpoint text not null, status text not null,
+            http_status integer, reason text, attempts integer not null, fetched_at timestamp not null,
+            payload text, run_id text not null)""",
+        "create index if not exists tmdb_raw_id on bronze.tmdb_raw (tmdb_id, status)",
+        """create table if not exists silver.tmdb_movies (
+            tmdb_id bigint not null, movie_id bigint, title text, original_language text, genre_ids integer[],
+            genres text[], budget bigint, revenue bigint, runtime integer, popularity double precision,
+            vote_average double precision, vote_count bigint, release_date date, director text, top_cast text[],
+            fetched_at timestamp not null, run_id text not null)""",
+        """create table if not exists silver.tmdb_reviews (
+            review_id text not null, tmdb_id bigint not null, movie_id bigint, author text,
+            created_at timestamp, content text, sentiment double precision not null, fetched_at timestamp not null)""",
+    )),
     (4, "recommendation explanations", (
         "alter table serving.recommendations add column if not exists because text",
     )),
@@ -84,10 +126,8 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
 
 
 def all_migrations() -> tuple[tuple[int, str, tuple[str, ...]], ...]:
-    """The warehouse migrations and those of the extra sources (lakehouse/extras.py), in number order."""
-    from cinematch.lakehouse import sources as extras
-
-    steps = sorted((*MIGRATIONS, *extras.pg_migrations()), key=lambda m: m[0])
+    """Every migration, in number order (numbers are unique)."""
+    steps = sorted(MIGRATIONS, key=lambda m: m[0])
     numbers = [m[0] for m in steps]
     if len(set(numbers)) != len(numbers):
         raise RuntimeError(f"two PostgreSQL migrations share a number: {numbers}")

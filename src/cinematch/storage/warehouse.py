@@ -19,45 +19,9 @@ import numpy as np
 from cinematch.core.errors import CineMatchError, LockBusy
 from cinematch.core.log import get_logger, log_event
 from cinematch.core.settings import Settings
+from cinematch.storage import catalogue
 
 log = get_logger(__name__)
-
-SCHEMAS = ("bronze", "silver", "gold", "ops", "serving")
-
-# One DDL list for every table the platform owns; `init` runs it idempotently.
-DDL: tuple[str, ...] = (
-    """create table if not exists bronze.ratings_buffer (
-        user_id bigint not null, movie_id bigint not null, rating double not null,
-        rated_at timestamp not null, batch_id varchar not null, source_file varchar,
-        ingested_at timestamp not null)""",
-    """create table if not exists bronze.ingestion_metadata (
-        batch_id varchar primary key, ingestion_date timestamp not null, record_count bigint not null,
-        quarantined_count bigint not null default 0, status varchar not null, checksum varchar not null,
-        source varchar, kind varchar not null default 'ratings', notes varchar,
-        duration_seconds double, rows_per_second double)""",
-    """create table if not exists bronze.quarantine (
-        batch_id varchar not null, reason varchar not null, row_number bigint,
-        user_id varchar, movie_id varchar, rating varchar, rated_at varchar, raw varchar,
-        source_file varchar, quarantined_at timestamp not null)""",
-    """create table if not exists bronze.movies (
-        movie_id bigint not null, title varchar, genres varchar[], release_year integer,
-        batch_id varchar not null, source_file varchar, ingested_at timestamp not null)""",
-    """create table if not exists ops.pipeline_runs (
-        run_id varchar not null, pipeline varchar not null, step varchar not null,
-        started_at timestamp not null, finished_at timestamp, status varchar not null,
-        rows bigint, duration_seconds double, details json)""",
-    """create table if not exists ops.model_registry (
-        version varchar primary key, created_at timestamp not null, status varchar not null,
-        is_champion boolean not null default false, params json, metrics json,
-        batch_ids json, data_checksum varchar, n_train bigint, n_test bigint,
-        promotion json, path varchar)""",
-    """create table if not exists ops.drift_reports (
-        report_id varchar primary key, checked_at timestamp not null, model_version varchar,
-        batch_ids json, n_reference bigint, n_current bigint, kl_divergence double,
-        mean_shift double, median_shift double, psi double, ks_statistic double, score double,
-        model_rmse_reference double, model_rmse_current double, model_degradation double,
-        decision varchar not null, should_retrain boolean not null, details json)""",
-)
 
 
 def utcnow() -> datetime:
@@ -295,11 +259,7 @@ def init_schema(con: duckdb.DuckDBPyConnection) -> None:
     if is_postgres(con):  # numbered migrations, serialized across processes (engines/postgres.py)
         con.migrate()  # type: ignore[attr-defined]
         return
-    for schema in SCHEMAS:
-        con.execute(f"create schema if not exists {schema}")
-    from cinematch.lakehouse import sources as extras  # the extra sources' tables (sessions, TMDB)
-
-    for ddl in (*DDL, *extras.ddl()):
+    for ddl in catalogue.duckdb_ddl():
         con.execute(ddl)
 
 

@@ -1,0 +1,90 @@
+"""The engine choice: the one place that reads ``settings.engine`` and hands ETL and training to DuckDB or Spark.
+
+The CLI, the DAG tasks, ``simulate`` and the spark-submit jobs call these; the steps below them take the engine
+they run on as an argument (a warehouse connection, a trainer) and never ask which one is configured.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from cinematch.core.settings import Settings
+from cinematch.lakehouse import etl
+from cinematch.recommender import comparison, training
+from cinematch.recommender.als import ALSParams
+from cinematch.recommender.trainer import LOCAL, Trainer
+
+
+def uses_spark(settings: Settings) -> bool:
+    return settings.engine == "spark"
+
+
+def trainer_for(settings: Settings) -> Trainer:
+    """The in-process trainer, or the Spark trainer under CINEMATCH_ENGINE=spark (pyspark imported only then)."""
+    if uses_spark(settings):
+        from cinematch.engines.spark_trainer import SparkTrainer
+
+        return SparkTrainer(settings)
+    return LOCAL
+
+
+def run_etl(
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    full_refresh: bool = False,
+    as_of: datetime | None = None,
+    write_lake: bool = True,
+) -> dict[str, Any]:
+    """Bronze → silver → gold on the configured engine (see lakehouse/etl.py for the run's rules)."""
+    if uses_spark(settings):
+        from cinematch.engines.spark import run_etl_spark
+
+        return run_etl_spark(con, settings, full_refresh=full_refresh, as_of=as_of)
+    return etl.run_etl(con, settings, full_refresh=full_refresh, as_of=as_of, write_lake=write_lake)
+
+
+def train_warehouse(
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    params: ALSParams,
+    merge: list[str] | None = None,
+    progress: Callable[[int, float], None] | None = None,
+    tune: bool = False,
+    note: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Train, evaluate, register and maybe promote on the configured engine (recommender/training.py)."""
+    return training.train_warehouse(con, settings, params, merge, progress, tune, note, trainer_for(settings))
+
+
+def train_files(
+    settings: Settings,
+    ratings_path: Path,
+    test_path: Path | None,
+    params: ALSParams,
+    progress: Callable[[int, float], None] | None = None,
+    lists_out: Path | None = None,
+    min_rating: float | None = None,
+    note: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Train and evaluate on files, on the configured engine; the warehouse is not touched."""
+    return training.train_files(settings, ratings_path, test_path, params, progress, lists_out, min_rating, note,
+                                trainer_for(settings))  # fmt: skip
+
+
+def evaluate_protocol(
+    settings: Settings,
+    ratings: Path | None,
+    test_file: Path | None,
+    protocol: str,
+    min_rating: float | None,
+    last_n: int = 1,
+    note: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """`cinematch evaluate` on the configured engine (recommender/comparison.py)."""
+    return comparison.evaluate_protocol(settings, ratings, test_file, protocol, min_rating, last_n, note,
+                                        trainer_for(settings))  # fmt: skip
