@@ -18,9 +18,10 @@ from datetime import datetime
 
 from airflow.sdk import Asset, Param, TriggerRule, dag, task
 
-from cinematch.pipelines import orchestration as orch
+from cinematch import dag_tasks
+from cinematch.pipelines import alerts, data_tasks, run_checks
 
-BUFFER = Asset(orch.BUFFER_ASSET_URI)
+BUFFER = Asset(data_tasks.BUFFER_ASSET_URI)
 
 
 @dag(
@@ -30,7 +31,7 @@ BUFFER = Asset(orch.BUFFER_ASSET_URI)
     max_active_runs=1,
     doc_md=__doc__,
     tags=["cinematch", "ingestion", "bronze"],
-    default_args=orch.default_args(),
+    default_args=dag_tasks.default_args(),
     params={
         "file": Param(None, type=["null", "string"], description="batch file; empty = every new landing file"),
         "batch_id": Param(None, type=["null", "string"], description="batch id for `file` (default: file name)"),
@@ -40,29 +41,29 @@ BUFFER = Asset(orch.BUFFER_ASSET_URI)
     },
 )
 def buffer_ingestion_weekly() -> None:
-    @task(pool=orch.POOL)
+    @task(pool=dag_tasks.POOL)
     def ingest_batch(params: dict | None = None) -> dict:
-        return orch.ingest_batch(file=params["file"], batch_id=params["batch_id"], kind=params["kind"])
+        return data_tasks.ingest_batch(file=params["file"], batch_id=params["batch_id"], kind=params["kind"])
 
-    @task(pool=orch.POOL)
+    @task(pool=dag_tasks.POOL)
     def check_buffer_status(ingested: dict) -> dict:
-        return orch.buffer_status()
+        return data_tasks.buffer_status()
 
     @task.short_circuit(ignore_downstream_trigger_rules=False)
     def has_new_data(ingested: dict) -> bool:
-        return orch.has_new_data(ingested)
+        return data_tasks.has_new_data(ingested)
 
     @task(outlets=[BUFFER])
     def publish_buffer(ingested: dict) -> list:
         return ingested["batch_ids"]
 
-    @task(pool=orch.POOL, trigger_rule=TriggerRule.NONE_FAILED)
+    @task(pool=dag_tasks.POOL, trigger_rule=TriggerRule.NONE_FAILED)
     def validate_run(ingested: dict, status: dict) -> dict:
-        return orch.validate_run("buffer_ingestion_weekly", ingest=ingested)
+        return run_checks.validate_run("buffer_ingestion_weekly", ingest=ingested)
 
     @task
     def notify(summary: dict, run_id: str | None = None) -> dict:
-        return orch.notify("buffer_ingestion_weekly", summary, run_id)
+        return alerts.notify("buffer_ingestion_weekly", summary, run_id)
 
     ingested = ingest_batch()
     status = check_buffer_status(ingested)

@@ -23,58 +23,58 @@ from datetime import datetime
 from airflow.sdk import Asset, TriggerRule, dag, task
 
 from cinematch import dag_tasks as steps
-from cinematch.pipelines import orchestration as orch
+from cinematch.pipelines import alerts, data_tasks, drift_tasks, model_tasks, run_checks
 
 
 @dag(
-    schedule=[Asset(orch.BUFFER_ASSET_URI)],
+    schedule=[Asset(data_tasks.BUFFER_ASSET_URI)],
     start_date=datetime(2024, 1, 1),
     catchup=False,
     max_active_runs=1,
     doc_md=__doc__,
     tags=["cinematch", "drift", "training", "ml"],
-    default_args=orch.default_args(),
+    default_args=steps.default_args(),
 )
 def drift_detection_retrain_pipeline() -> None:
-    @task(pool=orch.POOL)
+    @task(pool=steps.POOL)
     def process_new_data() -> dict:
-        return orch.build_silver_gold()
+        return data_tasks.build_silver_gold()
 
-    @task(pool=orch.POOL)
+    @task(pool=steps.POOL)
     def find_current_model(processed: dict) -> dict:
-        return orch.current_model()
+        return model_tasks.current_model()
 
-    @task(pool=orch.POOL)
+    @task(pool=steps.POOL)
     def detect_drift(current: dict) -> dict:
-        return orch.check_drift(expected_version=current["version"])
+        return drift_tasks.check_drift(expected_version=current["version"])
 
-    @task.branch(pool=orch.POOL)
+    @task.branch(pool=steps.POOL)
     def decide(drift: dict) -> str:
-        return "merge_and_retrain" if orch.drift_decision(drift)["should_retrain"] else "skip_retrain"
+        return "merge_and_retrain" if drift_tasks.drift_decision(drift)["should_retrain"] else "skip_retrain"
 
     @task
     def skip_retrain(drift: dict) -> dict:
         return {"retrained": False, "decision": drift["decision"], "score": drift["score"]}
 
-    @task(pool=orch.POOL)
+    @task(pool=steps.POOL)
     def merge_and_retrain(drift: dict) -> dict:
-        return orch.announce_training(orch.merge_and_retrain(drift["batch_ids"]))
+        return alerts.announce_training(drift_tasks.merge_and_retrain(drift["batch_ids"]))
 
-    @task(pool=orch.POOL)
+    @task(pool=steps.POOL)
     def find_latest_model(trained: dict) -> dict:
-        return orch.latest_model()
+        return model_tasks.latest_model()
 
-    @task(pool=orch.POOL)
+    @task(pool=steps.POOL)
     def test_model(latest: dict) -> dict:
-        return orch.test_model(latest["version"])
+        return model_tasks.test_model(latest["version"])
 
-    @task(pool=orch.POOL, trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
+    @task(pool=steps.POOL, trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
     def validate_run(drift: dict, skipped: dict | None, trained: dict | None, tested: dict | None) -> dict:
-        return orch.validate_run("drift_detection_retrain_pipeline", drift=drift, training=trained, test=tested)
+        return run_checks.validate_run("drift_detection_retrain_pipeline", drift=drift, training=trained, test=tested)
 
     @task
     def notify(summary: dict, published: dict, run_id: str | None = None) -> dict:
-        return orch.notify("drift_detection_retrain_pipeline", summary, run_id, published)
+        return alerts.notify("drift_detection_retrain_pipeline", summary, run_id, published)
 
     drift = detect_drift(find_current_model(process_new_data()))
     skipped, trained = skip_retrain(drift), merge_and_retrain(drift)

@@ -19,7 +19,7 @@ from __future__ import annotations
 from airflow.sdk import Param, dag, task
 
 from cinematch import dag_tasks as steps
-from cinematch.pipelines import orchestration as orch
+from cinematch.pipelines import alerts, data_tasks, model_tasks
 
 
 @dag(
@@ -28,20 +28,20 @@ from cinematch.pipelines import orchestration as orch
     max_active_runs=1,
     doc_md=__doc__,
     tags=["cinematch", "training", "ml"],
-    default_args=orch.default_args(),
+    default_args=steps.default_args(),
     params={
         "pairs_file": Param(None, type=["null", "string"], description="user,movie[,date] pairs to predict"),
         "force_train": Param(False, type="boolean", description="train even if nothing new was merged"),
     },
 )
 def etl_train_test_pipeline() -> None:
-    @task(pool=orch.POOL)
+    @task(pool=steps.POOL)
     def run_etl() -> dict:
-        return orch.build_silver_gold()
+        return data_tasks.build_silver_gold()
 
-    @task(pool=orch.POOL)
+    @task(pool=steps.POOL)
     def train_model(params: dict | None = None) -> dict:
-        return orch.announce_training(orch.train_model(force=params["force_train"]))
+        return alerts.announce_training(model_tasks.train_model(force=params["force_train"]))
 
     trained = train_model()
     steps.model_steps("etl_train_test_pipeline", run_etl(), trained, trained)

@@ -25,10 +25,10 @@ from airflow.sdk import Param, dag, task
 
 from cinematch import dag_tasks as steps
 from cinematch import spark_submit
-from cinematch.pipelines import orchestration as orch
+from cinematch.pipelines import alerts
 
 RUN_TAG = "{{ run_id }}"
-SPARK = {"conn_id": "spark_default", "application": spark_submit.JOB, "pool": orch.POOL,
+SPARK = {"conn_id": "spark_default", "application": spark_submit.JOB, "pool": steps.POOL,
          "conf": {"spark.pyspark.python": sys.executable}}  # fmt: skip
 
 
@@ -38,7 +38,7 @@ SPARK = {"conn_id": "spark_default", "application": spark_submit.JOB, "pool": or
     max_active_runs=1,
     doc_md=__doc__,
     tags=["cinematch", "training", "ml", "spark"],
-    default_args=orch.default_args(),
+    default_args=steps.default_args(),
     params={
         "pairs_file": Param(None, type=["null", "string"], description="user,movie[,date] pairs to predict"),
         "force_train": Param(False, type="boolean", description="train even if nothing new was merged"),
@@ -57,7 +57,7 @@ def etl_train_test_pipeline_spark() -> None:
 
     @task
     def training_result(run_id: str | None = None) -> dict:
-        return orch.announce_training(spark_submit.read_ref("train", run_id))
+        return alerts.announce_training(spark_submit.read_ref("train", run_id))
 
     built = etl_result()
     run_etl >> built

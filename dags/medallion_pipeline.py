@@ -23,7 +23,7 @@ from datetime import datetime
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 
 from cinematch import dag_tasks as steps
-from cinematch.pipelines import orchestration as orch
+from cinematch.pipelines import alerts, data_tasks, run_checks
 
 
 @dag(
@@ -33,28 +33,28 @@ from cinematch.pipelines import orchestration as orch
     max_active_runs=1,
     doc_md=__doc__,
     tags=["cinematch", "lakehouse", "medallion"],
-    default_args=orch.default_args(),
+    default_args=steps.default_args(),
     params={
         "file": Param(None, type=["null", "string"], description="batch file; empty = every new landing file"),
         "batch_id": Param(None, type=["null", "string"], description="batch id for `file` (default: file name)"),
     },
 )
 def medallion_pipeline() -> None:
-    @task(pool=orch.POOL)
+    @task(pool=steps.POOL)
     def ingest_raw(params: dict | None = None) -> dict:
-        return orch.ingest_batch(file=params["file"], batch_id=params["batch_id"])
+        return data_tasks.ingest_batch(file=params["file"], batch_id=params["batch_id"])
 
-    @task(pool=orch.POOL)
+    @task(pool=steps.POOL)
     def build_silver_gold(ingested: dict, logical_date: datetime | None = None) -> dict:
-        return orch.build_silver_gold(logical_date)
+        return data_tasks.build_silver_gold(logical_date)
 
-    @task(pool=orch.POOL)
+    @task(pool=steps.POOL)
     def validate_run(ingested: dict, built: dict) -> dict:
-        return orch.validate_run("medallion_pipeline", ingest=ingested, etl=built)
+        return run_checks.validate_run("medallion_pipeline", ingest=ingested, etl=built)
 
     @task
     def notify(summary: dict, published: dict, run_id: str | None = None) -> dict:
-        return orch.notify("medallion_pipeline", summary, run_id, published)
+        return alerts.notify("medallion_pipeline", summary, run_id, published)
 
     ingested = ingest_raw()
     summary = validate_run(ingested, build_silver_gold(ingested))

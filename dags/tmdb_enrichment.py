@@ -20,7 +20,7 @@ from datetime import datetime
 from airflow.sdk import Param, dag, task
 
 from cinematch import dag_tasks as steps
-from cinematch.pipelines import orchestration as orch
+from cinematch.pipelines import alerts, data_tasks
 
 
 @dag(
@@ -30,24 +30,24 @@ from cinematch.pipelines import orchestration as orch
     max_active_runs=1,
     doc_md=__doc__,
     tags=["cinematch", "tmdb", "enrichment"],
-    default_args=orch.default_args(),
+    default_args=steps.default_args(),
     params={
         "links": Param(None, type=["null", "string"], description="links.csv; empty = beside the movies file"),
         "limit": Param(None, type=["null", "integer"], description="at most this many new movies per run"),
     },
 )
 def tmdb_enrichment() -> None:
-    @task(pool=orch.POOL)
+    @task(pool=steps.POOL)
     def fetch_tmdb(params: dict | None = None) -> dict:
-        return orch.fetch_tmdb(links=params["links"], limit=params["limit"])
+        return data_tasks.fetch_tmdb(links=params["links"], limit=params["limit"])
 
-    @task(pool=orch.POOL)
+    @task(pool=steps.POOL)
     def build_silver_gold(fetched: dict, logical_date: datetime | None = None) -> dict:
-        return orch.build_silver_gold(logical_date)
+        return data_tasks.build_silver_gold(logical_date)
 
     @task
     def notify(built: dict, published: dict, run_id: str | None = None) -> dict:
-        return orch.notify("tmdb_enrichment", built, run_id, published)
+        return alerts.notify("tmdb_enrichment", built, run_id, published)
 
     built = build_silver_gold(fetch_tmdb())
     notify(built, steps.publish_views(built))

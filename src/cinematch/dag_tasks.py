@@ -1,47 +1,57 @@
-"""Tasks the DAGs share: the publish step and the model steps of etl_train_test_pipeline and its Spark variant."""
+"""The Airflow glue: the pool, default_args and failure alert of every DAG, and the task groups DAGs share.
+
+The DAG files and this module are the only places that import Airflow; each task is one call into
+``cinematch.pipelines`` (the same steps the CLI runs).
+"""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import TriggerRule, task
 
-from cinematch.pipelines import orchestration as orch
+from cinematch.core.log import get_logger
+from cinematch.pipelines import alerts, data_tasks, model_tasks, run_checks
+
+log = get_logger(__name__)
+
+POOL = "cinematch_warehouse"  # writers queue here: DuckDB has one writer
 
 
-@task(pool=orch.POOL)
+@task(pool=POOL)
 def create_futures(built: dict, params: dict | None = None, run_id: str | None = None) -> dict:
-    return orch.create_futures(pairs_file=params["pairs_file"], tag=run_id)
+    return model_tasks.create_futures(pairs_file=params["pairs_file"], tag=run_id)
 
 
-@task.short_circuit(pool=orch.POOL, ignore_downstream_trigger_rules=False)
+@task.short_circuit(pool=POOL, ignore_downstream_trigger_rules=False)
 def needs_training(futures: dict, params: dict | None = None) -> bool:
-    return orch.pending_batches(force=params["force_train"])["train"]
+    return model_tasks.pending_batches(force=params["force_train"])["train"]
 
 
-@task(pool=orch.POOL, trigger_rule=TriggerRule.NONE_FAILED)
+@task(pool=POOL, trigger_rule=TriggerRule.NONE_FAILED)
 def find_latest_model(trained: dict | None) -> dict:
-    return orch.latest_model()
+    return model_tasks.latest_model()
 
 
-@task(pool=orch.POOL)
+@task(pool=POOL)
 def test_model(latest: dict) -> dict:
-    return orch.test_model(latest["version"])
+    return model_tasks.test_model(latest["version"])
 
 
-@task(pool=orch.POOL, trigger_rule=TriggerRule.NONE_FAILED)
+@task(pool=POOL, trigger_rule=TriggerRule.NONE_FAILED)
 def validate_run(built: dict, trained: dict | None, tested: dict, dag_id: str = "") -> dict:
-    return orch.validate_run(dag_id, etl=built, training=trained, test=tested)
+    return run_checks.validate_run(dag_id, etl=built, training=trained, test=tested)
 
 
-@task(pool=orch.POOL)
+@task(pool=POOL)
 def publish_views(summary: dict) -> dict:
-    return orch.publish_views()
+    return data_tasks.publish_views()
 
 
 @task
 def notify(summary: dict, published: dict | None = None, dag_id: str = "", run_id: str | None = None) -> dict:
-    return orch.notify(dag_id, summary, run_id, published)
+    return alerts.notify(dag_id, summary, run_id, published)
 
 
 def model_steps(dag_id: str, built: Any, train: Any, trained: Any) -> None:
@@ -55,3 +65,50 @@ def model_steps(dag_id: str, built: Any, train: Any, trained: Any) -> None:
     tested = test_model(find_latest_model(trained))
     summary = validate_run(built, trained, tested, dag_id=dag_id)
     notify(summary, publish_views(summary), dag_id=dag_id)
+
+
+def alert_failure(context: Any) -> None:
+    """``on_failure_callback``: an ERROR line naming DAG, task, run, try and error, and the webhook if set.
+
+    The event is ``gate_failed`` when the task raised ``QualityGateFailed`` (a layer's gate or the run checks),
+    ``failure`` otherwise.
+    """
+    try:
+        ti = context.get("ti") or context.get("task_instance")
+        dag_id = getattr(ti, "dag_id", None) or getattr(context.get("dag"), "dag_id", None)
+        task_id = getattr(ti, "task_id", None)
+        run_id = context.get("run_id") or getattr(ti, "run_id", None)
+        error = context.get("exception")
+        text = (f"ALERT cinematch {dag_id}.{task_id} failed (run {run_id}, try {getattr(ti, 'try_number', '?')}): "
+                f"{type(error).__name__ if error else 'error'}: {' '.join(str(error or '').split())[:300]}")  # fmt: skip
+        log.error(alerts.safe_text(text))
+        event = alerts.exception_event(error) if isinstance(error, BaseException) else alerts.FAILURE
+        alerts.post(event, text, "airflow", dag_id=dag_id, task_id=task_id, run_id=run_id,
+                    error_type=type(error).__name__ if error else None, error=str(error or "")[:1000])  # fmt: skip
+    except Exception as exc:  # an alert must never mask the task's own failure
+        log.error("alert callback failed: %s: %s", type(exc).__name__, exc)
+
+
+def default_args(**overrides: Any) -> dict[str, Any]:
+    """Shared ``default_args``: retries with exponential backoff, no retry for bad input, the failure alert.
+
+    The first retry waits Airflow's ``[core] default_task_retry_delay`` (AIRFLOW__CORE__DEFAULT_TASK_RETRY_DELAY,
+    300 s unless set), then doubles up to ``max_retry_delay``.
+    """
+    from airflow.sdk import ExceptionRetryPolicy, RetryAction, RetryRule
+
+    no_retry = RetryRule(
+        exception=["cinematch.core.errors.BadInput", "cinematch.core.errors.QualityGateFailed"],
+        action=RetryAction.FAIL,
+        reason="bad input or a failed quality gate: retrying cannot help, fix the data and rerun",
+    )
+    args = {
+        "owner": "cinematch",
+        "retries": 2,
+        "retry_exponential_backoff": 2.0,
+        "max_retry_delay": timedelta(minutes=30),
+        "retry_policy": ExceptionRetryPolicy(rules=[no_retry]),
+        "on_failure_callback": alert_failure,
+    }
+    args.update(overrides)
+    return args

@@ -106,15 +106,15 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
 
     from cinematch.core.settings import get_settings
     from cinematch.engines.spark import spark_session
-    from cinematch.pipelines import orchestration as orch
+    from cinematch.pipelines import data_tasks, model_tasks
 
     settings = get_settings()
     spark = spark_session(settings)  # spark-submit's session, made active before the library looks for one
     _local_shuffle_width(spark)
     if args.command == "etl":
-        ref = orch.build_silver_gold(logical_date=args.logical_date, full_refresh=args.full_refresh)
+        ref = data_tasks.build_silver_gold(logical_date=args.logical_date, full_refresh=args.full_refresh)
     else:
-        ref = orch.train_model(force=args.force)
+        ref = model_tasks.train_model(force=args.force)
     ref = {"command": args.command, "engine": "spark", **ref}
     if args.tag:
         _write_ref(settings.home_dir, args.command, args.tag, ref)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cinematch.pipelines import orchestration
+from cinematch.pipelines import data_tasks
 
 pytestmark = pytest.mark.airflow
 
@@ -14,7 +14,7 @@ pytestmark = pytest.mark.airflow
 def test_transient_error_is_retried_with_backoff(home, run_dag, monkeypatch, tmp_path: Path, webhook) -> None:
     """The first try of check_buffer_status fails like a dropped connection; the retry (after 1 s) succeeds."""
     flag = tmp_path / "failed-once"
-    real = orchestration.buffer_status
+    real = data_tasks.buffer_status
 
     def flaky() -> dict:
         if not flag.exists():
@@ -22,7 +22,7 @@ def test_transient_error_is_retried_with_backoff(home, run_dag, monkeypatch, tmp
             raise ConnectionError("simulated transient failure")
         return real()
 
-    monkeypatch.setattr(orchestration, "buffer_status", flaky)
+    monkeypatch.setattr(data_tasks, "buffer_status", flaky)
     home.land("movies.csv")
     run = run_dag("buffer_ingestion_weekly", "2024-05-06")
     assert run.state == "success"

@@ -16,7 +16,7 @@ from tests.serving.conftest import ThreadServer
 from cinematch.core.errors import BadInput
 from cinematch.core.settings import Settings
 from cinematch.ingest.bronze import ingest_file, validate_batch_id
-from cinematch.pipelines.orchestration import _resolve_file
+from cinematch.pipelines.task_io import resolve_file
 from cinematch.recommender import registry
 from cinematch.storage.query import run_readonly
 from cinematch.storage.warehouse import write_session
@@ -127,10 +127,10 @@ def test_file_names_become_safe_batch_ids(tmp_path: Path) -> None:
 
 def test_dag_params_cannot_climb_out_of_landing(tmp_path: Path) -> None:
     settings = settings_for(tmp_path / "home")
-    assert _resolve_file(settings, "batch_w1.parquet") == settings.landing_dir / "batch_w1.parquet"
+    assert resolve_file(settings, "batch_w1.parquet") == settings.landing_dir / "batch_w1.parquet"
     for bad in ("../../etc/passwd", "../warehouse.duckdb", "sub/../../x"):
         with pytest.raises(BadInput):
-            _resolve_file(settings, bad)
+            resolve_file(settings, bad)
 
 
 def test_api_path_parameters_never_reach_files(tmp_path: Path) -> None:

@@ -198,3 +198,27 @@ def post_drift(decision: dict[str, Any] | None, source: str, settings: Settings 
     return post(RETRAIN_DECIDED, text, source, settings, decision=decision.get("decision"), score=score,
                 report_id=decision.get("report_id"), model_version=decision.get("model_version"),
                 batch_ids=decision.get("batch_ids"))  # fmt: skip
+
+
+# --- run outcomes ----------------------------------------------------------------------------------------------
+
+
+def announce_training(ref: dict[str, Any]) -> dict[str, Any]:
+    """Post ``champion_promoted`` or ``promotion_refused`` for a training task's result; returns it unchanged."""
+    post_training(ref, "airflow")
+    return ref
+
+
+def notify(
+    pipeline: str, summary: dict[str, Any] | None, run_id: str | None = None, published: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Log the success of a run and post it (event ``success``) to ``CINEMATCH_ALERT_WEBHOOK`` when one is set."""
+    summary = summary or {}
+    text = (f"cinematch {pipeline} succeeded (run {run_id}): {summary.get('n_checks', 0)} checks passed"
+            + "".join(f", {k} {summary[k]}" for k in ("batch_ids", "inserted", "as_of", "model_version",
+                                                      "drift_decision") if summary.get(k) not in (None, []))
+            + (f", published {published['views_version']}" if published else ""))  # fmt: skip
+    log_event(log, "pipeline_succeeded", pipeline=pipeline, run_id=run_id, message=text)
+    sent = post(SUCCESS, text, "airflow", pipeline=pipeline, run_id=run_id, summary=summary,
+                       views_version=(published or {}).get("views_version"))  # fmt: skip
+    return {"pipeline": pipeline, "status": "success", "message": text, "webhook": sent}
