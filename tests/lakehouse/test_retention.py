@@ -12,7 +12,8 @@ from cinematch.core.settings import Settings
 from cinematch.ingest.bronze import ingest_file
 from cinematch.lakehouse.etl import run_etl
 from cinematch.lakehouse.retention import apply_retention
-from cinematch.storage.warehouse import utcnow, write_session
+from cinematch.storage.audit import utcnow
+from cinematch.storage.warehouse import write_session
 
 
 def _batch(path: Path, years: list[int]) -> Path:

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.reliability
 
 _HOLD = """import sys
 from cinematch.core.settings import Settings
-from cinematch.storage.warehouse import HomeLock
+from cinematch.storage.lock import HomeLock
 with HomeLock(Settings(home=sys.argv[1]), exclusive=sys.argv[2] == "writer", command="hold test"):
     print("held", flush=True)
     sys.stdin.readline()

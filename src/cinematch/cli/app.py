@@ -164,7 +164,7 @@ def _damaged_warehouse(exc: Exception) -> CineMatchError | None:
         return None
     import duckdb
 
-    from cinematch.storage.warehouse import damaged, diagnose
+    from cinematch.storage.integrity import damaged, diagnose
 
     try:
         settings = get_settings()

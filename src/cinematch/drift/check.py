@@ -19,7 +19,7 @@ from cinematch.recommender.training import (
     ratings_of,
     unmerged_batches,
 )
-from cinematch.storage.warehouse import new_run_id, utcnow
+from cinematch.storage.audit import new_run_id, utcnow
 
 log = get_logger(__name__)
 

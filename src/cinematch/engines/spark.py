@@ -39,7 +39,8 @@ from cinematch.lakehouse import sources as extras
 from cinematch.lakehouse.etl import gate, gold_exists
 from cinematch.lakehouse.quality import run_checks
 from cinematch.storage import lake, sqlgen
-from cinematch.storage.warehouse import batch_table, new_run_id, record_run, utcnow
+from cinematch.storage.audit import new_run_id, record_run, utcnow
+from cinematch.storage.warehouse import batch_table
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession

@@ -12,7 +12,7 @@ from urllib.parse import urlparse
 
 from cinematch.core.errors import BadInput
 from cinematch.storage import lake
-from cinematch.storage.warehouse import new_run_id
+from cinematch.storage.audit import new_run_id
 
 if TYPE_CHECKING:
     import pyarrow as pa

@@ -31,7 +31,8 @@ from cinematch.datasets.readers import (
 from cinematch.datasets.viewing import INSERTS as VIEWING_INSERTS
 from cinematch.datasets.viewing import VIEWING_KINDS, normalize_viewing, read_viewing_raw, viewing_kind
 from cinematch.ingest.postgres import load_ratings
-from cinematch.storage.warehouse import is_postgres, query_rows, record_run, utcnow
+from cinematch.storage.audit import record_run, utcnow
+from cinematch.storage.warehouse import is_postgres, query_rows
 
 log = get_logger(__name__)
 

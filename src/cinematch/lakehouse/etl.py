@@ -18,7 +18,8 @@ from cinematch.lakehouse import sources as extras
 from cinematch.lakehouse.quality import CheckResult, describe_failure, failures, run_checks
 from cinematch.lakehouse.silver import BRONZE_CHECKS, SILVER_CHECKS, build_silver
 from cinematch.storage import lake
-from cinematch.storage.warehouse import new_run_id, record_run, table_exists, utcnow
+from cinematch.storage.audit import new_run_id, record_run, utcnow
+from cinematch.storage.warehouse import table_exists
 
 log = get_logger(__name__)
 

@@ -9,7 +9,7 @@ import duckdb
 
 from cinematch.core.log import get_logger, log_event
 from cinematch.core.settings import Settings
-from cinematch.storage.warehouse import record_run, utcnow
+from cinematch.storage.audit import record_run, utcnow
 
 log = get_logger(__name__)
 

@@ -15,7 +15,8 @@ from cinematch.core.settings import Settings
 from cinematch.drift.stats import HALF_STAR_BINS
 from cinematch.recommender.registry import same_rows
 from cinematch.serving.charts import AMBER, BLUE, GREEN, ORANGE, RED, grouped_bars, hbars, line_chart
-from cinematch.storage.warehouse import query_rows, utcnow
+from cinematch.storage.audit import utcnow
+from cinematch.storage.warehouse import query_rows
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1340px;color:#222}

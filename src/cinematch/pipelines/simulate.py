@@ -128,6 +128,6 @@ def demo_home(settings: Settings) -> Path:
     """A fresh home for the demo: HOME itself when it holds no warehouse yet, else a new sibling folder."""
     if not settings.duckdb_path.exists():
         return settings.home_dir
-    from cinematch.storage.warehouse import utcnow
+    from cinematch.storage.audit import utcnow
 
     return settings.home_dir / f"demo-{utcnow():%Y%m%dT%H%M%S}"

@@ -18,7 +18,8 @@ from cinematch.core.settings import Settings
 from cinematch.recommender.als import META_FILE as ALS_META
 from cinematch.recommender.als import ALSModel
 from cinematch.recommender.ranker import Ranker
-from cinematch.storage.warehouse import query_rows, utcnow
+from cinematch.storage.audit import utcnow
+from cinematch.storage.warehouse import query_rows
 
 log = get_logger(__name__)
 

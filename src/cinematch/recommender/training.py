@@ -26,7 +26,8 @@ from cinematch.recommender.protocols import write_lists
 from cinematch.recommender.ranker import Ranker
 from cinematch.recommender.trainer import LOCAL, Trainer
 from cinematch.recommender.tuning import RankingConfig, Selection
-from cinematch.storage.warehouse import batch_table, utcnow
+from cinematch.storage.audit import utcnow
+from cinematch.storage.warehouse import batch_table
 
 log = get_logger(__name__)
 

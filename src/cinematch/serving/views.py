@@ -53,7 +53,8 @@ from cinematch.core.settings import Settings
 from cinematch.recommender import registry
 from cinematch.recommender.batch import RECENT_DAYS
 from cinematch.recommender.training import write_recommendations
-from cinematch.storage.warehouse import batch_table, query_rows, table_exists, utcnow
+from cinematch.storage.audit import utcnow
+from cinematch.storage.warehouse import batch_table, query_rows, table_exists
 
 log = get_logger(__name__)
 

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 from cinematch.core.errors import CineMatchError
 from cinematch.core.log import get_logger, timed
 from cinematch.storage import sqlgen
-from cinematch.storage.warehouse import new_run_id
+from cinematch.storage.audit import new_run_id
 
 log = get_logger(__name__)
 

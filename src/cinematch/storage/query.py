@@ -6,7 +6,9 @@ import duckdb
 
 from cinematch.core.errors import BadInput
 from cinematch.core.settings import Settings
-from cinematch.storage.warehouse import HomeLock, check_file, write_session
+from cinematch.storage.integrity import check_file
+from cinematch.storage.lock import HomeLock
+from cinematch.storage.warehouse import write_session
 
 
 def run_readonly(settings: Settings, query: str, limit: int = 1000) -> list[dict]:

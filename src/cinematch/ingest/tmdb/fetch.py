@@ -20,7 +20,7 @@ from cinematch.core.errors import BadInput, CineMatchError
 from cinematch.core.log import get_logger, log_event
 from cinematch.core.settings import Settings
 from cinematch.ingest.tmdb.client import APPEND, FetchResult, TmdbClient, max_in_window
-from cinematch.storage.warehouse import new_run_id, record_run, utcnow
+from cinematch.storage.audit import new_run_id, record_run, utcnow
 
 log = get_logger(__name__)
 
