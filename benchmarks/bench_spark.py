@@ -67,7 +67,7 @@ def als_data(size: str) -> Path:
     import numpy as np
     import pyarrow.parquet as pq
 
-    from cinematch.recommender.training import stable_split
+    from cinematch.recommender.training_set import stable_split
 
     path = SCRATCH / f"spark-als-{size}.npz"
     if not path.is_file():

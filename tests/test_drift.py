@@ -16,7 +16,8 @@ from cinematch.ingest.bronze import ingest_file
 from cinematch.lakehouse.etl import run_etl
 from cinematch.pipelines.retrain import drift_and_retrain
 from cinematch.recommender import registry
-from cinematch.recommender.training import params_from_settings, train_warehouse, training_batches
+from cinematch.recommender.training import params_from_settings, train_warehouse
+from cinematch.recommender.training_set import training_batches
 from cinematch.storage.warehouse import write_session
 
 CONFIG = GenerateConfig(users=600, movies=400, ratings=30000, weeks=3, batch_ratings=3000, drift_week=2, seed=5)

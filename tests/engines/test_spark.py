@@ -33,7 +33,8 @@ from cinematch.lakehouse.quality import Check
 from cinematch.pipelines.engine import run_etl, train_warehouse
 from cinematch.recommender import registry
 from cinematch.recommender.als import ALSModel, ALSParams
-from cinematch.recommender.training import params_from_settings, ratings_of, stable_split
+from cinematch.recommender.training import params_from_settings
+from cinematch.recommender.training_set import ratings_of, stable_split
 from cinematch.storage.warehouse import write_session
 
 pytestmark = [

@@ -20,7 +20,8 @@ from cinematch.recommender.evaluation import compare
 from cinematch.recommender.ials import IALS, IALSParams
 from cinematch.recommender.interactions import histories
 from cinematch.recommender.ranker import Component, Ranker
-from cinematch.recommender.training import params_from_settings, stable_split, train_warehouse
+from cinematch.recommender.training import params_from_settings, train_warehouse
+from cinematch.recommender.training_set import stable_split
 from cinematch.recommender.tuning import RankingConfig, select
 from cinematch.serving.views import publish
 from cinematch.storage.warehouse import write_session

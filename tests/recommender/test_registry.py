@@ -15,16 +15,9 @@ from cinematch.datasets.generate import GenerateConfig, generate_tables
 from cinematch.ingest.bronze import ingest_file
 from cinematch.lakehouse.etl import run_etl
 from cinematch.recommender import registry
-from cinematch.recommender.training import (
-    merge_batches,
-    params_from_settings,
-    predict_pairs,
-    stable_split,
-    train_files,
-    train_warehouse,
-    training_batches,
-    unmerged_batches,
-)
+from cinematch.recommender.recommendations import predict_pairs
+from cinematch.recommender.training import params_from_settings, train_files, train_warehouse
+from cinematch.recommender.training_set import merge_batches, stable_split, training_batches, unmerged_batches
 from cinematch.storage.warehouse import write_session
 
 SMALL = {"rank": 8, "iterations": 6}

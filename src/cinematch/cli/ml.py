@@ -131,7 +131,7 @@ def _publish_champion(con: Any, settings: Any) -> str | None:
 @click.option("--out", "out_file", required=True, type=click.Path(path_type=Path), help="CSV to write.")
 def predict_cmd(ctx: Ctx, pairs: Path, out_file: Path) -> None:
     """Predicted ratings for a list of (user, movie[, date]) pairs from the champion."""
-    from cinematch.recommender.training import predict_pairs
+    from cinematch.recommender.recommendations import predict_pairs
 
     doc = predict_pairs(ctx.settings, pairs, out_file)
     emit(ctx, doc, lambda: out.print(f"{doc['pairs']:,} predictions from {doc['version']} "
@@ -180,7 +180,7 @@ def _same_rows(promotion: dict[str, Any]) -> dict[str, str]:
 def models_promote(ctx: Ctx, version: str) -> None:
     """Make VERSION the champion and refresh batch recommendations."""
     from cinematch.recommender import registry
-    from cinematch.recommender.training import write_recommendations
+    from cinematch.recommender.recommendations import write_recommendations
 
     with write_session(ctx.settings, "models promote") as con:
         con.execute("begin transaction")
@@ -197,7 +197,7 @@ def models_promote(ctx: Ctx, version: str) -> None:
 def models_rollback(ctx: Ctx) -> None:
     """Return to the previous champion in one command."""
     from cinematch.recommender import registry
-    from cinematch.recommender.training import write_recommendations
+    from cinematch.recommender.recommendations import write_recommendations
 
     with write_session(ctx.settings, "models rollback") as con:
         con.execute("begin transaction")

@@ -15,10 +15,7 @@ from cinematch.core.settings import Settings
 from cinematch.drift.stats import MovieGenres, ReferenceStats, compare, reference_stats
 from cinematch.recommender import registry
 from cinematch.recommender.metrics import rmse
-from cinematch.recommender.training import (
-    ratings_of,
-    unmerged_batches,
-)
+from cinematch.recommender.training_set import ratings_of, unmerged_batches
 from cinematch.storage.audit import new_run_id, utcnow
 
 log = get_logger(__name__)

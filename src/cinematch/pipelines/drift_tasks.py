@@ -30,7 +30,7 @@ def check_drift(expected_version: str | None = None) -> dict[str, Any]:
     """
     from cinematch.drift.check import check_drift as drift_check
     from cinematch.recommender import registry
-    from cinematch.recommender.training import unmerged_batches
+    from cinematch.recommender.training_set import unmerged_batches
 
     with task_session("check_drift") as (settings, con):
         champ = registry.champion(con)

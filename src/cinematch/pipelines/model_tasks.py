@@ -53,7 +53,7 @@ def pending_batches(force: bool = False) -> dict[str, Any]:
     or when ``force`` is set; otherwise a rerun would only register a duplicate version.
     """
     from cinematch.recommender import registry
-    from cinematch.recommender.training import unmerged_batches
+    from cinematch.recommender.training_set import unmerged_batches
 
     with task_session("pending_batches") as (_, con):
         batches = unmerged_batches(con)
@@ -74,7 +74,8 @@ def train_model(force: bool = False) -> dict[str, Any]:
     """
     from cinematch.pipelines.engine import train_warehouse
     from cinematch.recommender import registry
-    from cinematch.recommender.training import params_from_settings, unmerged_batches
+    from cinematch.recommender.training import params_from_settings
+    from cinematch.recommender.training_set import unmerged_batches
 
     with task_session("train_model") as (settings, con):
         champ = registry.champion(con)
@@ -102,7 +103,7 @@ def test_model(version: str | None) -> dict[str, Any]:
     """
     from cinematch.recommender import registry
     from cinematch.recommender.metrics import evaluate
-    from cinematch.recommender.training import ratings_of, stable_split, training_batches
+    from cinematch.recommender.training_set import ratings_of, stable_split, training_batches
 
     if version is None:
         log_event(log, "test_skipped", reason="no model to test")
@@ -131,7 +132,7 @@ def create_futures(pairs_file: str | None = None, tag: str | None = None, n_pair
     pairs file is written.
     """
     from cinematch.recommender import registry
-    from cinematch.recommender.training import predict_pairs
+    from cinematch.recommender.recommendations import predict_pairs
 
     with task_session("create_futures") as (settings, con):
         folder = settings.home_dir / "futures"

@@ -52,7 +52,7 @@ from cinematch.core.log import get_logger, log_event, timed
 from cinematch.core.settings import Settings
 from cinematch.recommender import registry
 from cinematch.recommender.batch import RECENT_DAYS
-from cinematch.recommender.training import write_recommendations
+from cinematch.recommender.recommendations import write_recommendations
 from cinematch.storage.audit import utcnow
 from cinematch.storage.warehouse import batch_table, query_rows, table_exists
 
