@@ -93,7 +93,7 @@ def child_etl(spec: dict[str, Any]) -> dict[str, Any]:
     settings = Settings(home=Path(spec["home"]), engine=spec["engine"], spark_master="local[2]")
     out: dict[str, Any] = {"engine": spec["engine"]}
     if spec["engine"] == "spark":
-        from cinematch.engines.spark import spark_session
+        from cinematch.engines.spark_session import spark_session
 
         t0 = time.perf_counter()
         spark = spark_session(settings)
@@ -144,8 +144,8 @@ def child_als(spec: dict[str, Any]) -> dict[str, Any]:
         out["s_per_iter"] = float(np.median(steps[1:] if len(steps) > 1 else steps))  # 1st includes the CSR build
     else:
         from cinematch.core.settings import Settings
-        from cinematch.engines.spark import spark_session
         from cinematch.engines.spark_als import fit_spark_als
+        from cinematch.engines.spark_session import spark_session
 
         spark = spark_session(Settings(spark_master="local[2]"))
         spark.sparkContext.setLogLevel("ERROR")

@@ -87,7 +87,7 @@ def _local_shuffle_width(spark: Any) -> None:
     split (the SparkSubmitOperator passes no SQL settings); it is a runtime setting, so it can be set here.
     """
     from cinematch.core.settings import Settings
-    from cinematch.engines.spark import session_conf
+    from cinematch.engines.spark_session import session_conf
 
     conf = spark.sparkContext.getConf()
     if conf.contains("spark.sql.shuffle.partitions"):
@@ -105,7 +105,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     os.environ["CINEMATCH_ENGINE"] = "spark"
 
     from cinematch.core.settings import get_settings
-    from cinematch.engines.spark import spark_session
+    from cinematch.engines.spark_session import spark_session
     from cinematch.pipelines import data_tasks, model_tasks
 
     settings = get_settings()

@@ -12,7 +12,6 @@ import pytest
 
 from cinematch.core.errors import BadInput
 from cinematch.core.settings import Settings
-from cinematch.engines.spark import session_conf
 from cinematch.engines.spark_lake import (
     POINTER,
     LakeLocation,
@@ -20,6 +19,7 @@ from cinematch.engines.spark_lake import (
     publish_arrow,
     read_current_arrow,
 )
+from cinematch.engines.spark_session import session_conf
 
 BUCKET = "cinematch-lake"
 

@@ -11,8 +11,9 @@ import pytest
 from cinematch import spark_submit
 from cinematch.core.errors import BadInput
 from cinematch.core.settings import Settings
-from cinematch.engines.spark import model_sql, session_conf
+from cinematch.engines.spark import model_sql
 from cinematch.engines.spark_lake import LakeLocation, normalize_uri
+from cinematch.engines.spark_session import session_conf
 from cinematch.storage import sqlgen
 
 

@@ -98,7 +98,7 @@ def fit_spark_als(
     """
     from pyspark.ml.recommendation import ALS
 
-    from cinematch.engines.spark import spark_session
+    from cinematch.engines.spark_session import spark_session
 
     params.validate()
     if table.num_rows == 0:

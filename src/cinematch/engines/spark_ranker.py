@@ -92,7 +92,7 @@ def fit_spark_ranker(
     ratings of catalogue items (as ``implicit`` does on the DuckDB engine), and catalogue items it never saw
     keep zero factors. Seeded from ``config.seed`` (CINEMATCH_SEED).
     """
-    from cinematch.engines.spark import spark_session
+    from cinematch.engines.spark_session import spark_session
 
     if train.num_rows == 0:
         raise BadInput("no ratings to train on: ingest a batch and run `cinematch etl` first")
