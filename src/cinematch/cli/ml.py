@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -58,8 +59,8 @@ def train_cmd(ctx: Ctx, ratings: Path | None, test_file: Path | None, lists_out:
         else:
             with write_session(ctx.settings, "train") as con:
                 doc = train_warehouse(con, ctx.settings, params, progress=progress, tune=tune, note=note)
-                if doc.get("promoted"):
-                    doc["published"] = _publish_champion(con, ctx.settings)
+                if doc.promoted:
+                    doc = dataclasses.replace(doc, published=_publish_champion(con, ctx.settings))
             from cinematch.pipelines import alerts
 
             alerts.post_training(doc, "cli", ctx.settings)  # champion_promoted or promotion_refused

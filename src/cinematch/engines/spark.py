@@ -33,7 +33,7 @@ from cinematch.engines.spark_lake import LakeLocation, data_files, read_version
 from cinematch.lakehouse import gold as gold_layer
 from cinematch.lakehouse import incremental, silver
 from cinematch.lakehouse import sources as extras
-from cinematch.lakehouse.etl import gate, gold_exists
+from cinematch.lakehouse.etl import EtlRun, gate, gold_exists
 from cinematch.lakehouse.quality import run_checks
 from cinematch.storage import lake, sqlgen
 from cinematch.storage.audit import new_run_id, record_run, utcnow
@@ -236,7 +236,7 @@ def run_etl_spark(
     as_of: datetime | None = None,
     spark: SparkSession | None = None,
     prior_weight: float = gold_layer.DEFAULT_PRIOR_WEIGHT,
-) -> dict[str, Any]:
+) -> EtlRun:
     """``run_etl`` on Spark: the same result document, tables, checks and ``ops.pipeline_runs`` rows.
 
     The lake is always written (it is how Spark and the warehouse exchange data).
@@ -258,7 +258,7 @@ def run_etl_spark(
     rating_batches = [b["batch_id"] for b in batches if b["kind"] == "ratings"]
     changed = bool(batches) or full_refresh or as_of is not None or not gold_exists(con)
     if not changed:
-        return _up_to_date(con, settings, run)
+        return EtlRun(**_up_to_date(con, settings, run))
 
     location = LakeLocation.from_settings(settings)
     spark = spark or spark_session(settings)
@@ -312,7 +312,7 @@ def run_etl_spark(
     run["up_to_date"] = False
     run["status"] = "completed"
     log_event(log, "spark_etl", as_of=run["as_of"], new_batches=len(batches), spark_seconds=run["spark_seconds"])
-    return run
+    return EtlRun(**run)
 
 
 def _layer_info(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from datetime import time as dtime
 from typing import Any
@@ -12,6 +13,7 @@ import duckdb
 
 from cinematch.core.errors import QualityGateFailed
 from cinematch.core.log import get_logger, log_event
+from cinematch.core.results import Result, optional
 from cinematch.core.settings import Settings
 from cinematch.lakehouse import gold as gold_layer
 from cinematch.lakehouse import sources as extras
@@ -24,6 +26,25 @@ from cinematch.storage.warehouse import table_exists
 log = get_logger(__name__)
 
 SILVER_TABLES = ("silver.ratings", "silver.movies")
+
+
+@dataclass(eq=False)
+class EtlRun(Result):
+    """One `cinematch etl` run: per-layer counts and every check's result (``layers``), and what it did."""
+
+    run_id: str
+    full_refresh: bool
+    layers: dict[str, dict[str, Any]]
+    new_batches: list[str]
+    placeholders: int
+    up_to_date: bool
+    status: str
+    as_of: datetime | None = optional()  # the logical date gold was built for (absent when gold was skipped)
+    lake: dict[str, str] | None = optional()  # lake table -> the version written
+    lake_seconds: float | None = optional()
+    engine: str | None = optional()  # "spark" when the Spark engine computed silver and gold
+    spark_seconds: float | None = optional()
+    spark_write_seconds: dict[str, float] | None = optional()
 
 
 def logical_end(day: date) -> datetime:
@@ -141,7 +162,7 @@ def run_etl(
     full_refresh: bool = False,
     as_of: datetime | None = None,
     write_lake: bool = True,
-) -> dict[str, Any]:
+) -> EtlRun:
     """Bring silver and gold up to date and return per-layer counts and every check's result.
 
     Rerunning with nothing new changes nothing. ``as_of`` pins gold to a logical date (backfills). This is the
@@ -193,7 +214,7 @@ def run_etl(
             run["lake"] = _write_lake(con, settings, None, last_gold)
         run["up_to_date"] = True
         run["status"] = "completed"
-        return run
+        return EtlRun(**run)
 
     started, t0 = utcnow(), time.perf_counter()
     con.execute("begin transaction")
@@ -219,4 +240,4 @@ def run_etl(
         run["lake_seconds"] = round(time.perf_counter() - t0, 3)
     run["up_to_date"] = False
     run["status"] = "completed"
-    return run
+    return EtlRun(**run)

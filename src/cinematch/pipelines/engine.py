@@ -39,7 +39,7 @@ def run_etl(
     full_refresh: bool = False,
     as_of: datetime | None = None,
     write_lake: bool = True,
-) -> dict[str, Any]:
+) -> etl.EtlRun:
     """Bronze → silver → gold on the configured engine (see lakehouse/etl.py for the run's rules)."""
     if uses_spark(settings):
         from cinematch.engines.spark import run_etl_spark
@@ -56,7 +56,7 @@ def train_warehouse(
     progress: Callable[[int, float], None] | None = None,
     tune: bool = False,
     note: Callable[[str], None] | None = None,
-) -> dict[str, Any]:
+) -> training.TrainingRun:
     """Train, evaluate, register and maybe promote on the configured engine (recommender/training.py)."""
     return training.train_warehouse(con, settings, params, merge, progress, tune, note, trainer_for(settings))
 
@@ -70,7 +70,7 @@ def train_files(
     lists_out: Path | None = None,
     min_rating: float | None = None,
     note: Callable[[str], None] | None = None,
-) -> dict[str, Any]:
+) -> training.FileTrainingRun:
     """Train and evaluate on files, on the configured engine; the warehouse is not touched."""
     return training.train_files(settings, ratings_path, test_path, params, progress, lists_out, min_rating, note,
                                 trainer_for(settings))  # fmt: skip

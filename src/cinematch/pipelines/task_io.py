@@ -41,6 +41,8 @@ def task_session(task: str) -> Iterator[tuple[Settings, duckdb.DuckDBPyConnectio
 
 
 def plain(value: Any) -> Any:
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
     if isinstance(value, datetime | date):
         return value.isoformat()
     if isinstance(value, Path):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ import pyarrow as pa
 
 from cinematch.core.errors import BadInput, CineMatchError
 from cinematch.core.log import get_logger, log_event
+from cinematch.core.results import Result, optional
 from cinematch.core.settings import Settings
 from cinematch.recommender import registry
 from cinematch.recommender.als import ALSModel, ALSParams
@@ -83,9 +84,49 @@ def _rmse_on(model: ALSModel, test: pa.Table) -> float:
     return rmse(test.column("rating").to_numpy(), predicted)
 
 
-def _result(version: str, metrics: dict, seconds: float, **extra: Any) -> dict[str, Any]:
+@dataclass(eq=False)
+class ModelScores(Result):
+    """A trained version and its scores on the held-out rows (the same keys as its registry metrics)."""
+
+    version: str
+    rmse: float | None
+    mae: float | None
+    precision_at_10: float | None
+    recall_at_10: float | None
+    ndcg_at_10: float | None
+    map_at_10: float | None
+    coverage: float | None
+    avg_rec_popularity: float | None
+    ranking_model: str | None
+    baseline: dict[str, Any] | None
+    train_seconds: float
+    n_test: int | None
+    n_train: int
+
+
+@dataclass(eq=False)
+class TrainingRun(ModelScores):
+    """`cinematch train` on the warehouse: the version, whether it was promoted and why, the batches merged."""
+
+    promoted: bool
+    champion_version: str | None
+    promotion: dict[str, Any]
+    merged_batches: list[str]
+    batch_ids: list[str]
+    published: dict[str, Any] | None = optional()  # the views published for a promoted version (the CLI)
+
+
+@dataclass(eq=False)
+class FileTrainingRun(ModelScores):
+    """`cinematch train --ratings FILE`: the version saved (not registered) and where its lists were written."""
+
+    registered: bool
+    lists_out: str | None
+
+
+def _scores(version: str, metrics: dict[str, Any], seconds: float) -> dict[str, Any]:
     return {"version": version, **{k: metrics.get(k) for k in RESULT_KEYS}, "train_seconds": round(seconds, 3),
-            "n_test": metrics.get("n_test"), **extra}  # fmt: skip
+            "n_test": metrics.get("n_test")}  # fmt: skip
 
 
 def _ranking_metadata(selection: Selection, tuned: bool) -> dict[str, Any]:
@@ -113,7 +154,7 @@ def train_warehouse(
     tune: bool = False,
     note: Callable[[str], None] | None = None,
     trainer: Trainer = LOCAL,
-) -> dict[str, Any]:
+) -> TrainingRun:
     """Train both models on the training set plus ``merge`` (default: every batch not trained on yet), register.
 
     The ranking model is searched on validation data when ``tune`` (or when no earlier choice exists) and
@@ -184,9 +225,10 @@ def train_warehouse(
     log_event(log, "model_trained", version=version, rmse=round(metrics["rmse"], 4),
               ndcg=round(metrics["ndcg_at_10"], 4), ranking_model=selection.ranker.name,
               decision=promotion["decision"], seconds=round(seconds, 2), n_train=train.num_rows)  # fmt: skip
-    return _result(version, metrics, seconds, promoted=promotion["decision"] == "promoted",
-                   champion_version=champ_row["version"] if champ_row else None, promotion=promotion,
-                   merged_batches=merged, batch_ids=batch_ids, n_train=train.num_rows)  # fmt: skip
+    return TrainingRun(**_scores(version, metrics, seconds), n_train=train.num_rows,
+                       promoted=promotion["decision"] == "promoted",
+                       champion_version=champ_row["version"] if champ_row else None, promotion=promotion,
+                       merged_batches=merged, batch_ids=batch_ids)  # fmt: skip
 
 
 def train_files(
@@ -199,7 +241,7 @@ def train_files(
     min_rating: float | None = None,
     note: Callable[[str], None] | None = None,
     trainer: Trainer = LOCAL,
-) -> dict[str, Any]:
+) -> FileTrainingRun:
     """Train and evaluate on files of any supported format; the warehouse is not touched.
 
     With no test file, the stable 80/20 split of the ratings file is used. The ranking model is always
@@ -228,5 +270,5 @@ def train_files(
                 "n_test": test.num_rows, "train_seconds": seconds,
                 "split": {"rule": "given test file"} if test_path else SPLIT_RULE}  # fmt: skip
     registry.save_version(settings, model, metadata, version, selection.ranker)
-    return _result(version, metrics, seconds, n_train=train.num_rows, registered=False,
-                   lists_out=str(lists_out) if lists_out else None)  # fmt: skip
+    return FileTrainingRun(**_scores(version, metrics, seconds), n_train=train.num_rows, registered=False,
+                           lists_out=str(lists_out) if lists_out else None)  # fmt: skip
