@@ -10,7 +10,7 @@ import click
 
 from cinematch.cli.app import Ctx, cli, command, emit, out, table
 from cinematch.core.errors import BadInput
-from cinematch.storage.warehouse import write_session
+from cinematch.storage.warehouse import read_session, warehouse_exists, write_session
 
 
 def _metrics_line(doc: dict) -> str:
@@ -149,8 +149,10 @@ def models_list(ctx: Ctx) -> None:
     """Every registered version with its metrics and status."""
     from cinematch.recommender import registry
 
-    with write_session(ctx.settings, "models list") as con:
-        rows = registry.list_models(con)
+    rows: list[dict[str, Any]] = []
+    if warehouse_exists(ctx.settings):  # a read never creates the warehouse
+        with read_session(ctx.settings) as con:
+            rows = registry.list_models(con)
     doc = {"champion": next((r["version"] for r in rows if r["is_champion"]), None), "models": rows}
 
     def human() -> None:

@@ -17,9 +17,11 @@ from cinematch.recommender.trainer import LOCAL, Trainer
 
 
 def _warehouse_ratings(settings: Settings) -> pa.Table:
-    from cinematch.storage.warehouse import table_exists, write_session
+    from cinematch.storage.warehouse import read_session, table_exists, warehouse_exists
 
-    with write_session(settings, "evaluate") as con:
+    if not warehouse_exists(settings):  # a read never creates the warehouse
+        return pa.table({"user_id": pa.array([], pa.int64())})
+    with read_session(settings) as con:
         if not table_exists(con, "silver", "ratings"):
             return pa.table({"user_id": pa.array([], pa.int64())})
         return con.sql("select user_id, movie_id, rating, rated_at from silver.ratings").to_arrow_table()

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import duckdb
 
-from cinematch.core.errors import BadInput
+from cinematch.core.errors import BadInput, CineMatchError
 from cinematch.core.settings import Settings
 from cinematch.storage.integrity import check_file
 from cinematch.storage.lock import HomeLock
-from cinematch.storage.warehouse import write_session
 
 
 def run_readonly(settings: Settings, query: str, limit: int = 1000) -> list[dict]:
@@ -22,9 +21,11 @@ def run_readonly(settings: Settings, query: str, limit: int = 1000) -> list[dict
         from cinematch.storage.postgres import run_readonly as run_readonly_pg
 
         return run_readonly_pg(settings.database_url.get_secret_value(), query, limit)
-    if not settings.duckdb_path.exists():
-        with write_session(settings, "init"):
-            pass
+    if not settings.duckdb_path.exists():  # a read never creates the warehouse (no DDL on read paths)
+        raise CineMatchError(
+            f"no warehouse at {settings.duckdb_path}: run `cinematch init` (or ingest a batch) first, "
+            "or set CINEMATCH_HOME to the home you meant"
+        )
     with HomeLock(settings, exclusive=False):
         con = duckdb.connect(
             str(settings.duckdb_path),
