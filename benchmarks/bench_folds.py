@@ -22,7 +22,7 @@ import pyarrow as pa
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import MOVIELENS
 
-from cinematch.datasets.readers import read_ratings
+from cinematch.datasets.ratings import read_ratings
 from cinematch.recommender.als import ALSModel, ALSParams
 from cinematch.recommender.metrics import evaluate, most_popular_baseline
 

@@ -138,7 +138,7 @@ def evaluate_split(name: str, train: pa.Table, test: pa.Table, thresholds: tuple
 
 
 def accuracy(path: Path, quick: bool) -> dict[str, Any] | None:
-    from cinematch.datasets.readers import read_ratings
+    from cinematch.datasets.ratings import read_ratings
     from cinematch.recommender.protocols import split_protocol
 
     if not path.is_file():
@@ -220,7 +220,7 @@ def unit_confidence(path: Path, quick: bool) -> dict[str, Any] | None:
     CineMatch's exact alternating solves (``IALS.fit``), same parameters, on the ranking-check split."""
     from threadpoolctl import threadpool_limits
 
-    from cinematch.datasets.readers import read_ratings
+    from cinematch.datasets.ratings import read_ratings
     from cinematch.recommender.ials import IALS, IALSParams, _library_model
     from cinematch.recommender.interactions import histories
     from cinematch.recommender.metrics import ranking_metrics

@@ -8,7 +8,7 @@ import click
 
 from cinematch.cli.app import Ctx, cli, command, emit, out, table
 from cinematch.core.errors import BadInput
-from cinematch.datasets.readers import ALL_FORMATS
+from cinematch.datasets.formats import ALL_FORMATS
 from cinematch.ingest.bronze import KINDS, buffer_status, ingest_file, ingest_landing
 from cinematch.storage.warehouse import describe, read_session, warehouse_exists, write_session
 

@@ -20,7 +20,8 @@ import pyarrow.compute as pc
 
 from cinematch.core.errors import BadInput
 from cinematch.datasets.delimited import FAULT, INTERNAL, RECORD, content_error, read_delimited, read_lines
-from cinematch.datasets.readers import _duck, _with_row_numbers, check_file
+from cinematch.datasets.formats import check_file
+from cinematch.datasets.raw_tables import duck, with_row_numbers
 from cinematch.datasets.values import integer_text, timestamp_text
 
 VIEWING_KINDS = ("users", "sessions", "content")
@@ -118,7 +119,7 @@ def _flatten_into(out: dict[str, pa.Array], name: str, arr: pa.Array) -> None:
 
 def _read_json(path: Path, shown: Path | None = None, fmt: str = "auto") -> pa.Table:
     """The records of a JSON file (``fmt``: DuckDB's ``auto``, ``array``...); errors name ``shown`` (or ``path``)."""
-    con = _duck()
+    con = duck()
     try:
         src = f"read_json(?, format='{fmt}', records=true, sample_size=-1)"
         described = con.execute(f"describe select * from {src}", [str(path)]).fetchall()
@@ -134,7 +135,7 @@ def _read_json(path: Path, shown: Path | None = None, fmt: str = "auto") -> pa.T
 
 def _line_faults(text: pa.Array) -> pa.Array:
     """For each line: why it is not one JSON object ("not valid JSON", "not a JSON object"), or null."""
-    con = _duck()
+    con = duck()
     try:
         con.register("_lines", pa.table({"i": pa.array(np.arange(len(text), dtype=np.int64)), "t": text}))
         sql = """select case when not json_valid(t) then 'not valid JSON'
@@ -161,7 +162,7 @@ def _shape(table: pa.Table, row_numbers: np.ndarray | None) -> pa.Table:
     table = flatten(table)
     table = table.rename_columns([f"{c}_" if c in INTERNAL else c for c in table.column_names])
     if row_numbers is None or len(row_numbers) != table.num_rows:
-        return _with_row_numbers(table)
+        return with_row_numbers(table)
     return table.append_column("row_number", pa.array(row_numbers.astype(np.int64)))
 
 
@@ -344,7 +345,7 @@ def normalize_viewing(raw: pa.Table, kind: str) -> tuple[pa.Table, pa.Table]:
 
     latest = f"timestamp '{datetime.now(UTC).replace(tzinfo=None) + timedelta(days=1):%Y-%m-%d %H:%M:%S}'"
     typed, key, good_cols = _typed_sql(raw, kind, latest)
-    con = _duck()
+    con = duck()
     try:
         con.register("raw", raw)
         con.execute(

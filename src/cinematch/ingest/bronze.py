@@ -20,14 +20,9 @@ from cinematch.core.errors import BadInput
 from cinematch.core.log import get_logger, log_event
 from cinematch.core.settings import get_settings
 from cinematch.datasets.delimited import public_message
-from cinematch.datasets.readers import (
-    MOVIES_FORMATS,
-    detect_format,
-    normalize_movies,
-    normalize_ratings,
-    read_movies_raw,
-    read_ratings_raw,
-)
+from cinematch.datasets.formats import MOVIES_FORMATS, detect_format
+from cinematch.datasets.movies import normalize_movies, read_movies_raw
+from cinematch.datasets.ratings import normalize_ratings, read_ratings_raw
 from cinematch.datasets.viewing import INSERTS as VIEWING_INSERTS
 from cinematch.datasets.viewing import VIEWING_KINDS, normalize_viewing, read_viewing_raw, viewing_kind
 from cinematch.ingest.postgres import load_ratings

@@ -312,7 +312,7 @@ def train_files(
     searched on validation data carved from the training file. The version is saved (``source: files``) but
     not registered, so it never becomes champion. ``lists_out`` receives the evaluated top-N lists.
     """
-    from cinematch.datasets.readers import read_ratings
+    from cinematch.datasets.ratings import read_ratings
 
     data, _ = read_ratings(Path(ratings_path))
     if test_path is not None:
@@ -423,7 +423,7 @@ def predict_pairs(settings: Settings, pairs_path: Path, out_path: Path, version:
     Pairs come as CSV/TSV (header optional) or Parquet; unknown users or movies get the fallback
     prediction and ``fallback = true``. Writes CSV ``user_id,movie_id[,date],predicted_rating,fallback``.
     """
-    from cinematch.datasets.readers import check_file
+    from cinematch.datasets.formats import check_file
 
     version = version or registry.champion_alias(settings)
     if version is None:
