@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 
 from cinematch.core.errors import BadInput
 from cinematch.core.log import get_logger, log_event
+from cinematch.datasets.generate_files import write_viewing
 from cinematch.datasets.taste import (
     CHUNK,
     Catalogue,
@@ -31,7 +32,6 @@ from cinematch.datasets.taste import (
     taste_space,
     user_tastes,
 )
-from cinematch.datasets.viewing import write_viewing
 
 logger = get_logger(__name__)
 

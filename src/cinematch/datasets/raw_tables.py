@@ -96,5 +96,10 @@ def register_raw(con: duckdb.DuckDBPyConnection, source: RawSource, name: str = 
         con.register(name, source)
 
 
+def quote_name(name: str) -> str:
+    """A column name quoted for DuckDB SQL."""
+    return '"' + name.replace('"', '""') + '"'
+
+
 def with_row_numbers(table: pa.Table) -> pa.Table:
     return table.append_column("row_number", pa.array(np.arange(1, table.num_rows + 1, dtype=np.int64)))
