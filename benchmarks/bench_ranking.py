@@ -276,7 +276,8 @@ def print_unit_confidence(u: dict[str, Any]) -> None:
 
 def scale_data(quick: bool) -> Path:
     """Generated base ratings (no weekly batches), cached as Parquet."""
-    from cinematch.datasets.generate import generate_tables, scale_config
+    from cinematch.datasets.generate import generate_tables
+    from cinematch.datasets.generate_config import scale_config
 
     config = dataclasses.replace(scale_config("small" if quick else "large", 42), weeks=0)
     path = SCRATCH / f"ranking_{config.ratings}_{config.seed}.parquet"

@@ -171,7 +171,8 @@ def test_ingest_is_exactly_once_with_audit_and_quarantine(
 
 
 def test_generated_viewing_files_match_the_ratings(tmp_path: Path) -> None:
-    from cinematch.datasets.generate import GenerateConfig, generate_tables
+    from cinematch.datasets.generate import generate_tables
+    from cinematch.datasets.generate_config import GenerateConfig
 
     tables = generate_tables(GenerateConfig(users=100, movies=100, ratings=2000, weeks=1, seed=5))
     files = write_viewing(tables, tmp_path, seed=5)

@@ -22,7 +22,9 @@ import pytest
 from cinematch import spark_submit
 from cinematch.core.errors import QualityGateFailed
 from cinematch.core.settings import Settings
-from cinematch.datasets.generate import GenerateConfig, generate_tables, write_tables
+from cinematch.datasets.generate import generate_tables
+from cinematch.datasets.generate_config import GenerateConfig
+from cinematch.datasets.generate_files import write_tables
 from cinematch.drift.check import check_drift
 from cinematch.engines.spark_als import fit_spark_als
 from cinematch.engines.spark_lake import POINTER, LakeLocation, current_version

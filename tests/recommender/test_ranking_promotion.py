@@ -11,7 +11,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from cinematch.core.settings import Settings
-from cinematch.datasets.generate import GenerateConfig, generate_tables
+from cinematch.datasets.generate import generate_tables
+from cinematch.datasets.generate_config import GenerateConfig
 from cinematch.ingest.bronze import ingest_file
 from cinematch.lakehouse.etl import run_etl
 from cinematch.recommender import registry

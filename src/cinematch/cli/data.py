@@ -148,7 +148,8 @@ def generate_cmd(
     """Write MovieLens-shaped data (ratings, movies) plus weekly batch files with controlled drift."""
     import dataclasses
 
-    from cinematch.datasets.generate import generate_dataset, scale_config
+    from cinematch.datasets.generate import generate_dataset
+    from cinematch.datasets.generate_config import scale_config
 
     config = scale_config(scale, seed)
     overrides = {

@@ -1,12 +1,52 @@
-"""The files of a generated dataset: users.csv, sessions.csv and content.json consistent with its ratings."""
+"""The files of a generated dataset: Parquet ratings and batches, movies.csv, users/sessions CSV, content.json."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
+
+from cinematch.datasets.generate_config import iso
+
+
+def write_movies_csv(table: pa.Table, path: Path) -> None:
+    """MovieLens movies.csv: bare header, titles quoted only when they contain a comma or quote."""
+    table.to_pandas().to_csv(path, index=False, lineterminator="\n")
+
+
+def write_tables(
+    tables: dict[str, pa.Table], out_dir: Path, progress: Callable[[str], None] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Write ``movies`` as movies.csv and every other table as ``<name>.parquet`` (zstd); describe each file.
+
+    Each file is written under a temporary name and renamed, so a reader never sees a half-written file.
+    """
+    say = progress or (lambda _msg: None)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files: dict[str, dict[str, Any]] = {}
+    for name, table in tables.items():
+        path = out_dir / (f"{name}.csv" if name == "movies" else f"{name}.parquet")
+        tmp = path.with_name(f".{path.name}.tmp")
+        say(f"write {path.name}")
+        if name == "movies":
+            write_movies_csv(table, tmp)
+        else:
+            pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, path)
+        info: dict[str, Any] = {"path": str(path), "rows": table.num_rows}
+        if "rated_at" in table.column_names and table.num_rows:
+            col = table.column("rated_at").to_numpy().view(np.int64)
+            info["min_rated_at"], info["max_rated_at"] = iso(int(col.min())), iso(int(col.max()))
+        files[name] = info
+    return files
+
 
 _DEVICES = np.array(["tv", "mobile", "web", "tablet"])
 _PLANS = np.array(["free", "basic", "standard", "premium"])

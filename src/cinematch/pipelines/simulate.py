@@ -10,7 +10,8 @@ from typing import Any
 
 from cinematch.core.log import get_logger, log_event
 from cinematch.core.settings import Settings
-from cinematch.datasets.generate import generate_dataset, scale_config
+from cinematch.datasets.generate import generate_dataset
+from cinematch.datasets.generate_config import scale_config
 from cinematch.drift.check import drift_and_retrain
 from cinematch.ingest.bronze import ingest_file
 from cinematch.lakehouse.etl import run_etl
