@@ -125,7 +125,8 @@ def child_als(spec: dict[str, Any]) -> dict[str, Any]:
     import numpy as np
     import pyarrow as pa
 
-    from cinematch.recommender.als import ALSModel, ALSParams
+    from cinematch.recommender.als import ALSModel
+    from cinematch.recommender.als_params import ALSParams
     from cinematch.recommender.metrics import rmse
 
     with np.load(spec["data"], allow_pickle=False) as z:

@@ -33,7 +33,8 @@ from cinematch.lakehouse import gold as gold_layer
 from cinematch.lakehouse.etl import logical_end, run_etl
 from cinematch.lakehouse.quality import Check
 from cinematch.recommender import registry
-from cinematch.recommender.als import ALSModel, ALSParams
+from cinematch.recommender.als import ALSModel
+from cinematch.recommender.als_params import ALSParams
 from cinematch.recommender.training import params_from_settings, ratings_of, stable_split, train_warehouse
 from cinematch.storage.warehouse import write_session
 

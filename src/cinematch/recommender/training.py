@@ -18,7 +18,9 @@ from cinematch.core.errors import BadInput, CineMatchError
 from cinematch.core.log import get_logger, log_event
 from cinematch.core.settings import Settings
 from cinematch.recommender import registry
-from cinematch.recommender.als import ALSModel, ALSParams, _user_item_csr
+from cinematch.recommender.als import ALSModel
+from cinematch.recommender.als_params import ALSParams
+from cinematch.recommender.als_solver import user_item_csr
 from cinematch.recommender.batch import top_n_table
 from cinematch.recommender.evaluation import compare, evaluate_version
 from cinematch.recommender.metrics import rmse
@@ -346,7 +348,7 @@ def _excluding_all_rated(model: ALSModel, con: duckdb.DuckDBPyConnection) -> ALS
     u = np.searchsorted(model.user_ids, users).clip(0, max(model.n_users - 1, 0))
     i = np.searchsorted(model.item_ids, items).clip(0, max(model.n_items - 1, 0))
     known = (model.user_ids[u] == users) & (model.item_ids[i] == items)
-    seen = _user_item_csr(u[known], i[known], np.ones(int(known.sum()), np.float32), model.n_users, model.n_items)
+    seen = user_item_csr(u[known], i[known], np.ones(int(known.sum()), np.float32), model.n_users, model.n_items)
     out = copy.copy(model)
     out.seen_indptr, out.seen_indices = seen.indptr, seen.indices
     return out
