@@ -14,7 +14,8 @@ from cinematch.core.settings import Settings
 from cinematch.datasets.content_json import flatten
 from cinematch.datasets.generate_files import write_viewing
 from cinematch.datasets.viewing import normalize_viewing, read_viewing_raw, viewing_kind
-from cinematch.ingest.bronze import ingest_file, kind_of
+from cinematch.ingest.bronze import ingest_file
+from cinematch.ingest.landing import kind_of
 from cinematch.storage.warehouse import write_session
 
 NESTED = [

@@ -9,7 +9,8 @@ import click
 from cinematch.cli.app import Ctx, cli, command, emit, out, table
 from cinematch.core.errors import BadInput
 from cinematch.datasets.formats import ALL_FORMATS
-from cinematch.ingest.bronze import KINDS, buffer_status, ingest_file, ingest_landing
+from cinematch.ingest.bronze import KINDS, buffer_status, ingest_file
+from cinematch.ingest.landing import ingest_landing
 from cinematch.storage.warehouse import describe, read_session, warehouse_exists, write_session
 
 
