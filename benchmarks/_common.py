@@ -20,7 +20,8 @@ def ratings_batch_file(rows: int) -> Path:
     """A cached generated Parquet batch of ``rows`` MovieLens-shaped ratings (shared by the ingestion benchmarks)."""
     import pyarrow.parquet as pq
 
-    from cinematch.datasets.generate import GenerateConfig, generate_tables
+    from cinematch.datasets.generate import generate_tables
+    from cinematch.datasets.generate_config import GenerateConfig
 
     path = SCRATCH / f"ingest_{rows}.parquet"
     if not path.exists():

@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 from _common import MOVIELENS
 
-from cinematch.recommender.als import ALSModel, ALSParams
+from cinematch.recommender.als import ALSModel
+from cinematch.recommender.als_params import ALSParams
 from cinematch.recommender.metrics import evaluate, most_popular_baseline, rmse
 
 # git-ignored cache of generated data (same override variable as the other benchmarks)

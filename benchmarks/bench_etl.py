@@ -15,7 +15,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import SCRATCH, machine, peak_rss_gb, timed, write_json
 
 from cinematch.core.settings import Settings
-from cinematch.datasets.generate import generate_dataset, scale_config
+from cinematch.datasets.generate import generate_dataset
+from cinematch.datasets.generate_config import scale_config
 from cinematch.ingest.bronze import ingest_file
 from cinematch.pipelines.engine import run_etl
 from cinematch.storage.warehouse import write_session

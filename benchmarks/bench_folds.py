@@ -22,8 +22,9 @@ import pyarrow as pa
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import MOVIELENS
 
-from cinematch.datasets.readers import read_ratings
-from cinematch.recommender.als import ALSModel, ALSParams
+from cinematch.datasets.ratings import read_ratings
+from cinematch.recommender.als import ALSModel
+from cinematch.recommender.als_params import ALSParams
 from cinematch.recommender.metrics import evaluate, most_popular_baseline
 
 KEYS = ("rmse", "mae", "precision_at_10", "recall_at_10", "ndcg_at_10")

@@ -13,7 +13,9 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
-from cinematch.datasets.generate import GenerateConfig, generate_tables, scale_config, write_tables
+from cinematch.datasets.generate import generate_tables
+from cinematch.datasets.generate_config import GenerateConfig, scale_config
+from cinematch.datasets.generate_files import write_tables
 
 DEFAULT_OUT = Path(__file__).resolve().parent / ".data" / "bench_generate"
 

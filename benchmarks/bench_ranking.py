@@ -138,7 +138,7 @@ def evaluate_split(name: str, train: pa.Table, test: pa.Table, thresholds: tuple
 
 
 def accuracy(path: Path, quick: bool) -> dict[str, Any] | None:
-    from cinematch.datasets.readers import read_ratings
+    from cinematch.datasets.ratings import read_ratings
     from cinematch.recommender.protocols import split_protocol
 
     if not path.is_file():
@@ -220,7 +220,7 @@ def unit_confidence(path: Path, quick: bool) -> dict[str, Any] | None:
     CineMatch's exact alternating solves (``IALS.fit``), same parameters, on the ranking-check split."""
     from threadpoolctl import threadpool_limits
 
-    from cinematch.datasets.readers import read_ratings
+    from cinematch.datasets.ratings import read_ratings
     from cinematch.recommender.ials import IALS, IALSParams, _library_model
     from cinematch.recommender.interactions import histories
     from cinematch.recommender.metrics import ranking_metrics
@@ -276,7 +276,8 @@ def print_unit_confidence(u: dict[str, Any]) -> None:
 
 def scale_data(quick: bool) -> Path:
     """Generated base ratings (no weekly batches), cached as Parquet."""
-    from cinematch.datasets.generate import generate_tables, scale_config
+    from cinematch.datasets.generate import generate_tables
+    from cinematch.datasets.generate_config import scale_config
 
     config = dataclasses.replace(scale_config("small" if quick else "large", 42), weeks=0)
     path = SCRATCH / f"ranking_{config.ratings}_{config.seed}.parquet"

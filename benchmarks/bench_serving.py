@@ -99,7 +99,8 @@ def stop(proc: subprocess.Popen) -> None:
 
 def build_home(root: Path, quick: bool) -> Path:
     from cinematch.core.settings import Settings
-    from cinematch.datasets.generate import GenerateConfig, generate_dataset
+    from cinematch.datasets.generate import generate_dataset
+    from cinematch.datasets.generate_config import GenerateConfig
     from cinematch.ingest.bronze import ingest_file
     from cinematch.pipelines.engine import run_etl, train_warehouse
     from cinematch.recommender.training import params_from_settings

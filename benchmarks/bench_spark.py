@@ -41,7 +41,9 @@ def _rss_gb() -> float:
 def bronze_home(size: str) -> Path:
     """A home whose bronze holds the generated ratings and movies of ``size`` (built once, then reused)."""
     from cinematch.core.settings import Settings
-    from cinematch.datasets.generate import generate_tables, scale_config, write_tables
+    from cinematch.datasets.generate import generate_tables
+    from cinematch.datasets.generate_config import scale_config
+    from cinematch.datasets.generate_files import write_tables
     from cinematch.ingest.bronze import ingest_file
     from cinematch.storage.warehouse import write_session
 
@@ -123,7 +125,8 @@ def child_als(spec: dict[str, Any]) -> dict[str, Any]:
     import numpy as np
     import pyarrow as pa
 
-    from cinematch.recommender.als import ALSModel, ALSParams
+    from cinematch.recommender.als import ALSModel
+    from cinematch.recommender.als_params import ALSParams
     from cinematch.recommender.metrics import rmse
 
     with np.load(spec["data"], allow_pickle=False) as z:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from cinematch.datasets.generate import GenerateConfig, generate_tables
+from cinematch.datasets.generate import generate_tables
+from cinematch.datasets.generate_config import GenerateConfig
 from cinematch.recommender.protocols import split_protocol
 
 

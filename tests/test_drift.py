@@ -10,7 +10,8 @@ import pytest
 
 from cinematch.core.errors import BadInput
 from cinematch.core.settings import Settings
-from cinematch.datasets.generate import GenerateConfig, generate_tables
+from cinematch.datasets.generate import generate_tables
+from cinematch.datasets.generate_config import GenerateConfig
 from cinematch.drift.check import check_drift, drift_files
 from cinematch.ingest.bronze import ingest_file
 from cinematch.lakehouse.etl import run_etl

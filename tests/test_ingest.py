@@ -13,7 +13,8 @@ from tests.conftest import make_ratings
 
 from cinematch.core.errors import BadInput
 from cinematch.core.settings import Settings
-from cinematch.ingest.bronze import buffer_status, default_batch_id, ingest_file, ingest_landing, validate_batch_id
+from cinematch.ingest.bronze import buffer_status, default_batch_id, ingest_file, validate_batch_id
+from cinematch.ingest.landing import ingest_landing
 from cinematch.storage.warehouse import write_session
 
 

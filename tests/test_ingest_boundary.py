@@ -22,15 +22,12 @@ from tests.conftest import make_ratings
 from cinematch.core.errors import BadInput
 from cinematch.core.settings import Settings
 from cinematch.datasets.delimited import _standalone
-from cinematch.datasets.readers import (
-    detect_format,
-    normalize_movies,
-    normalize_ratings,
-    read_movies_raw,
-    read_ratings_raw,
-)
+from cinematch.datasets.formats import detect_format
+from cinematch.datasets.movies import normalize_movies, read_movies_raw
+from cinematch.datasets.ratings import normalize_ratings, read_ratings_raw
 from cinematch.datasets.viewing import normalize_viewing, read_viewing_raw
-from cinematch.ingest.bronze import default_batch_id, ingest_file, ingest_landing, validate_batch_id
+from cinematch.ingest.bronze import default_batch_id, ingest_file, validate_batch_id
+from cinematch.ingest.landing import ingest_landing
 from cinematch.storage.warehouse import write_session
 
 HEADER = "userId,movieId,rating,timestamp"

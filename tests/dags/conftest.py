@@ -85,7 +85,8 @@ def dagbag(airflow_db: Path) -> Any:
 @pytest.fixture(scope="session")
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny generated dataset: base ratings (Jan 1 to Mar 24, 2024), movies, three weekly batches."""
-    from cinematch.datasets.generate import GenerateConfig, generate_dataset
+    from cinematch.datasets.generate import generate_dataset
+    from cinematch.datasets.generate_config import GenerateConfig
 
     out = tmp_path_factory.mktemp("dataset")
     generate_dataset(out, GenerateConfig(users=300, movies=200, ratings=8000, weeks=3, seed=3))

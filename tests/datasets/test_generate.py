@@ -15,16 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cinematch.core.errors import BadInput
-from cinematch.datasets.generate import (
-    GENRES,
-    RATINGS_SCHEMA,
-    GenerateConfig,
-    batch_sizes,
-    drift_schedule,
-    generate_dataset,
-    generate_tables,
-    scale_config,
-)
+from cinematch.datasets.generate import RATINGS_SCHEMA, generate_dataset, generate_tables
+from cinematch.datasets.generate_config import GenerateConfig, batch_sizes, drift_schedule, scale_config
+from cinematch.datasets.generate_entities import GENRES
 
 SMALL = GenerateConfig(users=300, movies=200, ratings=5_000, weeks=3, batch_ratings=500, drift_week=2, seed=7)
 # Big enough that batch means are precise (se ~0.02) and the drift assertions have a wide margin.

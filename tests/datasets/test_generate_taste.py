@@ -7,7 +7,9 @@ import pyarrow as pa
 import pytest
 
 from cinematch.core.errors import BadInput
-from cinematch.datasets.generate import GENRES, GenerateConfig, generate_tables
+from cinematch.datasets.generate import generate_tables
+from cinematch.datasets.generate_config import GenerateConfig
+from cinematch.datasets.generate_entities import GENRES
 from cinematch.datasets.taste import _search, catalogue, draw_pairs, genre_component, n_components
 
 # Small enough to generate and evaluate in well under a second, large enough that EASE's item-item weights are

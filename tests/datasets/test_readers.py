@@ -10,13 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from cinematch.core.errors import BadInput
-from cinematch.datasets.readers import (
-    detect_format,
-    normalize_ratings,
-    read_movies,
-    read_ratings,
-    read_ratings_raw,
-)
+from cinematch.datasets.formats import detect_format
+from cinematch.datasets.movies import read_movies
+from cinematch.datasets.ratings import normalize_ratings, read_ratings, read_ratings_raw
 
 ML_CSV = "userId,movieId,rating,timestamp\n1,31,2.5,1260759144\n1,1029,3.0,1260759179\n"
 U_DATA = "196\t242\t3\t881250949\n186\t302\t3\t891717742\n"

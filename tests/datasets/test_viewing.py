@@ -11,8 +11,11 @@ import pytest
 
 from cinematch.core.errors import BadInput
 from cinematch.core.settings import Settings
-from cinematch.datasets.viewing import flatten, normalize_viewing, read_viewing_raw, viewing_kind, write_viewing
-from cinematch.ingest.bronze import ingest_file, kind_of
+from cinematch.datasets.content_json import flatten
+from cinematch.datasets.generate_files import write_viewing
+from cinematch.datasets.viewing import normalize_viewing, read_viewing_raw, viewing_kind
+from cinematch.ingest.bronze import ingest_file
+from cinematch.ingest.landing import kind_of
 from cinematch.storage.warehouse import write_session
 
 NESTED = [
@@ -169,7 +172,8 @@ def test_ingest_is_exactly_once_with_audit_and_quarantine(
 
 
 def test_generated_viewing_files_match_the_ratings(tmp_path: Path) -> None:
-    from cinematch.datasets.generate import GenerateConfig, generate_tables
+    from cinematch.datasets.generate import generate_tables
+    from cinematch.datasets.generate_config import GenerateConfig
 
     tables = generate_tables(GenerateConfig(users=100, movies=100, ratings=2000, weeks=1, seed=5))
     files = write_viewing(tables, tmp_path, seed=5)

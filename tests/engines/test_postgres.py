@@ -20,7 +20,9 @@ import pytest
 from tests.conftest import make_ratings
 
 from cinematch.core.settings import Settings
-from cinematch.datasets.generate import GenerateConfig, generate_tables, write_tables
+from cinematch.datasets.generate import generate_tables
+from cinematch.datasets.generate_config import GenerateConfig
+from cinematch.datasets.generate_files import write_tables
 
 pytestmark = pytest.mark.postgres
 

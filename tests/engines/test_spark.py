@@ -22,7 +22,9 @@ import pytest
 from cinematch import spark_submit
 from cinematch.core.errors import QualityGateFailed
 from cinematch.core.settings import Settings
-from cinematch.datasets.generate import GenerateConfig, generate_tables, write_tables
+from cinematch.datasets.generate import generate_tables
+from cinematch.datasets.generate_config import GenerateConfig
+from cinematch.datasets.generate_files import write_tables
 from cinematch.drift.check import check_drift
 from cinematch.engines.spark_als import fit_spark_als
 from cinematch.engines.spark_lake import POINTER, LakeLocation, current_version
@@ -32,7 +34,8 @@ from cinematch.lakehouse.etl import logical_end
 from cinematch.lakehouse.quality import Check
 from cinematch.pipelines.engine import run_etl, train_warehouse
 from cinematch.recommender import registry
-from cinematch.recommender.als import ALSModel, ALSParams
+from cinematch.recommender.als import ALSModel
+from cinematch.recommender.als_params import ALSParams
 from cinematch.recommender.training import params_from_settings
 from cinematch.recommender.training_set import ratings_of, stable_split
 from cinematch.storage.warehouse import write_session

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from cinematch.core.errors import BadInput
-from cinematch.recommender.als import ALSModel, ALSParams
+from cinematch.recommender.als import ALSModel
+from cinematch.recommender.als_params import ALSParams
 from cinematch.recommender.metrics import rmse
 
 SMALL = ALSParams(rank=8, iterations=10, seed=3)

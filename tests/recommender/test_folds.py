@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cinematch.recommender.als import ALSParams
+from cinematch.recommender.als_params import ALSParams
 
 _SPEC = importlib.util.spec_from_file_location(
     "bench_folds", Path(__file__).resolve().parents[2] / "benchmarks" / "bench_folds.py"

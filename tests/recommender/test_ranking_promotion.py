@@ -11,11 +11,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from cinematch.core.settings import Settings
-from cinematch.datasets.generate import GenerateConfig, generate_tables
+from cinematch.datasets.generate import generate_tables
+from cinematch.datasets.generate_config import GenerateConfig
 from cinematch.ingest.bronze import ingest_file
 from cinematch.lakehouse.etl import run_etl
 from cinematch.recommender import registry
-from cinematch.recommender.als import ALSModel, ALSParams
+from cinematch.recommender.als import ALSModel
+from cinematch.recommender.als_params import ALSParams
 from cinematch.recommender.evaluation import compare
 from cinematch.recommender.ials import IALS, IALSParams
 from cinematch.recommender.interactions import histories

@@ -11,7 +11,8 @@ from tests.conftest import make_ratings
 
 from cinematch.core.errors import BadInput, CineMatchError
 from cinematch.core.settings import Settings
-from cinematch.datasets.generate import GenerateConfig, generate_tables
+from cinematch.datasets.generate import generate_tables
+from cinematch.datasets.generate_config import GenerateConfig
 from cinematch.ingest.bronze import ingest_file
 from cinematch.lakehouse.etl import run_etl
 from cinematch.recommender import registry

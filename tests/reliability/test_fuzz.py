@@ -19,7 +19,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cinematch.core.errors import BadInput
-from cinematch.datasets.readers import ALL_FORMATS, detect_format, read_movies, read_ratings
+from cinematch.datasets.formats import ALL_FORMATS, detect_format
+from cinematch.datasets.movies import read_movies
+from cinematch.datasets.ratings import read_ratings
 from cinematch.ingest.bronze import ingest_file
 from cinematch.storage.warehouse import init_schema
 

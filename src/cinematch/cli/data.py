@@ -8,8 +8,9 @@ import click
 
 from cinematch.cli.app import Ctx, cli, command, emit, out, table
 from cinematch.core.errors import BadInput
-from cinematch.datasets.readers import ALL_FORMATS
-from cinematch.ingest.bronze import KINDS, buffer_status, ingest_file, ingest_landing
+from cinematch.datasets.formats import ALL_FORMATS
+from cinematch.ingest.bronze import KINDS, buffer_status, ingest_file
+from cinematch.ingest.landing import ingest_landing
 from cinematch.storage.warehouse import describe, read_session, warehouse_exists, write_session
 
 
@@ -148,7 +149,8 @@ def generate_cmd(
     """Write MovieLens-shaped data (ratings, movies) plus weekly batch files with controlled drift."""
     import dataclasses
 
-    from cinematch.datasets.generate import generate_dataset, scale_config
+    from cinematch.datasets.generate import generate_dataset
+    from cinematch.datasets.generate_config import scale_config
 
     config = scale_config(scale, seed)
     overrides = {

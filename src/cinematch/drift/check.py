@@ -98,7 +98,7 @@ def check_drift(con: duckdb.DuckDBPyConnection, settings: Settings) -> dict[str,
 
 def drift_files(settings: Settings, reference_path: Path, current_path: Path) -> dict[str, Any]:
     """Data drift between two ratings files of any supported format, without a warehouse."""
-    from cinematch.datasets.readers import read_ratings
+    from cinematch.datasets.ratings import read_ratings
 
     ref, _ = read_ratings(Path(reference_path))
     cur, _ = read_ratings(Path(current_path))

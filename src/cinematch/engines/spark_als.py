@@ -25,7 +25,10 @@ import scipy.sparse as sp
 
 from cinematch.core.errors import BadInput
 from cinematch.core.log import get_logger, log_event
-from cinematch.recommender.als import ALSModel, ALSParams, _user_item_csr, popularity_scores
+from cinematch.recommender.als import ALSModel
+from cinematch.recommender.als_params import ALSParams
+from cinematch.recommender.als_solver import user_item_csr
+from cinematch.recommender.top_n import popularity_scores
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -116,7 +119,7 @@ def fit_spark_als(
     uniq_users, uidx = np.unique(users, return_inverse=True)
     uniq_items, iidx = np.unique(items, return_inverse=True)
     n_users, n_items = len(uniq_users), len(uniq_items)
-    by_user = _user_item_csr(uidx, iidx, values, n_users, n_items)
+    by_user = user_item_csr(uidx, iidx, values, n_users, n_items)
     mu = float(by_user.data.astype(np.float64).mean())
     user_bias, item_bias = baseline_biases(by_user, mu, params.bias_reg)
 

@@ -2,7 +2,7 @@
 
 Validating the whole batch before sending its first row left one of the two CPUs idle while DuckDB worked and
 the server waited, then the other way round. Here a thread reads and checks the batch in chunks (the same
-per-row checks and reasons as ``readers.stage_ratings``) and hands the good rows, as COPY BINARY tuples, to the
+per-row checks and reasons as ``ratings.stage_ratings``) and hands the good rows, as COPY BINARY tuples, to the
 one COPY of the caller's transaction. The in-batch duplicate check needs the whole batch: it runs once the last
 chunk is read, while the COPY is still sending. When it finds repeats (rare), the transaction rolls back to a
 savepoint taken before the COPY and the batch is read and sent again without them (with the same checks text,
@@ -24,7 +24,8 @@ import pyarrow.compute as pc
 
 from cinematch.core.errors import CineMatchError
 from cinematch.core.log import get_logger, log_event
-from cinematch.datasets import readers
+from cinematch.datasets.ratings import quarantine_select, ratings_check_sql, unreadable
+from cinematch.datasets.raw_tables import RawSource, register_raw
 from cinematch.storage import pg_copy as _pgcopy
 
 log = get_logger(__name__)
@@ -46,7 +47,7 @@ class _Checker:
     nothing else is computed.
     """
 
-    def __init__(self, raw: readers.RawSource, checks: str, meta: dict, types: list[str],
+    def __init__(self, raw: RawSource, checks: str, meta: dict, types: list[str],
                  exclude: np.ndarray | None = None) -> None:  # fmt: skip
         self.raw, self.checks, self.types, self.exclude = raw, checks, types, exclude
         self.constants = [pa.array([meta["batch_id"]], pa.string()), pa.array([meta["source_file"]], pa.string()),
@@ -65,7 +66,7 @@ class _Checker:
             local = duckdb.connect()
             try:
                 local.execute(f"set TimeZone='UTC'; set threads={THREADS}")
-                readers.register_raw(local, self.raw)
+                register_raw(local, self.raw)
                 checks = self.checks  # the same text in both passes
                 if self.exclude is None:
                     sql = f"select *, hash(user_id, movie_id, rated_at) as _h from ({checks})"
@@ -82,7 +83,7 @@ class _Checker:
                         self._find_duplicates(local, checks)
                         self.quarantine = self._quarantine(local)
                 except (duckdb.Error, pa.ArrowException, OSError) as exc:  # the Arrow stream raises OSError
-                    raise readers.unreadable(self.raw, exc) from None
+                    raise unreadable(self.raw, exc) from None
             finally:
                 local.close()
         except BaseException as exc:  # handed to the COPY side, which raises it inside the transaction
@@ -148,7 +149,7 @@ class _Checker:
         self.duplicates = found.fetchnumpy()["row_number"].astype(np.int64)
 
     def _quarantine(self, local: duckdb.DuckDBPyConnection) -> pa.Table | None:
-        """The quarantined rows as ``readers.normalize_ratings`` returns them (raw values as text)."""
+        """The quarantined rows as ``ratings.normalize_ratings`` returns them (raw values as text)."""
         schema = pa.schema([("row_number", pa.int64()), ("final_reason", pa.string())])
         parts = [t.cast(schema) for t in self.bad]
         if len(self.duplicates):
@@ -157,7 +158,7 @@ class _Checker:
         if not parts:
             return None
         local.register("_checked", pa.concat_tables(parts))
-        return local.sql(readers.quarantine_select(self.raw.schema) + " order by c.row_number").to_arrow_table()
+        return local.sql(quarantine_select(self.raw.schema) + " order by c.row_number").to_arrow_table()
 
 
 def _stream(pg: Any, checker: _Checker) -> None:
@@ -175,14 +176,14 @@ def _stream(pg: Any, checker: _Checker) -> None:
         thread.join()
 
 
-def load_ratings(con: Any, raw: readers.RawSource, meta: dict, quarantine_sql: str) -> tuple[int, int]:
+def load_ratings(con: Any, raw: RawSource, meta: dict, quarantine_sql: str) -> tuple[int, int]:
     """Validate ``raw`` and append its good rows to ``bronze.ratings_buffer`` with COPY while it is read, and the
     rest to ``bronze.quarantine`` with ``quarantine_sql`` (reading ``_bad``), inside the caller's transaction on
     PgConnection ``con``. Returns (rows loaded, rows quarantined)."""
     known = dict(con._table_columns(TABLE))
     types = [known.get(c, "") for c in COLUMNS]
     pg = con.raw()
-    checks = readers.ratings_check_sql(raw.schema)  # one text for both passes: "now" in the checks stays put
+    checks = ratings_check_sql(raw.schema)  # one text for both passes: "now" in the checks stays put
     pg.execute("savepoint cm_ratings")
     checker = _Checker(raw, checks, meta, types)
     _stream(pg, checker)

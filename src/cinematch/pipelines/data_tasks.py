@@ -27,7 +27,8 @@ def ingest_batch(file: str | None = None, batch_id: str | None = None, kind: str
     loaded), ``rejected`` (files moved to ``landing/rejected`` with the reason) and the totals.
     """
     from cinematch.core.errors import BadInput
-    from cinematch.ingest.bronze import ingest_file, ingest_landing
+    from cinematch.ingest.bronze import ingest_file
+    from cinematch.ingest.landing import ingest_landing
 
     with task_session("ingest_batch") as (settings, con):
         if file:

@@ -10,7 +10,8 @@ from typing import Any
 
 from cinematch.core.log import get_logger, log_event
 from cinematch.core.settings import Settings
-from cinematch.datasets.generate import generate_dataset, scale_config
+from cinematch.datasets.generate import generate_dataset
+from cinematch.datasets.generate_config import scale_config
 from cinematch.ingest.bronze import ingest_file
 from cinematch.pipelines import alerts
 from cinematch.pipelines.engine import run_etl, train_warehouse

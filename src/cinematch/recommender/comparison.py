@@ -41,7 +41,7 @@ def evaluate_protocol(
 
     The served model is chosen on validation data carved from the train part, as ``train`` does.
     """
-    from cinematch.datasets.readers import read_ratings
+    from cinematch.datasets.ratings import read_ratings
     from cinematch.recommender.training import fit, fit_ranker, params_from_settings
 
     start = time.perf_counter()

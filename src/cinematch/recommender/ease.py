@@ -29,6 +29,7 @@ import scipy.sparse as sp
 
 from cinematch.core.errors import BadInput
 from cinematch.core.log import get_logger, log_event
+from cinematch.recommender.model_files import read_meta
 
 log = get_logger(__name__)
 
@@ -171,12 +172,13 @@ class EASE:
     @classmethod
     def load(cls, directory: Path) -> EASE:
         directory = Path(directory)
-        meta_path = directory / META
-        if not meta_path.is_file():
-            raise BadInput(f"{directory} is not a saved EASE model: {META} is missing")
-        meta = json.loads(meta_path.read_text())
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise BadInput(f"{directory}: unsupported EASE format {meta.get('format_version')!r}")
+        meta = read_meta(
+            directory,
+            META,
+            FORMAT_VERSION,
+            missing=f"{directory} is not a saved EASE model: {META} is missing",
+            unsupported="unsupported EASE format",
+        )
         arrays = [np.load(directory / f"ease_{name}.npy", allow_pickle=False)
                   for name in ("item_ids", "rows", "values", "scale")]  # fmt: skip
         return cls._from_compact(EASEParams(**meta["params"]), *arrays)

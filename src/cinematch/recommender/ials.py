@@ -33,7 +33,8 @@ from threadpoolctl import ThreadpoolController
 
 from cinematch.core.errors import BadInput
 from cinematch.core.log import get_logger, log_event
-from cinematch.recommender.als import _default_threads
+from cinematch.recommender.als_solver import default_threads
+from cinematch.recommender.model_files import read_meta
 from cinematch.recommender.padded import padded, row_blocks
 
 log = get_logger(__name__)
@@ -103,7 +104,7 @@ def _fit_unit_confidence(x: sp.csr_matrix, params: IALSParams, progress: Callabl
     """
     x = sp.csr_matrix(x, dtype=np.float32)
     x.data[:] = 1.0
-    threads = _default_threads() if x.nnz >= _PARALLEL_NNZ else 1
+    threads = default_threads() if x.nnz >= _PARALLEL_NNZ else 1
     y = np.random.default_rng(params.seed).random((x.shape[1], params.factors), dtype=np.float32) * np.float32(0.01)
     users, items = _row_chunks(x, threads), _row_chunks(x.T.tocsr(), threads)
     with ThreadPoolExecutor(threads) as pool:
@@ -238,12 +239,13 @@ class IALS:
     @classmethod
     def load(cls, directory: Path) -> IALS:
         directory = Path(directory)
-        meta_path = directory / META
-        if not meta_path.is_file():
-            raise BadInput(f"{directory} is not a saved iALS model: {META} is missing")
-        meta = json.loads(meta_path.read_text())
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise BadInput(f"{directory}: unsupported iALS format {meta.get('format_version')!r}")
+        meta = read_meta(
+            directory,
+            META,
+            FORMAT_VERSION,
+            missing=f"{directory} is not a saved iALS model: {META} is missing",
+            unsupported="unsupported iALS format",
+        )
         item_ids = np.load(directory / "ials_item_ids.npy", allow_pickle=False)
         factors = np.load(directory / "ials_item_factors.npy", allow_pickle=False)
         if factors.shape[0] != len(item_ids):

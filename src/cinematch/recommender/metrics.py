@@ -29,7 +29,7 @@ import pandas as pd
 import pyarrow as pa
 
 from cinematch.core.errors import BadInput
-from cinematch.recommender.als import _SCORE_ELEMENTS, _seen_positions, top_n_from_scores
+from cinematch.recommender.top_n import SCORE_ELEMENTS, seen_positions, top_n_from_scores
 
 
 class Recommender(Protocol):
@@ -354,12 +354,12 @@ class MostPopular:
         known = self.user_ids[pos_c] == users
         out_ids = np.full((len(users), n), -1, dtype=np.int64)
         out_scores = np.full((len(users), n), np.nan, dtype=np.float64)
-        block = max(1, _SCORE_ELEMENTS // max(1, len(self.item_ids)))
+        block = max(1, SCORE_ELEMENTS // max(1, len(self.item_ids)))
         for s in range(0, len(users), block):
             scores = np.repeat(self.scores[None, :], len(users[s : s + block]), axis=0)
             rows = np.flatnonzero(known[s : s + block])
             if exclude_seen and len(rows):
-                r, p = _seen_positions(self.seen_indptr, pos_c[s : s + block][rows])
+                r, p = seen_positions(self.seen_indptr, pos_c[s : s + block][rows])
                 scores[rows[r], self.seen_indices[p]] = -np.inf
             idx, vals = top_n_from_scores(scores, n)
             out_ids[s : s + block] = np.where(idx >= 0, self.item_ids[np.maximum(idx, 0)], -1)

@@ -21,11 +21,13 @@ import numpy as np
 import scipy.sparse as sp
 
 from cinematch.core.errors import BadInput
-from cinematch.recommender.als import _default_threads, top_n_from_scores
+from cinematch.recommender.als_solver import default_threads
 from cinematch.recommender.ease import EASE
 from cinematch.recommender.ials import IALS, one_blas_thread
 from cinematch.recommender.interactions import Histories
+from cinematch.recommender.model_files import read_meta
 from cinematch.recommender.padded import padded, row_blocks, values
+from cinematch.recommender.top_n import top_n_from_scores
 
 META = "ranker.json"
 FORMAT_VERSION = 1
@@ -162,7 +164,7 @@ class Ranker:
 
         # one block per core at a time, BLAS single-threaded: most of a block's work is single-threaded NumPy,
         # and waking BLAS threads for the many tiny GEMMs of the explanations costs more than it saves
-        threads = min(len(blocks), _default_threads())
+        threads = min(len(blocks), default_threads())
         with one_blas_thread():
             if threads <= 1:
                 for rows in blocks:
@@ -225,12 +227,13 @@ class Ranker:
     @classmethod
     def load(cls, directory: Path) -> Ranker:
         directory = Path(directory)
-        path = directory / META
-        if not path.is_file():
-            raise BadInput(f"{directory} holds no ranking model ({META} missing)")
-        meta = json.loads(path.read_text())
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise BadInput(f"{directory}: unsupported ranking model format {meta.get('format_version')!r}")
+        meta = read_meta(
+            directory,
+            META,
+            FORMAT_VERSION,
+            missing=f"{directory} holds no ranking model ({META} missing)",
+            unsupported="unsupported ranking model format",
+        )
         comps = []
         for spec in meta["components"]:
             kind = spec["kind"]

@@ -14,7 +14,8 @@ from cinematch.core.errors import BadInput
 from cinematch.core.log import get_logger
 from cinematch.core.settings import Settings
 from cinematch.recommender import registry
-from cinematch.recommender.als import ALSModel, _user_item_csr
+from cinematch.recommender.als import ALSModel
+from cinematch.recommender.als_solver import user_item_csr
 from cinematch.recommender.batch import top_n_table
 from cinematch.recommender.ranker import Ranker
 from cinematch.storage.audit import utcnow
@@ -30,7 +31,7 @@ def _excluding_all_rated(model: ALSModel, con: duckdb.DuckDBPyConnection) -> ALS
     u = np.searchsorted(model.user_ids, users).clip(0, max(model.n_users - 1, 0))
     i = np.searchsorted(model.item_ids, items).clip(0, max(model.n_items - 1, 0))
     known = (model.user_ids[u] == users) & (model.item_ids[i] == items)
-    seen = _user_item_csr(u[known], i[known], np.ones(int(known.sum()), np.float32), model.n_users, model.n_items)
+    seen = user_item_csr(u[known], i[known], np.ones(int(known.sum()), np.float32), model.n_users, model.n_items)
     out = copy.copy(model)
     out.seen_indptr, out.seen_indices = seen.indptr, seen.indices
     return out
@@ -106,7 +107,7 @@ def predict_pairs(settings: Settings, pairs_path: Path, out_path: Path, version:
     Pairs come as CSV/TSV (header optional) or Parquet; unknown users or movies get the fallback
     prediction and ``fallback = true``. Writes CSV ``user_id,movie_id[,date],predicted_rating,fallback``.
     """
-    from cinematch.datasets.readers import check_file
+    from cinematch.datasets.formats import check_file
 
     version = version or registry.champion_alias(settings)
     if version is None:

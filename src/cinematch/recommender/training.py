@@ -16,7 +16,8 @@ from cinematch.core.log import get_logger, log_event
 from cinematch.core.results import Result, optional
 from cinematch.core.settings import Settings
 from cinematch.recommender import registry
-from cinematch.recommender.als import ALSModel, ALSParams
+from cinematch.recommender.als import ALSModel
+from cinematch.recommender.als_params import ALSParams
 from cinematch.recommender.evaluation import compare, evaluate_version
 from cinematch.recommender.metrics import rmse
 from cinematch.recommender.protocols import write_lists
@@ -248,7 +249,7 @@ def train_files(
     searched on validation data carved from the training file. The version is saved (``source: files``) but
     not registered, so it never becomes champion. ``lists_out`` receives the evaluated top-N lists.
     """
-    from cinematch.datasets.readers import read_ratings
+    from cinematch.datasets.ratings import read_ratings
 
     data, _ = read_ratings(Path(ratings_path))
     if test_path is not None:

@@ -23,13 +23,13 @@ import numpy as np
 import pyarrow as pa
 
 from cinematch.core.log import get_logger, log_event
-from cinematch.recommender.als import top_n_from_scores
 from cinematch.recommender.ease import EASE, EASEParams
 from cinematch.recommender.ials import IALS, IALSParams
 from cinematch.recommender.interactions import Histories, histories, sessions
 from cinematch.recommender.metrics import ranking_metrics
 from cinematch.recommender.ranker import Component, Ranker
 from cinematch.recommender.split import random_per_user_split
+from cinematch.recommender.top_n import top_n_from_scores
 
 log = get_logger(__name__)
 
