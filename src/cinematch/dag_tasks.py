@@ -20,37 +20,43 @@ POOL = "cinematch_warehouse"  # writers queue here: DuckDB has one writer
 
 
 @task(pool=POOL)
-def create_futures(built: dict, params: dict | None = None, run_id: str | None = None) -> dict:
+def create_futures(
+    built: dict[str, Any], params: dict[str, Any] | None = None, run_id: str | None = None
+) -> dict[str, Any]:
     return model_tasks.create_futures(pairs_file=params["pairs_file"], tag=run_id)
 
 
 @task.short_circuit(pool=POOL, ignore_downstream_trigger_rules=False)
-def needs_training(futures: dict, params: dict | None = None) -> bool:
+def needs_training(futures: dict[str, Any], params: dict[str, Any] | None = None) -> bool:
     return model_tasks.pending_batches(force=params["force_train"])["train"]
 
 
 @task(pool=POOL, trigger_rule=TriggerRule.NONE_FAILED)
-def find_latest_model(trained: dict | None) -> dict:
+def find_latest_model(trained: dict[str, Any] | None) -> dict[str, Any]:
     return model_tasks.latest_model()
 
 
 @task(pool=POOL)
-def test_model(latest: dict) -> dict:
+def test_model(latest: dict[str, Any]) -> dict[str, Any]:
     return model_tasks.test_model(latest["version"])
 
 
 @task(pool=POOL, trigger_rule=TriggerRule.NONE_FAILED)
-def validate_run(built: dict, trained: dict | None, tested: dict, dag_id: str = "") -> dict:
+def validate_run(
+    built: dict[str, Any], trained: dict[str, Any] | None, tested: dict[str, Any], dag_id: str = ""
+) -> dict[str, Any]:
     return run_checks.validate_run(dag_id, etl=built, training=trained, test=tested)
 
 
 @task(pool=POOL)
-def publish_views(summary: dict) -> dict:
+def publish_views(summary: dict[str, Any]) -> dict[str, Any]:
     return data_tasks.publish_views()
 
 
 @task
-def notify(summary: dict, published: dict | None = None, dag_id: str = "", run_id: str | None = None) -> dict:
+def notify(
+    summary: dict[str, Any], published: dict[str, Any] | None = None, dag_id: str = "", run_id: str | None = None
+) -> dict[str, Any]:
     return alerts.notify(dag_id, summary, run_id, published)
 
 

@@ -13,7 +13,7 @@ from cinematch.core.errors import BadInput
 from cinematch.storage.warehouse import read_session, warehouse_exists, write_session
 
 
-def _metrics_line(doc: dict) -> str:
+def _metrics_line(doc: dict[str, Any]) -> str:
     return (f"rmse {doc['rmse']:.4f}  mae {doc['mae']:.4f}  precision@10 {doc['precision_at_10']:.4f}  "
             f"recall@10 {doc['recall_at_10']:.4f}  ndcg@10 {doc['ndcg_at_10']:.4f}  map@10 {doc['map_at_10']:.4f}")  # fmt: skip
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -78,7 +79,7 @@ def drift_cmd(ctx: Ctx, reference: Path | None, current: Path | None) -> None:
     emit(ctx, doc, human)
 
 
-def _simulation_table(doc: dict) -> None:
+def _simulation_table(doc: dict[str, Any]) -> None:
     rows = doc["weeks"]
     out.print(table("simulation", rows, ["week", "batch_id", "records", "buffered_records", "score", "decision",
                                          "retrained", "promoted", "champion_version"]))  # fmt: skip

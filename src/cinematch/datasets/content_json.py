@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -138,7 +139,7 @@ def read_content(path: Path) -> pa.Table:
     return pa.concat_tables([good, pa.table(bad)]).sort_by("row_number")
 
 
-def content_records(path: Path) -> list[dict]:
+def content_records(path: Path) -> list[dict[str, Any]]:
     """The records of a content JSON file (array or JSON lines), for tests and tools."""
     text = Path(path).read_text(encoding="utf-8").strip()
     return json.loads(text) if text.startswith("[") else [json.loads(ln) for ln in text.splitlines() if ln.strip()]

@@ -31,7 +31,7 @@ def _movie_genres(con: duckdb.DuckDBPyConnection) -> MovieGenres | None:
     return MovieGenres.from_arrays(movies.column("movie_id").to_numpy(), movies.column("genres"))
 
 
-def champion_reference(con: duckdb.DuckDBPyConnection, settings: Settings, champion: dict) -> ReferenceStats:
+def champion_reference(con: duckdb.DuckDBPyConnection, settings: Settings, champion: dict[str, Any]) -> ReferenceStats:
     """Reference statistics of the champion's training data: computed once per version, then read from disk."""
     folder = registry.model_dir(settings, champion["version"]) / REFERENCE_DIR
     if (folder / "reference.json").is_file():
@@ -103,7 +103,7 @@ def drift_files(settings: Settings, reference_path: Path, current_path: Path) ->
     ref, _ = read_ratings(Path(reference_path))
     cur, _ = read_ratings(Path(current_path))
 
-    def cols(t: pa.Table) -> tuple:
+    def cols(t: pa.Table) -> tuple[Any, ...]:
         return tuple(t.column(c).to_numpy() for c in ("rating", "user_id", "movie_id"))
 
     result = compare(reference_stats(*cols(ref)), *cols(cur), settings=settings)

@@ -318,7 +318,7 @@ def run_etl_spark(
 def _layer_info(
     con: duckdb.DuckDBPyConnection,
     layer: str,
-    batches: list[dict],
+    batches: list[dict[str, Any]],
     rating_batches: list[str],
     full_refresh: bool,
     results: list,

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -48,7 +49,7 @@ class IngestResult:
     rows_per_second: float | None = None
     notes: str | None = None
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -79,7 +80,9 @@ def file_checksum(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _existing(con: duckdb.DuckDBPyConnection, batch_id: str, checksum: str) -> tuple[dict | None, dict | None]:
+def _existing(
+    con: duckdb.DuckDBPyConnection, batch_id: str, checksum: str
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     by_id = query_rows(con, "select * from bronze.ingestion_metadata where batch_id = ?", [batch_id])
     by_sum = query_rows(
         con,
@@ -104,7 +107,7 @@ _INSERTS = {
 }
 
 
-def _insert(con: duckdb.DuckDBPyConnection, kind: str, meta: dict, good: pa.Table, bad: pa.Table) -> None:
+def _insert(con: duckdb.DuckDBPyConnection, kind: str, meta: dict[str, Any], good: pa.Table, bad: pa.Table) -> None:
     """Append validated rows to bronze and the rest to quarantine (inside the caller's transaction)."""
     con.register("_good", good)
     con.register("_bad", bad)
@@ -282,7 +285,7 @@ def _lost_race(
     )
 
 
-def buffer_status(con: duckdb.DuckDBPyConnection) -> dict:
+def buffer_status(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     """Totals and ingestion history (the original `check_buffer_status`)."""
     total = con.execute("select count(*) from bronze.ratings_buffer").fetchone()[0]
     quarantined = con.execute("select count(*) from bronze.quarantine").fetchone()[0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -85,7 +86,7 @@ def _write_reason(target: Path, message: str) -> None:
         fh.write(message + "\n")
 
 
-def _reject(rejected: Path, path: Path, message: str) -> dict:
+def _reject(rejected: Path, path: Path, message: str) -> dict[str, Any]:
     target = _move(path, rejected)
     _write_reason(target, message)
     log_event(log, "landing_file_rejected", file=path.name, error=message)
@@ -93,14 +94,16 @@ def _reject(rejected: Path, path: Path, message: str) -> dict:
             "error": message, "moved_to": str(target)}  # fmt: skip
 
 
-def ingest_landing(con: duckdb.DuckDBPyConnection, landing: Path, max_bad_share: float | None = None) -> list[dict]:
+def ingest_landing(
+    con: duckdb.DuckDBPyConnection, landing: Path, max_bad_share: float | None = None
+) -> list[dict[str, Any]]:
     """Load every new file in ``landing``; move loaded files to ``processed/``, refused ones to ``rejected/``.
 
     Only regular files inside ``landing`` are read: a link or any other entry is refused unread. What is
     said about a refused file (output, log, reason file) never quotes its content. Nothing is deleted. No
     new files is a clean no-op.
     """
-    results: list[dict] = []
+    results: list[dict[str, Any]] = []
     paths = landing_files(landing)
     if not paths:
         return results

@@ -47,7 +47,7 @@ class _Checker:
     nothing else is computed.
     """
 
-    def __init__(self, raw: RawSource, checks: str, meta: dict, types: list[str],
+    def __init__(self, raw: RawSource, checks: str, meta: dict[str, Any], types: list[str],
                  exclude: np.ndarray | None = None) -> None:  # fmt: skip
         self.raw, self.checks, self.types, self.exclude = raw, checks, types, exclude
         self.constants = [pa.array([meta["batch_id"]], pa.string()), pa.array([meta["source_file"]], pa.string()),
@@ -176,7 +176,7 @@ def _stream(pg: Any, checker: _Checker) -> None:
         thread.join()
 
 
-def load_ratings(con: Any, raw: RawSource, meta: dict, quarantine_sql: str) -> tuple[int, int]:
+def load_ratings(con: Any, raw: RawSource, meta: dict[str, Any], quarantine_sql: str) -> tuple[int, int]:
     """Validate ``raw`` and append its good rows to ``bronze.ratings_buffer`` with COPY while it is read, and the
     rest to ``bronze.quarantine`` with ``quarantine_sql`` (reading ``_bad``), inside the caller's transaction on
     PgConnection ``con``. Returns (rows loaded, rows quarantined)."""

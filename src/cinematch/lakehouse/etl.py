@@ -131,7 +131,7 @@ def _write_lake(
     return written
 
 
-def _scoped_batches(pending: list[dict], full_refresh: bool, as_of: datetime | None) -> list[str] | None:
+def _scoped_batches(pending: list[dict[str, Any]], full_refresh: bool, as_of: datetime | None) -> list[str] | None:
     """The new ratings batches when gold may be rebuilt by affected keys only, else None (rebuild whole).
 
     New movies change genres of old ratings, and a logical date moves every window: both rebuild whole.
@@ -141,7 +141,9 @@ def _scoped_batches(pending: list[dict], full_refresh: bool, as_of: datetime | N
     return [b["batch_id"] for b in pending if b["kind"] == "ratings"]
 
 
-def gate(con: duckdb.DuckDBPyConnection, layer: str, results: list[CheckResult], run: dict, started: datetime) -> None:
+def gate(
+    con: duckdb.DuckDBPyConnection, layer: str, results: list[CheckResult], run: dict[str, Any], started: datetime
+) -> None:
     """Stop the run when a check fails: roll back the layer and record why."""
     failed = failures(results)
     if not failed:

@@ -200,7 +200,7 @@ def _merge(con: duckdb.DuckDBPyConnection, name: str, key: str | None, params: d
     con.execute(f"delete from gold.{name}" + (f" where {key} in (select {key} from _gold_merged)" if key else ""))
     con.execute(f"update gold.{name} set as_of = ?", [params["as_of"]])
     con.execute(f"insert into gold.{name} ({columns}) select {columns} from _gold_merged")
-    written = con.execute("select count(*) from _gold_merged").fetchall()[0][0]
+    written: int = con.execute("select count(*) from _gold_merged").fetchall()[0][0]
     con.execute("drop table _gold_merged")
     con.execute("drop table if exists _gold_state")
     return written
@@ -240,7 +240,7 @@ def _rebuild_scoped(
             select {columns} from ({scoped_sql}) as scoped where ({keys}) in (select {keys} from _gold_keys)""",
         params,
     )
-    written = con.execute(
+    written: int = con.execute(
         f"select count(*) from gold.{name} where ({keys}) in (select {keys} from _gold_keys)"
     ).fetchall()[0][0]
     _drop_scope(con)

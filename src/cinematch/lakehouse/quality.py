@@ -54,7 +54,7 @@ class CheckResult:
             return self.n_offending / self.n_rows <= self.tolerance
         return self.n_offending == 0
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "check": self.check.name,
             "table": self.check.table,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
@@ -13,7 +14,7 @@ NEGATIVE = -0.05
 
 
 @lru_cache(maxsize=1)
-def _analyzer():  # loading the lexicon takes a moment: once per process
+def _analyzer() -> Any:  # loading the lexicon takes a moment: once per process
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
     return SentimentIntensityAnalyzer()

@@ -39,7 +39,7 @@ def lake_tables() -> tuple[str, ...]:
     return tuple(t for mod in sources() for t in mod.LAKE_TABLES)
 
 
-def build_silver(con: Any, batches: list[dict], full_refresh: bool) -> tuple[dict[str, int], bool]:
+def build_silver(con: Any, batches: list[dict[str, Any]], full_refresh: bool) -> tuple[dict[str, int], bool]:
     """Build every source's silver tables (inside the caller's transaction).
 
     Returns rows per table and whether a source took in new data that came without an ingestion batch (TMDB

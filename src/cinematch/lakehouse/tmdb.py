@@ -116,7 +116,7 @@ def _parse(raw: pa.Table, previous: pa.Table) -> tuple[pa.Table, pa.Table, int]:
         local.close()
 
 
-def build_silver(con: Any, batches: list[dict], full_refresh: bool) -> dict[str, int]:
+def build_silver(con: Any, batches: list[dict[str, Any]], full_refresh: bool) -> dict[str, int]:
     """Bring silver.tmdb_movies/tmdb_reviews up to date with bronze.tmdb_raw (inside the caller's transaction)."""
     with timed(log, "silver_tmdb", full_refresh=full_refresh) as info:
         if full_refresh:

@@ -38,7 +38,7 @@ select * from final
 """
 
 
-def build_silver(con: Any, batches: list[dict], full_refresh: bool) -> dict[str, int]:
+def build_silver(con: Any, batches: list[dict[str, Any]], full_refresh: bool) -> dict[str, int]:
     """Build silver.users/content (small: rebuilt) and merge new sessions batches (inside the caller's transaction).
 
     Sessions: the newest ingestion of a ``session_id`` wins, incrementally exactly as in a full refresh.
@@ -128,10 +128,11 @@ def _resolve_as_of(con: Any, as_of: datetime | None) -> datetime | None:
     if as_of is not None:
         return as_of.astimezone(UTC).replace(tzinfo=None) if as_of.tzinfo else as_of
     # the ratings gold's as_of (newest rating), so both halves of user_engagement agree; else the newest session
-    return con.execute(
+    newest: datetime | None = con.execute(
         """select coalesce((select max(as_of) from gold.movie_kpis), (select max(rated_at) from silver.ratings),
                            (select max(started_at) from silver.sessions))"""
     ).fetchall()[0][0]
+    return newest
 
 
 def build_gold(con: Any, as_of: datetime | None) -> dict[str, int]:

@@ -90,7 +90,7 @@ def _send(url: str, payload: dict[str, Any], timeout: float) -> bool:
     body = json.dumps(payload).encode()
     request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"}, method="POST")
     with urllib.request.urlopen(request, timeout=timeout) as response:
-        return 200 <= response.status < 300
+        return bool(200 <= response.status < 300)
 
 
 def post(

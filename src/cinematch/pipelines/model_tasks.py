@@ -123,7 +123,9 @@ def test_model(version: str | None) -> dict[str, Any]:
     return json_ref(ref)
 
 
-def create_futures(pairs_file: str | None = None, tag: str | None = None, n_pairs: int = FUTURES_PAIRS) -> dict:
+def create_futures(
+    pairs_file: str | None = None, tag: str | None = None, n_pairs: int = FUTURES_PAIRS
+) -> dict[str, Any]:
     """The original "futures": champion predictions for (user, movie[, date]) pairs.
 
     Without ``pairs_file`` a pairs file is generated from the buffer: the ``n_pairs`` newest ratings in

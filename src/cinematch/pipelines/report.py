@@ -38,7 +38,7 @@ def _fig(svg: str) -> str:
     return f"<figure><figcaption>{m.group(1) if m else ''}</figcaption>{svg}</figure>"
 
 
-def _table(rows: list[dict], columns: list[str]) -> str:
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     head = "".join(f"<th>{escape(c)}</th>" for c in columns)
     body = []
     for r in rows:
@@ -57,7 +57,7 @@ def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
             .fetchall()}  # fmt: skip
 
 
-def _drift_section(con: duckdb.DuckDBPyConnection, settings: Settings) -> tuple[list[str], list[dict]]:
+def _drift_section(con: duckdb.DuckDBPyConnection, settings: Settings) -> tuple[list[str], list[dict[str, Any]]]:
     reports = query_rows(con, "select * from ops.drift_reports order by checked_at")
     plots = []
     labels = [f"{i + 1}: {r['checked_at']:%m-%d %H:%M}" for i, r in enumerate(reports)]
@@ -87,7 +87,7 @@ def _drift_section(con: duckdb.DuckDBPyConnection, settings: Settings) -> tuple[
     return plots, rows
 
 
-def _model_section(con: duckdb.DuckDBPyConnection) -> tuple[list[str], list[dict]]:
+def _model_section(con: duckdb.DuckDBPyConnection) -> tuple[list[str], list[dict[str, Any]]]:
     from cinematch.recommender import registry
 
     models = list(reversed(registry.list_models(con))) if "ops.model_registry" in _tables(con) else []
@@ -123,7 +123,7 @@ def _buffer_section(con: duckdb.DuckDBPyConnection) -> str:
                       bars=("batch size", [float(r["record_count"]) for r in rows], ORANGE))  # fmt: skip
 
 
-def _quality_rows(con: duckdb.DuckDBPyConnection) -> list[dict]:
+def _quality_rows(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     """Every check of the newest ETL run."""
     runs = query_rows(
         con,

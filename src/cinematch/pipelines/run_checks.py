@@ -15,11 +15,11 @@ from cinematch.pipelines.task_io import json_column, json_ref, task_session
 log = get_logger(__name__)
 
 
-def _check(checks: list[dict], name: str, passed: bool, detail: Any = None) -> None:
+def _check(checks: list[dict[str, Any]], name: str, passed: bool, detail: Any = None) -> None:
     checks.append({"check": name, "passed": bool(passed), "detail": detail})
 
 
-def _validate_ingest(con: duckdb.DuckDBPyConnection, ref: dict, checks: list[dict]) -> None:
+def _validate_ingest(con: duckdb.DuckDBPyConnection, ref: dict[str, Any], checks: list[dict[str, Any]]) -> None:
     for r in ref["rejected"]:
         _check(checks, "ingest.no_rejected_files", False, f"{r['file']}: {r['error']}")
     for b in ref["loaded"]:
@@ -33,7 +33,7 @@ def _validate_ingest(con: duckdb.DuckDBPyConnection, ref: dict, checks: list[dic
         _check(checks, f"ingest.{b['batch_id']}.rows_match_audit", ok, rows[0] if rows else "no audit row")
 
 
-def _validate_etl(con: duckdb.DuckDBPyConnection, ref: dict, checks: list[dict]) -> None:
+def _validate_etl(con: duckdb.DuckDBPyConnection, ref: dict[str, Any], checks: list[dict[str, Any]]) -> None:
     """Read this run's own audit rows: gold is one shared table that a concurrent run may already have rebuilt."""
     _check(checks, "etl.completed", ref["status"] == "completed", ref["status"])
     _check(checks, "etl.quality_checks_passed", not ref["checks_failed"], ref["checks_failed"] or ref["checks_run"])
@@ -51,7 +51,7 @@ def _validate_etl(con: duckdb.DuckDBPyConnection, ref: dict, checks: list[dict])
         _check(checks, "etl.gold.movie_kpis_not_empty", ref["gold_rows"].get("movie_kpis", 0) > 0, ref["gold_rows"])
 
 
-def _validate_training(con: duckdb.DuckDBPyConnection, ref: dict, checks: list[dict]) -> None:
+def _validate_training(con: duckdb.DuckDBPyConnection, ref: dict[str, Any], checks: list[dict[str, Any]]) -> None:
     if ref.get("skipped"):
         _check(checks, "training.skipped_cleanly", True, ref.get("reason"))
         return
@@ -62,7 +62,7 @@ def _validate_training(con: duckdb.DuckDBPyConnection, ref: dict, checks: list[d
     _check(checks, "training.promotion_recorded", bool(rows) and rows[0][0] in expected, rows[0][0] if rows else None)
 
 
-def _validate_test(ref: dict, checks: list[dict]) -> None:
+def _validate_test(ref: dict[str, Any], checks: list[dict[str, Any]]) -> None:
     if ref.get("skipped"):
         return
     rmse = ref.get("rmse")
@@ -70,7 +70,7 @@ def _validate_test(ref: dict, checks: list[dict]) -> None:
     _check(checks, "test.held_out_not_empty", (ref.get("n_test") or 0) > 0, ref.get("n_test"))
 
 
-def _validate_drift(con: duckdb.DuckDBPyConnection, ref: dict, checks: list[dict]) -> None:
+def _validate_drift(con: duckdb.DuckDBPyConnection, ref: dict[str, Any], checks: list[dict[str, Any]]) -> None:
     if ref.get("report_id") is None:
         _check(checks, "drift.no_champion_yet", True, ref.get("decision"))
         return
@@ -80,11 +80,11 @@ def _validate_drift(con: duckdb.DuckDBPyConnection, ref: dict, checks: list[dict
 
 def validate_run(
     pipeline: str,
-    ingest: dict | None = None,
-    etl: dict | None = None,
-    training: dict | None = None,
-    test: dict | None = None,
-    drift: dict | None = None,
+    ingest: dict[str, Any] | None = None,
+    etl: dict[str, Any] | None = None,
+    training: dict[str, Any] | None = None,
+    test: dict[str, Any] | None = None,
+    drift: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Check a run's results against the warehouse (row counts, gates, registry); raise naming what failed.
 
@@ -94,7 +94,7 @@ def validate_run(
     """
     from cinematch.core.errors import QualityGateFailed
 
-    checks: list[dict] = []
+    checks: list[dict[str, Any]] = []
     with task_session("validate_run") as (_, con):
         if ingest:
             _validate_ingest(con, ingest, checks)

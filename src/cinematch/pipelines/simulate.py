@@ -30,7 +30,7 @@ NARRATIVE = {
 }
 
 
-def _publish(con: Any, settings: Settings) -> dict | None:
+def _publish(con: Any, settings: Settings) -> dict[str, Any] | None:
     """Publish serving views when the serving layer is installed (it is an optional extra)."""
     try:
         from cinematch.serving.views import publish

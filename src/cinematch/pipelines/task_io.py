@@ -54,10 +54,11 @@ def plain(value: Any) -> Any:
 
 def json_ref(doc: dict[str, Any]) -> dict[str, Any]:
     """A JSON round trip: what goes into XCom is plain JSON, whatever the library returned."""
-    return json.loads(json.dumps(doc, default=plain))
+    ref: dict[str, Any] = json.loads(json.dumps(doc, default=plain))
+    return ref
 
 
-def json_column(value: Any) -> dict:
+def json_column(value: Any) -> dict[str, Any]:
     """A JSON column as a dict (DuckDB returns text, PostgreSQL already decoded)."""
     return value if isinstance(value, dict) else json.loads(value or "{}")
 
@@ -89,7 +90,7 @@ def run_tag(tag: str | None) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", tag or datetime.now(UTC).strftime("%Y%m%dT%H%M%S"))[:100]
 
 
-def write_csv(path: Path, header: tuple[str, ...], rows: list[tuple]) -> None:
+def write_csv(path: Path, header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
     """Write rows as CSV via a temp file and a rename (the warehouse may be PostgreSQL: no server-side COPY)."""
     tmp = path.with_name(f".{path.name}.tmp")
     with tmp.open("w", newline="") as fh:

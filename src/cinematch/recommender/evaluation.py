@@ -57,7 +57,9 @@ def _baseline(train: pa.Table, users: np.ndarray, k: int) -> np.ndarray:
     return ids
 
 
-def _ranking(train: pa.Table, test: pa.Table, users: np.ndarray, ids: np.ndarray, k: int, threshold: float) -> dict:
+def _ranking(
+    train: pa.Table, test: pa.Table, users: np.ndarray, ids: np.ndarray, k: int, threshold: float
+) -> dict[str, Any]:
     item_ids, counts = np.unique(_col(train, "movie_id", np.int64), return_counts=True)
     return ranking_metrics(users, ids, _col(test, "user_id", np.int64), _col(test, "movie_id", np.int64),
                            _col(test, "rating", np.float64), k, threshold, max(1, len(item_ids)), item_ids,

@@ -16,6 +16,7 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -50,7 +51,7 @@ class Ranker:
 
     components: list[Component]
     rating_weight: float = 0.0
-    info: dict = field(default_factory=dict)  # how it was chosen (stored in ranker.json)
+    info: dict[str, Any] = field(default_factory=dict)  # how it was chosen (stored in ranker.json)
 
     def __post_init__(self) -> None:
         if not self.components:
@@ -180,7 +181,7 @@ class Ranker:
             out_scores[cold] = np.nan
         return out_ids, out_scores, out_because
 
-    def _because(self, xb: sp.csr_matrix, inputs: sp.csr_matrix, idx: np.ndarray, scales: dict) -> np.ndarray:
+    def _because(self, xb: sp.csr_matrix, inputs: sp.csr_matrix, idx: np.ndarray, scales: dict[str, Any]) -> np.ndarray:
         """Top contributing history items (external ids) per recommended slot, (rows, n, 2)."""
         n = idx.shape[1]
         out = np.full((xb.shape[0], n, BECAUSE), -1, np.int64)

@@ -127,26 +127,26 @@ def register(
     )
 
 
-def _decode(row: dict) -> dict:
+def _decode(row: dict[str, Any]) -> dict[str, Any]:
     for key in ("params", "metrics", "batch_ids", "promotion"):
         if isinstance(row.get(key), str):
             row[key] = json.loads(row[key])
     return row
 
 
-def list_models(con: duckdb.DuckDBPyConnection) -> list[dict]:
+def list_models(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     """Every registered version, newest first."""
     return [_decode(r) for r in query_rows(con, "select * from ops.model_registry order by version desc")]
 
 
-def get_model(con: duckdb.DuckDBPyConnection, version: str) -> dict:
+def get_model(con: duckdb.DuckDBPyConnection, version: str) -> dict[str, Any]:
     rows = query_rows(con, "select * from ops.model_registry where version = ?", [validate_version(version)])
     if not rows:
         raise BadInput(f"unknown model version {version}; see `cinematch models list`")
     return _decode(rows[0])
 
 
-def champion(con: duckdb.DuckDBPyConnection) -> dict | None:
+def champion(con: duckdb.DuckDBPyConnection) -> dict[str, Any] | None:
     """The registry row of the current champion, or None before the first promotion."""
     rows = query_rows(con, "select * from ops.model_registry where is_champion")
     return _decode(rows[0]) if rows else None
@@ -198,13 +198,13 @@ def _set_champion(
 
 def promote(
     con: duckdb.DuckDBPyConnection, settings: Settings, version: str, reason: str = "manual", alias: bool = True
-) -> dict:
+) -> dict[str, Any]:
     """Make ``version`` the champion (a manual promotion skips the "not worse" rule)."""
     get_model(con, version)
     return _set_champion(con, settings, version, "promote", reason, alias)
 
 
-def rollback(con: duckdb.DuckDBPyConnection, settings: Settings, alias: bool = True) -> dict:
+def rollback(con: duckdb.DuckDBPyConnection, settings: Settings, alias: bool = True) -> dict[str, Any]:
     """Return to the champion before the current one, skipping versions whose files are gone."""
     current = champion(con)
     if current is None:

@@ -136,7 +136,7 @@ def _ranking_metadata(selection: Selection, tuned: bool) -> dict[str, Any]:
             "seconds": round(selection.seconds, 3)}  # fmt: skip
 
 
-def _previous_choice(settings: Settings, current: dict | None) -> dict[str, Any] | None:
+def _previous_choice(settings: Settings, current: dict[str, Any] | None) -> dict[str, Any] | None:
     if current is None:
         return None
     try:

@@ -109,7 +109,7 @@ def _fit_component(kind: str, params: dict[str, Any], hist: Histories, train: pa
     return EASE.fit(x, hist.item_ids, EASEParams(**{**params, "keep_per_item": keep})).compacted()
 
 
-def build(choice: Choice, train: pa.Table, item_ids: np.ndarray, config: RankingConfig, info: dict) -> Ranker:
+def build(choice: Choice, train: pa.Table, item_ids: np.ndarray, config: RankingConfig, info: dict[str, Any]) -> Ranker:
     """Fit the chosen components on ``train`` and assemble the ranker."""
     hist = histories(train, item_ids)
     comps = [Component(kind, _fit_component(kind, choice.params[kind], hist, train, config.keep_per_item), w)

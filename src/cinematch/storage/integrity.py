@@ -66,7 +66,8 @@ _CHUNK_BLOCKS = 64  # blocks verified per read (16 MiB with the default 256 KiB 
 def _checksums(pages: np.ndarray) -> np.ndarray:
     """DuckDB's checksum of each row of ``pages`` (uint64 words; the first word of a row is its stored checksum)."""
     with np.errstate(over="ignore"):
-        return np.bitwise_xor.reduce(pages[:, 1:] * _CHECKSUM_FACTOR, axis=1) ^ _CHECKSUM_SEED
+        sums: np.ndarray = np.bitwise_xor.reduce(pages[:, 1:] * _CHECKSUM_FACTOR, axis=1) ^ _CHECKSUM_SEED
+        return sums
 
 
 def _on_disk(path: Path) -> tuple[int, int] | None:

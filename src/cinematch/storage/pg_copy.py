@@ -72,7 +72,7 @@ def copy_in(cur: Any, table: str, data: pa.Table, target_types: Sequence[str] | 
         with cur.copy(f"copy {table} ({cols}) from stdin (format binary)") as copy:
             for chunk in _binary_chunks(data, *layout):
                 copy.write(chunk)
-        return data.num_rows
+        return int(data.num_rows)
     data = _csv_ready(data)
     options = pacsv.WriteOptions(include_header=False, batch_size=CHUNK_ROWS, quoting_style="needed")
     with cur.copy(f"copy {table} ({cols}) from stdin (format csv)") as copy:
@@ -80,7 +80,7 @@ def copy_in(cur: Any, table: str, data: pa.Table, target_types: Sequence[str] | 
             buf = io.BytesIO()
             pacsv.write_csv(pa.Table.from_batches([batch], schema=data.schema), buf, options)
             copy.write(buf.getbuffer())
-    return data.num_rows
+    return int(data.num_rows)
 
 
 def _binary_layout(data: pa.Table, target_types: Sequence[str]) -> tuple[np.dtype, list[Any]] | None:
@@ -137,7 +137,7 @@ def _binary_chunks(data: pa.Table, dtype: np.dtype, values: list[Any]) -> Iterat
         m = min(len(buf), n - start)
         for name, v in per_row:
             buf[name][:m] = v[start : start + m]
-        yield memoryview(buf[:m]).cast("B")
+        yield buf[:m].data.cast("B")
     yield BINARY_TRAILER
 
 
@@ -145,7 +145,7 @@ def _filled(buf: np.ndarray, n_columns: int, values: list[Any]) -> np.ndarray:
     """``buf`` with every tuple's field count, field lengths and constant values set (per-row values are not)."""
     buf["n"] = n_columns
     for i, v in enumerate(values):
-        buf[f"l{i}"] = buf.dtype.fields[f"v{i}"][0].itemsize
+        buf[f"l{i}"] = buf.dtype[f"v{i}"].itemsize
         if isinstance(v, bytes) or np.ndim(v) == 0:
             buf[f"v{i}"] = v
     return buf
@@ -235,7 +235,7 @@ def scalar_result(desc: list[tuple[str, str]]) -> bool:
     return all(t in ARROW_TYPES or t == "numeric" for _, t in desc)
 
 
-def rows_to_arrow(desc: list[tuple[str, str]], rows: list[tuple]) -> pa.Table:
+def rows_to_arrow(desc: list[tuple[str, str]], rows: list[tuple[Any, ...]]) -> pa.Table:
     """Fetched rows → Arrow, typed from the result description (arrays become lists)."""
     columns = list(zip(*rows, strict=True)) if rows else [() for _ in desc]
     arrays = {}

@@ -163,4 +163,5 @@ def schema_version(pg: Any) -> int | None:
     exists = pg.execute("select to_regclass('ops.schema_migrations') is not null").fetchall()[0][0]
     if not exists:
         return None
-    return pg.execute("select max(version) from ops.schema_migrations").fetchall()[0][0]
+    version: int | None = pg.execute("select max(version) from ops.schema_migrations").fetchall()[0][0]
+    return version

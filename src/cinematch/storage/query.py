@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import duckdb
 
 from cinematch.core.errors import BadInput, CineMatchError
@@ -10,7 +12,7 @@ from cinematch.storage.integrity import check_file
 from cinematch.storage.lock import HomeLock
 
 
-def run_readonly(settings: Settings, query: str, limit: int = 1000) -> list[dict]:
+def run_readonly(settings: Settings, query: str, limit: int = 1000) -> list[dict[str, Any]]:
     """Run ``query`` on a read-only DuckDB connection that cannot reach files or other databases.
 
     Safety comes from the connection (``read_only`` and ``enable_external_access=false``, locked),

@@ -119,7 +119,7 @@ def table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> boo
     n = con.execute(
         "select count(*) from information_schema.tables where table_schema = ? and table_name = ?", [schema, table]
     ).fetchall()[0][0]
-    return n > 0
+    return bool(n > 0)
 
 
 def batch_table(con: duckdb.DuckDBPyConnection, name: str, batch_ids: Iterable[str]) -> None:
@@ -133,7 +133,7 @@ def batch_table(con: duckdb.DuckDBPyConnection, name: str, batch_ids: Iterable[s
         con.executemany(f"insert into {name} values (?)", rows)
 
 
-def query_rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> list[dict]:
+def query_rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
     """Run a query and return rows as dicts."""
     cur = con.execute(sql, params or [])
     cols = [d[0] for d in cur.description]

@@ -57,7 +57,9 @@ log = get_logger(__name__)
 access_log = get_logger("cinematch.serving.access")
 
 
-def error_response(status: int, error: str, detail: str | None = None, headers: dict | None = None) -> Response:
+def error_response(
+    status: int, error: str, detail: str | None = None, headers: dict[str, Any] | None = None
+) -> Response:
     body = json.dumps({"error": error, "detail": detail}).encode()
     return Response(body, status_code=status, media_type="application/json", headers=headers)
 
@@ -149,7 +151,7 @@ def create_app(settings: Settings, store: ViewStore | None = None) -> FastAPI:
             raise ApiError(503, "not ready", NOT_READY)
         return views
 
-    async def cached(views: Views, key: tuple, build: Any, *args: Any) -> Response:
+    async def cached(views: Views, key: tuple[Any, ...], build: Any, *args: Any) -> Response:
         """The encoded response for ``key`` from this views file's cache, built in a worker thread on a miss."""
         body = views.cached(key)
         if body is None:

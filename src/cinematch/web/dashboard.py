@@ -51,7 +51,7 @@ def _when(value: Any) -> str:
     return f"{value:%m-%d %H:%M}" if isinstance(value, datetime) else str(value)
 
 
-def distribution_plot(rows: list[dict], meta: dict) -> tuple[str, str]:
+def distribution_plot(rows: list[dict[str, Any]], meta: dict[str, Any]) -> tuple[str, str]:
     n_ref = len(meta.get("reference_batches") or [])
     latest = meta.get("latest_batch") or "none"
     title = "Rating distribution: reference vs latest batch"
@@ -93,7 +93,7 @@ def models_plot(models: ModelsResponse) -> tuple[str, str]:
     return title, grouped_bars(title, labels, series, fmt=fmt_num, rotate=len(rows) > 4)
 
 
-def buffer_plot(rows: list[dict]) -> tuple[str, str]:
+def buffer_plot(rows: list[dict[str, Any]]) -> tuple[str, str]:
     ratings = [r for r in rows if r["kind"] == "ratings"][-16:]
     title = "Buffer size over time (ratings per batch, cumulative)"
     return title, line_chart(
@@ -139,7 +139,7 @@ def _template() -> Template:
     return Template(resources.files("cinematch.web").joinpath("templates/dashboard.html").read_text(encoding="utf-8"))
 
 
-def render(meta: dict, distribution: list[dict], drift: DriftResponse, models: ModelsResponse, buffer: list[dict],
+def render(meta: dict[str, Any], distribution: list[dict[str, Any]], drift: DriftResponse, models: ModelsResponse, buffer: list[dict[str, Any]],
            trending: list[TrendingResponse], genres: GenresResponse) -> str:  # fmt: skip
     """The whole dashboard page for one views file."""
     plots = [distribution_plot(distribution, meta), drift_plot(drift), models_plot(models), buffer_plot(buffer),

@@ -221,6 +221,8 @@ class ReloadResponse(BaseModel):
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, error: str, detail: str | None = None, headers: dict | None = None) -> None:
+    def __init__(
+        self, status: int, error: str, detail: str | None = None, headers: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(error)
         self.status, self.error, self.detail, self.headers = status, error, detail, headers
