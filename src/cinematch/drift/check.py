@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 
 from cinematch.core.errors import BadInput
@@ -103,8 +104,8 @@ def drift_files(settings: Settings, reference_path: Path, current_path: Path) ->
     ref, _ = read_ratings(Path(reference_path))
     cur, _ = read_ratings(Path(current_path))
 
-    def cols(t: pa.Table) -> tuple[Any, ...]:
-        return tuple(t.column(c).to_numpy() for c in ("rating", "user_id", "movie_id"))
+    def cols(t: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return (t.column("rating").to_numpy(), t.column("user_id").to_numpy(), t.column("movie_id").to_numpy())
 
     result = compare(reference_stats(*cols(ref)), *cols(cur), settings=settings)
     return _doc(result, reference=str(reference_path), current=str(current_path))

@@ -86,7 +86,7 @@ def _retention_since_gold(con: duckdb.DuckDBPyConnection) -> bool:
         f"""select count(*) from ops.pipeline_runs where pipeline = 'retention' and status = 'completed' and rows > 0
             and finished_at > {_LAST_GOLD}"""
     ).fetchall()
-    return rows[0][0] > 0
+    return bool(rows[0][0] > 0)
 
 
 def _last_gold_run(con: duckdb.DuckDBPyConnection) -> str | None:
@@ -237,8 +237,8 @@ def run_etl(
         t0 = time.perf_counter()
         whole = full_refresh or lake_behind or gold_behind
         append = None if whole or rewrite is None else silver["batches"]
-        changed = None if whole else rewrite if append else _changed_partitions(con, silver["batches"])
-        run["lake"] = _write_lake(con, settings, changed, run["run_id"], append)
+        partitions = None if whole else rewrite if append else _changed_partitions(con, silver["batches"])
+        run["lake"] = _write_lake(con, settings, partitions, run["run_id"], append)
         run["lake_seconds"] = round(time.perf_counter() - t0, 3)
     run["up_to_date"] = False
     run["status"] = "completed"

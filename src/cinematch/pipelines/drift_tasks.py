@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from cinematch.core.log import get_logger, log_event
+from cinematch.core.log import get_logger, kv, log_event
 
 if TYPE_CHECKING:
     pass
@@ -64,7 +64,7 @@ def drift_decision(ref: dict[str, Any]) -> dict[str, Any]:
 
             raise CineMatchError(f"drift report {ref['report_id']} is not in ops.drift_reports; rerun detect_drift")
         decision = json_ref(rows[0])
-    log_event(log, "drift_decision", **decision)
+    log.info(kv("drift_decision", **decision))
     from cinematch.pipelines import alerts
 
     alerts.post_drift({**decision, "batch_ids": ref.get("batch_ids")}, "airflow")

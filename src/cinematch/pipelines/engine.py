@@ -16,7 +16,7 @@ import duckdb
 from cinematch.core.settings import Settings
 from cinematch.lakehouse import etl
 from cinematch.recommender import comparison, training
-from cinematch.recommender.als import ALSParams
+from cinematch.recommender.als_params import ALSParams
 from cinematch.recommender.trainer import LOCAL, Trainer
 
 

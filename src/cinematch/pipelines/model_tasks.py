@@ -5,9 +5,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from cinematch.core.log import get_logger, log_event
+from cinematch.core.log import get_logger, kv, log_event
 
 if TYPE_CHECKING:
     pass
@@ -42,7 +43,7 @@ def latest_model() -> dict[str, Any]:
         ) if settings.models_dir.is_dir() else []  # fmt: skip
     ref = {"version": folders[-1] if folders else None, "champion": champ["version"] if champ else None,
            "n_versions": len(folders)}  # fmt: skip
-    log_event(log, "latest_model", **ref)
+    log.info(kv("latest_model", **ref))
     return ref
 
 
@@ -86,7 +87,7 @@ def train_model(force: bool = False) -> dict[str, Any]:
     return training_ref(result)
 
 
-def training_ref(result: dict[str, Any]) -> dict[str, Any]:
+def training_ref(result: Mapping[str, Any]) -> dict[str, Any]:
     keys = ("version", "rmse", "mae", "precision_at_10", "recall_at_10", "ndcg_at_10", "n_test", "n_train",
             "promoted", "champion_version", "merged_batches", "train_seconds")  # fmt: skip
     ref = {k: result.get(k) for k in keys}

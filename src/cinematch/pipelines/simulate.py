@@ -6,7 +6,7 @@ import dataclasses
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 from cinematch.core.log import get_logger, log_event
 from cinematch.core.settings import Settings
@@ -21,6 +21,8 @@ from cinematch.recommender.training import params_from_settings
 from cinematch.storage.warehouse import write_session
 
 log = get_logger(__name__)
+
+Scale = Literal["small", "medium", "large"]  # the presets of datasets.generate_config.scale_config
 
 NARRATIVE = {
     "insufficient_data": "not enough new data yet: keep buffering",
@@ -64,7 +66,7 @@ def _simulate(
 ) -> dict[str, Any]:
     started = time.perf_counter()
     data_dir = settings.home_dir / "simulation" / f"seed{seed}-{scale}-{weeks}w"
-    config = dataclasses.replace(scale_config(scale, seed), weeks=weeks)
+    config = dataclasses.replace(scale_config(cast(Scale, scale), seed), weeks=weeks)
     summary = generate_dataset(data_dir, config)
     say(f"generated {summary['files']['ratings']['rows']:,} base ratings and {weeks} weekly batches in {data_dir}")
 

@@ -47,7 +47,7 @@ def _nice_max(value: float) -> float:
         return 1.0
     exp = 10 ** math.floor(math.log10(value))
     # each candidate divides into five round ticks
-    return next(m * exp for m in (1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10) if m * exp >= value)
+    return float(next(m * exp for m in (1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10) if m * exp >= value))
 
 
 def _svg(title: str, body: str) -> str:

@@ -162,7 +162,7 @@ def binary_rows(data: pa.Table, target_types: Sequence[str]) -> memoryview | Non
     for i, v in enumerate(values):
         if not (isinstance(v, bytes) or np.ndim(v) == 0):
             buf[f"v{i}"] = v
-    return memoryview(buf).cast("B")
+    return buf.data.cast("B")
 
 
 def _pg_array_literal(col: pa.ChunkedArray | pa.Array) -> pa.Array:

@@ -8,8 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlglot
-from sqlglot import exp, transforms
-from sqlglot.tokens import TokenType
+from sqlglot import TokenType, exp, transforms
 
 from cinematch.core.errors import BadInput
 
@@ -70,7 +69,7 @@ def _qualify(node: exp.Expr) -> exp.Expr:
     if not star_only or node.args.get("joins") or source is None or not isinstance(source.this, exp.Table):
         return transforms.eliminate_qualify(node)
     condition = node.args["qualify"].this.copy()
-    table = source.this.copy()
+    table: exp.Expr = source.this.copy()
     alias = table.alias_or_name
     if not table.alias:
         table = exp.alias_(table, alias, table=True)
