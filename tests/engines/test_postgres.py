@@ -169,7 +169,7 @@ def test_migrations_are_versioned_idempotent_and_match_duckdb(pg_url: str, tmp_p
 
 
 def test_translation_of_duckdb_only_sql() -> None:
-    from cinematch.storage.postgres import translate
+    from cinematch.storage.pg_dialect import translate
 
     anti = translate("select r.* from silver.ratings r anti join silver.movies m using (movie_id)").statements[0]
     assert "NOT EXISTS" in anti and "ANTI" not in anti
