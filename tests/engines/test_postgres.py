@@ -59,7 +59,7 @@ def _cycle(settings: Settings, data: Path) -> dict:
     from cinematch.lakehouse.etl import run_etl
     from cinematch.lakehouse.retention import apply_retention
     from cinematch.recommender.training import params_from_settings, train_warehouse
-    from cinematch.serving.views import publish
+    from cinematch.serving.publish import publish
     from cinematch.storage.warehouse import write_session
 
     out: dict = {"ingest": [], "drift": []}

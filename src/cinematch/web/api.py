@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from cinematch import __version__
 from cinematch.core.log import get_logger, kv, log_event
 from cinematch.core.settings import Settings
-from cinematch.serving.views import Views, ViewStore
+from cinematch.serving.read import Views, ViewStore
 
 log = get_logger(__name__)
 access_log = get_logger("cinematch.serving.access")
