@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pyarrow as pa
@@ -16,7 +16,7 @@ from cinematch.drift.histograms import N_BINS, Binned, to_numpy
 
 __all__ = ["GenresLike", "MovieGenres", "genre_histograms"]
 
-GenresLike = pa.Array | pa.ChunkedArray | np.ndarray | Sequence[str | Sequence[str] | None]
+GenresLike: TypeAlias = pa.Array | pa.ChunkedArray | np.ndarray | Sequence[str | Sequence[str] | None]
 
 
 def _to_arrow(values: GenresLike) -> pa.Array:

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
 
-if TYPE_CHECKING:
-    from cinematch.storage.postgres import PgConnection
+__all__ = ["PgRelation", "PgResult", "Queryable"]
 
-__all__ = ["PgRelation", "PgResult"]
+
+class Queryable(Protocol):
+    """What a relation runs its query on: a PgConnection."""
+
+    def describe(self, sql: str, params: Any) -> list[tuple[str, str]]: ...
+
+    def execute(self, sql: str, params: Any = None) -> PgResult: ...
+
+    def fetch_arrow(self, sql: str, params: Any = None) -> pa.Table: ...
 
 
 class PgResult:
@@ -40,7 +47,7 @@ class PgResult:
 class PgRelation:
     """What ``sql`` returns: a lazy query with ``to_arrow_table``, ``fetchall``, ``columns`` and ``limit``."""
 
-    def __init__(self, con: PgConnection, sql: str, params: Any = None) -> None:
+    def __init__(self, con: Queryable, sql: str, params: Any = None) -> None:
         self._con, self._sql, self._params = con, sql, params
 
     @property
