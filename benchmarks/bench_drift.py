@@ -17,7 +17,10 @@ import numpy as np
 from scipy import stats
 
 from cinematch.core.settings import Settings
-from cinematch.drift.stats import HALF_STAR_BINS, MovieGenres, ReferenceStats, compare, reference_stats
+from cinematch.drift.genres import MovieGenres
+from cinematch.drift.histograms import HALF_STAR_BINS
+from cinematch.drift.reference import ReferenceStats
+from cinematch.drift.stats import compare, reference_stats
 
 # ML-25M's rating counts per half star, so the synthetic data has the real shape
 ML25M_COUNTS = np.array([393068, 776815, 399490, 1640868, 1262797, 4896928, 3177318, 6639798, 2200539, 3612474])

@@ -104,7 +104,7 @@ def build_home(root: Path, quick: bool) -> Path:
     from cinematch.ingest.bronze import ingest_file
     from cinematch.pipelines.engine import run_etl, train_warehouse
     from cinematch.recommender.training import params_from_settings
-    from cinematch.serving.views import publish
+    from cinematch.serving.publish import publish
     from cinematch.storage.warehouse import write_session
 
     users, movies, ratings = (500, 400, 10_000) if quick else (10_000, 4_000, 300_000)
@@ -125,7 +125,7 @@ def max_user(home: Path) -> tuple[int, int]:
     import duckdb
 
     from cinematch.core.settings import Settings
-    from cinematch.serving.views import current_views
+    from cinematch.serving.layout import current_views
 
     path = current_views(Settings(home=home))
     if path is None:

@@ -15,14 +15,13 @@ from scipy import stats
 
 from cinematch.core.errors import BadInput
 from cinematch.core.settings import Settings
+from cinematch.drift.genres import MovieGenres
+from cinematch.drift.histograms import HALF_STAR_BINS, half_star_histogram
+from cinematch.drift.reference import ReferenceStats
 from cinematch.drift.stats import (
-    HALF_STAR_BINS,
-    MovieGenres,
-    ReferenceStats,
     compare,
     decide,
     drift_score,
-    half_star_histogram,
     kl_divergence,
     ks_statistic,
     ks_test,

@@ -61,7 +61,7 @@ def _cycle(settings: Settings, data: Path) -> dict:
     from cinematch.lakehouse.retention import apply_retention
     from cinematch.pipelines.retrain import drift_and_retrain
     from cinematch.recommender.training import params_from_settings, train_warehouse
-    from cinematch.serving.views import publish
+    from cinematch.serving.publish import publish
     from cinematch.storage.warehouse import write_session
 
     out: dict = {"ingest": [], "drift": []}
@@ -166,7 +166,7 @@ def test_migrations_are_versioned_idempotent_and_match_duckdb(pg_url: str, tmp_p
 
 
 def test_translation_of_duckdb_only_sql() -> None:
-    from cinematch.storage.postgres import translate
+    from cinematch.storage.pg_dialect import translate
 
     anti = translate("select r.* from silver.ratings r anti join silver.movies m using (movie_id)").statements[0]
     assert "NOT EXISTS" in anti and "ANTI" not in anti

@@ -29,7 +29,7 @@ from cinematch.drift.check import check_drift
 from cinematch.engines.spark_als import fit_spark_als
 from cinematch.engines.spark_lake import POINTER, LakeLocation, current_version
 from cinematch.ingest.bronze import ingest_file
-from cinematch.lakehouse import gold as gold_layer
+from cinematch.lakehouse import gold_checks
 from cinematch.lakehouse.etl import logical_end
 from cinematch.lakehouse.quality import Check
 from cinematch.pipelines.engine import run_etl, train_warehouse
@@ -235,7 +235,7 @@ def test_incremental_backfill_on_object_store_layout_match_duckdb(
 
     # a failed gold gate rolls gold back and leaves no unpublished version behind
     bad = Check("movie_kpis.always_fails", "movie_kpis", "select 1 as offending")
-    monkeypatch.setattr(gold_layer, "GOLD_CHECKS", (*gold_layer.GOLD_CHECKS, bad))
+    monkeypatch.setattr(gold_checks, "GOLD_CHECKS", (*gold_checks.GOLD_CHECKS, bad))
     before = _rows(spk, "gold.movie_kpis")
     with pytest.raises(QualityGateFailed, match="always_fails"):
         _etl(spk, full_refresh=True)

@@ -14,15 +14,9 @@ import pyarrow as pa
 import pytest
 
 from cinematch.core.errors import BadInput, CineMatchError
-from cinematch.lakehouse.gold import (
-    GOLD_CHECKS,
-    GOLD_MODELS,
-    Check,
-    build_gold,
-    checks_for,
-    load_sql,
-    run_checks,
-)
+from cinematch.lakehouse.gold import GOLD_MODELS, build_gold, load_sql
+from cinematch.lakehouse.gold_checks import GOLD_CHECKS, checks_for, run_checks
+from cinematch.lakehouse.quality import Check
 
 SILVER_DDL = """
 create schema silver;

@@ -25,7 +25,7 @@ from cinematch.recommender.ranker import Component, Ranker
 from cinematch.recommender.training import params_from_settings, train_warehouse
 from cinematch.recommender.training_set import stable_split
 from cinematch.recommender.tuning import RankingConfig, select
-from cinematch.serving.views import publish
+from cinematch.serving.publish import publish
 from cinematch.storage.warehouse import write_session
 from cinematch.web.api import create_app
 

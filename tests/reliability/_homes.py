@@ -23,7 +23,9 @@ from cinematch.ingest.bronze import ingest_file
 from cinematch.lakehouse.etl import run_etl
 from cinematch.recommender.als import ALSModel
 from cinematch.recommender.training import params_from_settings, train_warehouse
-from cinematch.serving.views import CURRENT, Views, current_views, publish
+from cinematch.serving.layout import CURRENT, current_views
+from cinematch.serving.publish import publish
+from cinematch.serving.read import Views
 from cinematch.storage.warehouse import write_session
 
 GOLD = ("genre_analytics", "trending_movies", "temporal_trends", "user_engagement", "movie_kpis")
@@ -221,7 +223,7 @@ def check_invariants(home: Path, snap: dict[str, Any]) -> None:
 # line on stdin, then runs the CLI entry point. Kill moments then fall into the command's work, not its imports.
 _WARM = """import sys
 import cinematch.cli, cinematch.ingest.bronze, cinematch.lakehouse.etl, cinematch.recommender.training
-import cinematch.serving.views, cinematch.drift.check, cinematch.pipelines.report
+import cinematch.serving.publish, cinematch.drift.check, cinematch.pipelines.report
 print("ready", flush=True)
 sys.stdin.readline()
 cinematch.cli.main(sys.argv[1:])

@@ -35,7 +35,7 @@ from tests.reliability._homes import (
 from cinematch.ingest.bronze import ingest_file
 from cinematch.lakehouse.etl import run_etl
 from cinematch.recommender.training import params_from_settings, train_warehouse
-from cinematch.serving.views import publish
+from cinematch.serving.publish import publish
 from cinematch.storage.warehouse import write_session
 
 pytestmark = pytest.mark.reliability

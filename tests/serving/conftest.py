@@ -24,7 +24,7 @@ from cinematch.core.settings import Settings
 from cinematch.ingest.bronze import ingest_file
 from cinematch.lakehouse.etl import run_etl
 from cinematch.recommender.training import params_from_settings, train_warehouse
-from cinematch.serving.views import publish
+from cinematch.serving.publish import publish
 from cinematch.storage.audit import utcnow
 from cinematch.storage.warehouse import write_session
 from cinematch.web.api import create_app

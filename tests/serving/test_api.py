@@ -19,7 +19,8 @@ from tests.serving.conftest import API_KEY, DRIFT_SCORES, CliServer, ThreadServe
 
 from cinematch.cli import main
 from cinematch.core.settings import Settings
-from cinematch.serving.views import Views, publish
+from cinematch.serving.publish import publish
+from cinematch.serving.read import Views
 from cinematch.storage.warehouse import write_session
 
 NOT_READY = "no published views: run `cinematch publish`"

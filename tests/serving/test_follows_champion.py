@@ -15,7 +15,7 @@ import httpx2
 from tests.serving.conftest import start_cli_server, wait_ready
 
 from cinematch.core.settings import Settings
-from cinematch.serving.views import publish
+from cinematch.serving.publish import publish
 from cinematch.storage.warehouse import write_session
 
 

@@ -11,7 +11,9 @@ from tests.serving.conftest import DRIFT_SCORES, build_home
 from cinematch.core.errors import CineMatchError
 from cinematch.core.settings import Settings
 from cinematch.recommender import registry
-from cinematch.serving.views import CURRENT, VIEW_TABLES, ViewStore, current_views, publish
+from cinematch.serving.layout import CURRENT, VIEW_TABLES, current_views
+from cinematch.serving.publish import publish
+from cinematch.serving.read import ViewStore
 from cinematch.storage.warehouse import write_session
 
 

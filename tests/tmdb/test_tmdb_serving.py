@@ -10,7 +10,7 @@ from tests.tmdb.fake_tmdb import MOVIES, SCRIPT, FakeTmdb
 from cinematch.ingest.bronze import ingest_file
 from cinematch.ingest.tmdb import fetch_tmdb
 from cinematch.lakehouse.etl import run_etl
-from cinematch.serving.views import publish
+from cinematch.serving.publish import publish
 from cinematch.storage.warehouse import write_session
 from cinematch.web.api import create_app
 

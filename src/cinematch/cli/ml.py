@@ -117,7 +117,7 @@ def evaluate_cmd(ctx: Ctx, ratings: Path | None, test_file: Path | None, protoco
 def _publish_champion(con: Any, settings: Any) -> str | None:
     """A change of champion republishes the serving views, so a running API follows it (None: no lakehouse yet)."""
     from cinematch.core.errors import CineMatchError
-    from cinematch.serving.views import publish
+    from cinematch.serving.publish import publish
 
     try:
         return publish(con, settings)["views_version"]

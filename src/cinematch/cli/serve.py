@@ -21,7 +21,7 @@ from cinematch.storage.warehouse import write_session
 @command(cli, "publish")
 def publish_cmd(ctx: Ctx) -> None:
     """Materialize the serving views for the champion model (a running `serve` picks them up)."""
-    from cinematch.serving.views import publish
+    from cinematch.serving.publish import publish
 
     with write_session(ctx.settings, "publish") as con:
         doc = publish(con, ctx.settings)

@@ -13,7 +13,9 @@ import pyarrow as pa
 from cinematch.core.errors import BadInput
 from cinematch.core.log import get_logger, log_event
 from cinematch.core.settings import Settings
-from cinematch.drift.stats import MovieGenres, ReferenceStats, compare, reference_stats
+from cinematch.drift.genres import MovieGenres
+from cinematch.drift.reference import ReferenceStats
+from cinematch.drift.stats import compare, reference_stats
 from cinematch.recommender import registry
 from cinematch.recommender.metrics import rmse
 from cinematch.recommender.training_set import ratings_of, unmerged_batches

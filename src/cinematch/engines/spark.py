@@ -31,7 +31,7 @@ from cinematch.core.log import get_logger, log_event, timed
 from cinematch.core.settings import Settings
 from cinematch.engines.spark_lake import LakeLocation, data_files, read_version
 from cinematch.lakehouse import gold as gold_layer
-from cinematch.lakehouse import incremental, silver
+from cinematch.lakehouse import gold_checks, incremental, silver
 from cinematch.lakehouse import sources as extras
 from cinematch.lakehouse.etl import EtlRun, gate, gold_exists
 from cinematch.lakehouse.quality import run_checks
@@ -288,7 +288,7 @@ def run_etl_spark(
             else:
                 incremental.drop_states(con)  # they follow DuckDB's gold builds, not Spark's
                 extra_rows = extras.build_gold(con, as_of)
-                checks = (*gold_layer.GOLD_CHECKS, *extras.gold_checks())
+                checks = (*gold_checks.GOLD_CHECKS, *extras.gold_checks())
             results = run_checks(con, checks, tol)
             gate(con, layer, results, run, started)
             info = _layer_info(con, layer, batches, rating_batches, full_refresh, results, t0, run["spark_seconds"])

@@ -16,6 +16,7 @@ from cinematch.core.log import get_logger, log_event
 from cinematch.core.results import Result, optional
 from cinematch.core.settings import Settings
 from cinematch.lakehouse import gold as gold_layer
+from cinematch.lakehouse import gold_checks
 from cinematch.lakehouse import sources as extras
 from cinematch.lakehouse.quality import CheckResult, describe_failure, failures, run_checks
 from cinematch.lakehouse.silver import BRONZE_CHECKS, SILVER_CHECKS, build_silver
@@ -223,7 +224,7 @@ def run_etl(
     scoped = None if gold_behind or _retention_since_gold(con) else _scoped_batches(pending, full_refresh, as_of)
     gold_rows = gold_layer.build_gold(con, as_of=as_of, new_batches=scoped, replaced=replaced)
     gold_rows.update(extras.build_gold(con, as_of))
-    gold_results = run_checks(con, (*gold_layer.GOLD_CHECKS, *extras.gold_checks()), tol)
+    gold_results = run_checks(con, (*gold_checks.GOLD_CHECKS, *extras.gold_checks()), tol)
     gate(con, "gold", gold_results, run, started)
     resolved = con.execute("select max(as_of) from gold.movie_kpis").fetchall()[0][0]
     gold_info = {"rows": gold_rows, "as_of": resolved, "seconds": round(time.perf_counter() - t0, 3),

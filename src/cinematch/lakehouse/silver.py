@@ -6,57 +6,20 @@ import duckdb
 
 from cinematch.core.log import get_logger, timed
 from cinematch.lakehouse.quality import Check
+from cinematch.lakehouse.sql import checks as checks_sql
+from cinematch.lakehouse.sql import silver as silver_sql
 from cinematch.storage.warehouse import batch_table
 
 log = get_logger(__name__)
 
-# The newest ingestion of a (user, movie, time) key wins; batch_id breaks ties so reruns agree.
-_LATEST = "row_number() over (partition by user_id, movie_id, rated_at order by ingested_at desc, batch_id desc) = 1"
 
 # RATINGS_FULL_SQL and MOVIES_SQL are the one definition of silver for both engines: DuckDB runs them as they are,
 # the Spark engine (cinematch.engines.spark) runs them transpiled by sqlglot.
-RATINGS_FULL_SQL = f"""
-with buffer as (
-    select user_id, movie_id, rating, rated_at, batch_id, ingested_at from bronze.ratings_buffer
-),
-pruned as (
-    -- rows whose bronze batch was removed by retention stay in silver: a full refresh must not lose them
-    select s.* from silver.ratings s
-    where s.batch_id not in (select distinct batch_id from bronze.ratings_buffer)
-),
-unioned as (
-    select * from buffer
-    union all
-    select * from pruned
-),
-final as (
-    select * from unioned qualify {_LATEST}
-)
-select * from final
-"""
-
-MOVIES_SQL = """
-with described as (
-    select movie_id, title, genres, release_year
-    from bronze.movies
-    qualify row_number() over (partition by movie_id order by ingested_at desc, batch_id desc) = 1
-),
-referenced as (
-    select distinct movie_id from silver.ratings
-),
-placeholders as (
-    select r.movie_id, 'Unknown movie ' || r.movie_id as title, cast([] as varchar[]) as genres,
-           cast(null as integer) as release_year
-    from referenced r anti join described d using (movie_id)
-),
-final as (
-    select movie_id, title, coalesce(genres, cast([] as varchar[])) as genres, release_year, false as is_placeholder
-    from described
-    union all
-    select movie_id, title, genres, release_year, true as is_placeholder from placeholders
-)
-select * from final order by movie_id
-"""
+RATINGS_FULL_SQL = silver_sql.read("ratings_full")
+MOVIES_SQL = silver_sql.read("movies")
+# An incremental merge: the new batches' rows (temp table _wanted), then the silver rows they replace.
+RATINGS_NEW_SQL = silver_sql.read("ratings_new")
+RATINGS_REPLACED_SQL = silver_sql.read("ratings_replaced")
 
 
 def new_batches(con: duckdb.DuckDBPyConnection) -> list[dict]:
@@ -88,18 +51,9 @@ def build_silver(con: duckdb.DuckDBPyConnection, full_refresh: bool = False) -> 
             merged = con.execute("select count(*) from silver.ratings").fetchall()[0][0]
         elif rating_batches:
             batch_table(con, "_wanted", rating_batches)
-            con.execute(
-                f"""create or replace temp table _new as
-                    select user_id, movie_id, rating, rated_at, batch_id, ingested_at
-                    from bronze.ratings_buffer where batch_id in (select batch_id from _wanted)
-                    qualify {_LATEST}"""
-            )
+            con.execute(f"create or replace temp table _new as\n{RATINGS_NEW_SQL}")
             # the rows about to be replaced: incremental gold subtracts them (gold/incremental.py, MERGES)
-            con.execute(
-                """create or replace temp table _silver_replaced as
-                   select s.user_id, s.movie_id, s.rating, s.rated_at from silver.ratings as s
-                   inner join _new as n on s.user_id = n.user_id and s.movie_id = n.movie_id and s.rated_at = n.rated_at"""
-            )
+            con.execute(f"create or replace temp table _silver_replaced as\n{RATINGS_REPLACED_SQL}")
             replaced = True
             # keys are unique in silver: deleting the rows just found is the one join against the table
             con.execute(
@@ -154,23 +108,17 @@ def silver_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     )
 
 
-_KEY = "user_id, movie_id, rated_at"
-
 BRONZE_CHECKS: tuple[Check, ...] = (
     Check(
         "ratings_buffer.batch_counts_match_audit",
         "bronze.ratings_buffer",
-        """select m.batch_id, m.record_count, coalesce(b.n, 0) as rows_in_buffer
-           from bronze.ingestion_metadata m
-           left join (select batch_id, count(*) n from bronze.ratings_buffer group by batch_id) b using (batch_id)
-           where m.kind = 'ratings' and m.status = 'completed' and m.record_count <> coalesce(b.n, 0)
-             and m.batch_id in (select batch_id from bronze.ratings_buffer)""",
+        checks_sql.read("bronze", "ratings_buffer.batch_counts_match_audit"),
         description="every completed batch holds exactly the rows its audit row counts",
     ),
     Check(
         "quarantine.share",
         "bronze.ratings_buffer",
-        "select batch_id, reason, row_number from bronze.quarantine",
+        checks_sql.read("bronze", "quarantine.share"),
         severity="soft",
         description="quarantined rows stay a small share of what was loaded",
     ),
@@ -180,56 +128,47 @@ SILVER_CHECKS: tuple[Check, ...] = (
     Check(
         "ratings.unique_key",
         "silver.ratings",
-        f"select {_KEY}, count(*) as n from silver.ratings group by {_KEY} having count(*) > 1",
+        checks_sql.read("silver", "ratings.unique_key"),
         description="one row per (user_id, movie_id, rated_at)",
-        new_rows_sql=f"""select {_KEY}, count(*) as n from silver.ratings
-            where ({_KEY}) in (select {_KEY} from silver.ratings where batch_id in (select batch_id from _check_batches))
-            group by {_KEY} having count(*) > 1""",
+        new_rows_sql=checks_sql.read("silver", "ratings.unique_key.new_rows"),
     ),
     Check(
         "ratings.not_null",
         "silver.ratings",
-        """select * from silver.ratings where user_id is null or movie_id is null or rating is null
-           or rated_at is null or batch_id is null""",
-        new_rows_sql="""select * from silver.ratings where batch_id in (select batch_id from _check_batches)
-           and (user_id is null or movie_id is null or rating is null or rated_at is null)""",
+        checks_sql.read("silver", "ratings.not_null"),
+        new_rows_sql=checks_sql.read("silver", "ratings.not_null.new_rows"),
     ),
     Check(
         "ratings.rating_range_half_steps",
         "silver.ratings",
-        "select * from silver.ratings where not (rating between 0.5 and 5.0) or rating * 2 <> round(rating * 2)",
+        checks_sql.read("silver", "ratings.rating_range_half_steps"),
         description="ratings are 0.5-5.0 in half steps",
-        new_rows_sql="""select * from silver.ratings where batch_id in (select batch_id from _check_batches)
-           and (not (rating between 0.5 and 5.0) or rating * 2 <> round(rating * 2))""",
+        new_rows_sql=checks_sql.read("silver", "ratings.rating_range_half_steps.new_rows"),
     ),
     Check(
         "ratings.movie_exists",
         "silver.ratings",
-        "select r.* from silver.ratings r anti join silver.movies m using (movie_id)",
+        checks_sql.read("silver", "ratings.movie_exists"),
         description="relationship: every rating's movie is in silver.movies",
-        new_rows_sql="""select r.* from silver.ratings r anti join silver.movies m using (movie_id)
-           where r.batch_id in (select batch_id from _check_batches)""",
+        new_rows_sql=checks_sql.read("silver", "ratings.movie_exists.new_rows"),
     ),
     Check(
         "ratings.reconcile_bronze",
         "silver.ratings",
-        f"""select {_KEY} from bronze.ratings_buffer
-            where batch_id in (select batch_id from silver.processed_batches)
-            except select {_KEY} from silver.ratings""",
+        checks_sql.read("silver", "ratings.reconcile_bronze"),
         description="no processed bronze key is missing from silver",
         # a new batch is the newest ingestion of its keys, so in silver they carry a new batch's id
-        new_rows_sql=f"""select {_KEY} from bronze.ratings_buffer where batch_id in (select batch_id from _check_batches)
-            except select {_KEY} from silver.ratings where batch_id in (select batch_id from _check_batches)""",
+        new_rows_sql=checks_sql.read("silver", "ratings.reconcile_bronze.new_rows"),
     ),
     Check(
         "movies.unique_key",
         "silver.movies",
-        "select movie_id, count(*) from silver.movies group by movie_id having count(*) > 1",
+        checks_sql.read("silver", "movies.unique_key"),
     ),
     Check(
         "movies.placeholder_share",
         "silver.movies",
-        "select movie_id, title from silver.movies where is_placeholder",
+        checks_sql.read("silver", "movies.placeholder_share"),
         severity="soft",
         description="movies referenced by ratings but described by no movies file",
     ),

@@ -122,7 +122,7 @@ def publish_views() -> dict[str, Any]:
     The step after every run that changes what the API serves; a running API swaps the new file in on its next
     check of ``HOME/serving/CURRENT``.
     """
-    from cinematch.serving.views import publish
+    from cinematch.serving.publish import publish
 
     with task_session("publish_views") as (settings, con):
         doc = publish(con, settings)

@@ -12,7 +12,7 @@ from typing import Any
 import duckdb
 
 from cinematch.core.settings import Settings
-from cinematch.drift.stats import HALF_STAR_BINS
+from cinematch.drift.histograms import HALF_STAR_BINS
 from cinematch.recommender.registry import same_rows
 from cinematch.serving.charts import AMBER, BLUE, GREEN, ORANGE, RED, grouped_bars, hbars, line_chart
 from cinematch.storage.audit import utcnow

@@ -35,7 +35,7 @@ NARRATIVE = {
 def _publish(con: Any, settings: Settings) -> dict[str, Any] | None:
     """Publish serving views when the serving layer is installed (it is an optional extra)."""
     try:
-        from cinematch.serving.views import publish
+        from cinematch.serving.publish import publish
     except ImportError:
         return None
     return publish(con, settings)

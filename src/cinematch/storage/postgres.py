@@ -20,12 +20,9 @@ Results use DuckDB's Python types: integral ``numeric`` (``sum`` of bigint) come
 
 from __future__ import annotations
 
-import os
+import contextlib
 import re
-import socket
-import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Any
 
 import duckdb
@@ -34,98 +31,17 @@ import pyarrow as pa
 import sqlglot
 from sqlglot import exp
 
-from cinematch.core.errors import BadInput, CineMatchError, LockBusy
-from cinematch.core.log import get_logger, log_event
-from cinematch.core.secrets import database_target, parse_database_url, redact
+from cinematch.core.errors import BadInput, CineMatchError
 from cinematch.storage import pg_copy as _pgcopy
 from cinematch.storage import pg_migrations as _pgschema
+from cinematch.storage.pg_connect import open_session
 from cinematch.storage.pg_dialect import Translation, table_name, translate
+from cinematch.storage.pg_results import PgRelation, PgResult
 
-try:
-    import psycopg
-    from psycopg.adapt import Loader
+with contextlib.suppress(ImportError):  # the `postgres` extra is optional; open_session explains how to install it
     from psycopg.pq import TransactionStatus
-except ImportError:  # the `postgres` extra is optional; PgConnection explains how to install it
-    psycopg = None  # type: ignore[assignment]
-    Loader = object  # type: ignore[assignment,misc]
 
-log = get_logger(__name__)
-
-WRITER_LOCK = 0x43494E454D41_02  # pg_advisory_lock key (any fixed bigint) shared by writer commands
-# Commands that run concurrently across machines: ingestion relies on the ingestion_metadata primary key.
-CONCURRENT_COMMANDS = ("ingest", "airflow ingest_batch")
-MIGRATIONS = _pgschema.MIGRATIONS
-
-
-class _NumericLoader(Loader):  # type: ignore[misc,valid-type]
-    """``numeric`` → ``int`` when integral (``sum`` of bigint, ``extract``), else ``float``, as DuckDB returns."""
-
-    def load(self, data: Any) -> int | float:
-        text = bytes(data).decode()
-        return int(text) if text.lstrip("-").isdigit() else float(text)
-
-
-class _TextLoader(Loader):  # type: ignore[misc,valid-type]
-    """``json`` stays text: the library decodes it where DuckDB would have handed it a string."""
-
-    def load(self, data: Any) -> str:
-        return bytes(data).decode()
-
-
-class PgResult:
-    """What ``execute`` returns: rows fetched eagerly and a DB-API ``description``."""
-
-    def __init__(self, description: list[tuple] | None, rows: list[tuple]) -> None:
-        self.description = description
-        self._rows = rows
-        self._pos = 0
-
-    def fetchall(self) -> list[tuple]:
-        rows, self._pos = self._rows[self._pos :], len(self._rows)
-        return rows
-
-    def fetchone(self) -> tuple | None:
-        if self._pos >= len(self._rows):
-            return None
-        self._pos += 1
-        return self._rows[self._pos - 1]
-
-    def fetchmany(self, size: int = 1) -> list[tuple]:
-        rows = self._rows[self._pos : self._pos + size]
-        self._pos += len(rows)
-        return rows
-
-
-class PgRelation:
-    """What ``sql`` returns: a lazy query with ``to_arrow_table``, ``fetchall``, ``columns`` and ``limit``."""
-
-    def __init__(self, con: PgConnection, sql: str, params: Any = None) -> None:
-        self._con, self._sql, self._params = con, sql, params
-
-    @property
-    def columns(self) -> list[str]:
-        return [name for name, _ in self._con._describe(self._sql, self._params)]
-
-    def limit(self, n: int) -> PgRelation:
-        return PgRelation(self._con, f"select * from ({self._sql}) as _cm_limit limit {int(n)}", self._params)
-
-    def fetchall(self) -> list[tuple]:
-        return self._con.execute(self._sql, self._params).fetchall()
-
-    def fetchone(self) -> tuple | None:
-        return self._con.execute(self._sql, self._params).fetchone()
-
-    def to_arrow_table(self) -> pa.Table:
-        return self._con.fetch_arrow(self._sql, self._params)
-
-    arrow = to_arrow_table
-
-    def fetchnumpy(self) -> dict[str, np.ndarray]:
-        table = self.to_arrow_table()
-        return {name: table.column(name).to_numpy() for name in table.column_names}
-
-    def df(self) -> Any:
-        return self.to_arrow_table().to_pandas()
+__all__ = ["PgConnection", "schema_version"]
 
 
 _ATTACH_RE = re.compile(r"^\s*attach\s+'(?:[^']|'')*'\s+as\s+([A-Za-z_][A-Za-z0-9_]*)\s*;?\s*$", re.I | re.S)
@@ -140,32 +56,7 @@ class PgConnection:
     dialect = "postgres"
 
     def __init__(self, url: str, read_only: bool = False, application_name: str = "cinematch") -> None:
-        if psycopg is None:
-            raise CineMatchError(
-                "CINEMATCH_DATABASE_URL is set but psycopg is not installed: pip install 'cinematch[postgres]'"
-            )
-        scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", url)
-        if scheme and scheme.group(1).lower() not in ("postgresql", "postgres"):
-            raise BadInput(
-                f"CINEMATCH_DATABASE_URL must be a postgresql:// URL, not {scheme.group(1)}://; "
-                "unset it to use the DuckDB file in CINEMATCH_HOME"
-            )
-        target = database_target(parse_database_url(url))  # a malformed string stops here, unquoted (exit 2)
-        options = "-c TimeZone=UTC -c DateStyle=ISO,MDY -c extra_float_digits=1"
-        if read_only:
-            options += " -c default_transaction_read_only=on"
-        try:
-            self._pg = psycopg.connect(url, autocommit=True, application_name=application_name[:63], options=options)
-        except psycopg.Error as exc:
-            # libpq's text echoes connection values (a mis-split password can sit in the host name), so the
-            # message is built from the parsed host, port and database and a fixed phrase for the cause
-            raise CineMatchError(
-                f"cannot connect to PostgreSQL at {target}: {connect_failure(exc)}; "
-                "check CINEMATCH_DATABASE_URL and that the server is running"
-            ) from None
-        self._pg.adapters.register_loader("numeric", _NumericLoader)
-        for name in ("json", "jsonb"):
-            self._pg.adapters.register_loader(name, _TextLoader)
+        self._pg = open_session(url, read_only, application_name)
         self.read_only = read_only
         self._registered: dict[str, pa.Table] = {}
         self._materialized: set[str] = set()
@@ -313,7 +204,7 @@ class PgConnection:
         cur.execute(f"select * from ({statement}) as _cm_q limit 0", bound)
         return [(d.name, self._type_name(d.type_code)) for d in cur.description or []]
 
-    def _describe(self, sql: str, params: Any) -> list[tuple[str, str]]:
+    def describe(self, sql: str, params: Any) -> list[tuple[str, str]]:
         tr = translate(sql)
         with self._pg.cursor() as cur:
             return self._describe_pg(cur, tr.statements[0], self._bind(tr, params))
@@ -433,31 +324,6 @@ def _project(source: pa.Table, plan: tuple[tuple[str, str], ...], local: Any, pa
     return pa.table(arrays, names=[f"c{i}" for i in range(len(arrays))])
 
 
-# (what libpq says, what we print): the cause of a failed connection, as a fixed phrase
-_CONNECT_CAUSES = (
-    ("password authentication failed", "password authentication failed"),
-    ("no password supplied", "the server asks for a password and none was given"),
-    ("pg_hba.conf", "the server does not accept this user from this host (pg_hba.conf)"),
-    ("does not exist", "the database or role does not exist"),
-    ("connection refused", "connection refused"),
-    ("timeout", "connection timed out"),
-    ("timed out", "connection timed out"),
-    ("could not translate host name", "unknown host name"),
-    ("name or service not known", "unknown host name"),
-    ("no such file or directory", "no server socket in that directory"),
-    ("too many", "the server has too many connections"),
-    ("starting up", "the server is starting up"),
-    ("shutting down", "the server is shutting down"),
-    ("ssl", "SSL negotiation failed"),
-)
-
-
-def connect_failure(exc: Exception) -> str:
-    """Why a connection failed, as a fixed phrase (libpq's own text is never passed on: it echoes values)."""
-    text = str(exc).lower()
-    return next((said for heard, said in _CONNECT_CAUSES if heard in text), f"connection failed ({type(exc).__name__})")
-
-
 def _py(value: Any) -> Any:
     """numpy scalars → Python values."""
     return value.item() if isinstance(value, np.generic) else value
@@ -466,104 +332,3 @@ def _py(value: Any) -> Any:
 def schema_version(con: PgConnection) -> int | None:
     """The newest applied migration, or None when the database has no CineMatch schema yet."""
     return _pgschema.schema_version(con.raw())
-
-
-def application_name(command: str) -> str:
-    """What ``pg_stat_activity`` shows for a session: the command, host and pid (names a lock's holder)."""
-    return f"cinematch {command} @{socket.gethostname()}:{os.getpid()}"
-
-
-@contextmanager
-def writer_lock(con: PgConnection, command: str, timeout: float) -> Iterator[None]:
-    """Serialize writer commands across machines with a session advisory lock; ingestion does not take it.
-
-    PostgreSQL releases the lock when the session ends, also when the process is killed.
-    """
-    if command.startswith(CONCURRENT_COMMANDS):
-        yield
-        return
-    pg = con.raw()
-    deadline = time.monotonic() + timeout
-    announced = False
-    while not pg.execute("select pg_try_advisory_lock(%s)", [WRITER_LOCK]).fetchall()[0][0]:
-        holder = _lock_holder(pg)
-        if time.monotonic() >= deadline:
-            raise LockBusy(
-                f"another cinematch command ({holder}) is writing to this PostgreSQL warehouse; "
-                "wait for it to finish and run this again"
-            )
-        if not announced:
-            log_event(log, "waiting_for_lock", holder=holder, where="postgres")
-            announced = True
-        time.sleep(0.2)
-    try:
-        yield
-    finally:
-        if not pg.closed:
-            if con.in_transaction:
-                pg.execute("rollback")
-            pg.execute("select pg_advisory_unlock(%s)", [WRITER_LOCK])
-
-
-def _lock_holder(pg: Any) -> str:
-    rows = pg.execute(
-        """select a.application_name, a.client_addr::text from pg_locks l join pg_stat_activity a using (pid)
-           where l.locktype = 'advisory' and l.granted and ((l.classid::bigint << 32) | l.objid::bigint) = %s
-           limit 1""",
-        [WRITER_LOCK],
-    ).fetchall()
-    if not rows:
-        return "unknown"
-    return f"{rows[0][0] or 'unknown'} from {rows[0][1] or 'a local socket'}"
-
-
-def run_readonly(url: str, query: str, limit: int = 1000, timeout_ms: int = 300_000) -> list[dict]:
-    """`cinematch sql`: one query in a READ ONLY transaction with a statement timeout.
-
-    DuckDB-dialect text is translated like the library's SQL; text sqlglot cannot parse is sent as written
-    (plain PostgreSQL). What the query may read is bounded by the role in CINEMATCH_DATABASE_URL.
-    """
-    try:
-        tr: Translation | None = translate(query)
-    except BadInput:
-        tr = None
-    if tr is not None:
-        if len(tr.statements) != 1 or tr.kind != "query":
-            raise BadInput("`cinematch sql` runs one read-only SELECT query")
-        if tr.params:
-            raise BadInput("`cinematch sql` takes no parameters; write the values into the query")
-        text = tr.statements[0]
-    else:
-        text = query.strip().rstrip(";")
-    con = PgConnection(url, application_name=application_name("sql"))
-    pg = con.raw()
-    try:
-        if schema_version(con) is None:  # as with DuckDB, the first command creates the warehouse
-            con.migrate()
-        with pg.transaction():
-            pg.execute("set transaction read only")  # first statement: it cannot be undone inside the transaction
-            pg.execute(f"set local statement_timeout = {int(timeout_ms)}")
-            cur = pg.execute(f"select * from ({text}) as _cm_q" + (f" limit {int(limit)}" if limit else ""))
-            cols = [d.name for d in cur.description or []]
-            rows = cur.fetchall()
-    except psycopg.Error as exc:
-        first = redact(" ".join(str(exc).split()))[:240]
-        if "read-only" in first.lower():
-            raise BadInput(f"refused: the warehouse is read-only here ({first})") from None
-        raise BadInput(f"query failed: {first}") from None
-    finally:
-        con.close()
-    return [dict(zip(cols, r, strict=True)) for r in rows]
-
-
-__all__ = [
-    "MIGRATIONS",
-    "PgConnection",
-    "PgRelation",
-    "PgResult",
-    "application_name",
-    "run_readonly",
-    "schema_version",
-    "translate",
-    "writer_lock",
-]

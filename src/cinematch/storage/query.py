@@ -17,10 +17,10 @@ def run_readonly(settings: Settings, query: str, limit: int = 1000) -> list[dict
 
     Safety comes from the connection (``read_only`` and ``enable_external_access=false``, locked),
     not from inspecting the SQL text. With PostgreSQL, the query runs in a READ ONLY transaction
-    (``cinematch.storage.postgres.run_readonly``).
+    (``cinematch.storage.pg_query.run_readonly``).
     """
     if settings.database_url is not None:
-        from cinematch.storage.postgres import run_readonly as run_readonly_pg
+        from cinematch.storage.pg_query import run_readonly as run_readonly_pg
 
         return run_readonly_pg(settings.database_url.get_secret_value(), query, limit)
     if not settings.duckdb_path.exists():  # a read never creates the warehouse (no DDL on read paths)

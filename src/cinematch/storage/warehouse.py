@@ -25,7 +25,8 @@ def connect(settings: Settings, read_only: bool = False, command: str = "cinemat
     The PostgreSQL connection offers the same API (``cinematch.storage.postgres.PgConnection``).
     """
     if settings.database_url is not None:
-        from cinematch.storage.postgres import PgConnection, application_name
+        from cinematch.storage.pg_connect import application_name
+        from cinematch.storage.postgres import PgConnection
 
         url = settings.database_url.get_secret_value()
         return PgConnection(url, read_only=read_only, application_name=application_name(command))  # type: ignore[return-value]
@@ -60,7 +61,7 @@ def write_session(settings: Settings, command: str = "cinematch") -> Iterator[du
                 check_before_write(con, settings.duckdb_path, command)
             init_schema(con)
             if is_postgres(con):
-                from cinematch.storage.postgres import writer_lock
+                from cinematch.storage.pg_lock import writer_lock
 
                 # across machines the HOME lock cannot help: writers queue on a PostgreSQL advisory lock
                 with writer_lock(con, command, settings.lock_timeout_seconds):  # type: ignore[arg-type]

@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from cinematch import __version__
 from cinematch.core.log import get_logger, kv, log_event
 from cinematch.core.settings import Settings
-from cinematch.serving.views import Views, ViewStore
+from cinematch.serving.read import Views, ViewStore
 from cinematch.web import dashboard
 from cinematch.web.documents import (
     content_performance_doc,

@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from cinematch.core.settings import Settings
-from cinematch.serving.views import Views
+from cinematch.serving.read import Views
 from cinematch.web.schemas import (
     ApiError,
     ContentPerformanceResponse,

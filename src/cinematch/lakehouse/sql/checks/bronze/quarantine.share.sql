@@ -1,0 +1,1 @@
+select batch_id, reason, row_number from bronze.quarantine

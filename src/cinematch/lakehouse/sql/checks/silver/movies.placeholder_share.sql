@@ -1,0 +1,1 @@
+select movie_id, title from silver.movies where is_placeholder

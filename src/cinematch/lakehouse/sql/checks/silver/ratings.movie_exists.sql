@@ -1,0 +1,1 @@
+select r.* from silver.ratings r anti join silver.movies m using (movie_id)

@@ -1,0 +1,4 @@
+select user_id, movie_id, rated_at from bronze.ratings_buffer
+where batch_id in (select batch_id from silver.processed_batches)
+except
+select user_id, movie_id, rated_at from silver.ratings
