@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +14,11 @@ import pyarrow as pa
 
 from cinematch.core.errors import BadInput
 from cinematch.core.log import get_logger, log_event
+from cinematch.core.results import Result, optional
 from cinematch.core.settings import Settings
 from cinematch.drift.genres import MovieGenres
 from cinematch.drift.reference import ReferenceStats
-from cinematch.drift.stats import compare, reference_stats
+from cinematch.drift.stats import DriftResult, compare, reference_stats
 from cinematch.recommender import registry
 from cinematch.recommender.metrics import rmse
 from cinematch.recommender.training_set import ratings_of, unmerged_batches
@@ -53,12 +56,26 @@ def champion_reference(con: duckdb.DuckDBPyConnection, settings: Settings, champ
     return stats
 
 
-def _doc(result: Any, **extra: Any) -> dict[str, Any]:
-    doc = result.to_dict()
-    return {**{k: doc[k] for k in CONTRACT_KEYS}, **doc, **extra}
+@dataclass(eq=False)
+class DriftReport(Result):
+    """A drift check: its statistics and decision (``result``, whose fields the JSON holds at the top level, the
+    contract's keys first), and, for a warehouse check, the stored report's id, the champion and the batches."""
+
+    result: DriftResult
+    report_id: str | None = optional()
+    model_version: str | None = optional()
+    batch_ids: list[str] | None = optional()
+    reference: str | None = optional()  # drift between two files: their paths
+    current: str | None = optional()
+
+    def _fields(self) -> Iterator[tuple[str, Any]]:
+        stats = self.result.to_dict()
+        yield from ((k, stats[k]) for k in CONTRACT_KEYS)
+        yield from ((k, v) for k, v in stats.items() if k not in CONTRACT_KEYS)
+        yield from ((k, v) for k, v in super()._fields() if k != "result")
 
 
-def check_drift(con: duckdb.DuckDBPyConnection, settings: Settings) -> dict[str, Any]:
+def check_drift(con: duckdb.DuckDBPyConnection, settings: Settings) -> DriftReport:
     """Compare the buffered batches not yet trained on with the champion's training data; store the report."""
     champion = registry.champion(con)
     if champion is None:
@@ -84,14 +101,14 @@ def check_drift(con: duckdb.DuckDBPyConnection, settings: Settings) -> dict[str,
         movie_genres=_movie_genres(con),
     )
     report_id = new_run_id()
-    doc = _doc(result, report_id=report_id, model_version=champion["version"], batch_ids=batches)
+    doc = DriftReport(result, report_id=report_id, model_version=champion["version"], batch_ids=batches)
     con.execute(
         "insert into ops.drift_reports values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             report_id, utcnow(), champion["version"], json.dumps(batches), result.n_reference, result.n_current,
             result.kl_divergence, result.mean_shift, result.median_shift, result.psi, result.ks_statistic,
             result.score, result.model_rmse_reference, result.model_rmse_current, result.model_degradation,
-            result.decision, result.should_retrain, json.dumps(doc, default=str),
+            result.decision, result.should_retrain, json.dumps(doc.to_dict(), default=str),
         ],
     )  # fmt: skip
     log_event(log, "drift_checked", decision=result.decision, score=round(result.score, 4), n_current=result.n_current,
@@ -99,7 +116,7 @@ def check_drift(con: duckdb.DuckDBPyConnection, settings: Settings) -> dict[str,
     return doc
 
 
-def drift_files(settings: Settings, reference_path: Path, current_path: Path) -> dict[str, Any]:
+def drift_files(settings: Settings, reference_path: Path, current_path: Path) -> DriftReport:
     """Data drift between two ratings files of any supported format, without a warehouse."""
     from cinematch.datasets.ratings import read_ratings
 
@@ -110,4 +127,4 @@ def drift_files(settings: Settings, reference_path: Path, current_path: Path) ->
         return (t.column("rating").to_numpy(), t.column("user_id").to_numpy(), t.column("movie_id").to_numpy())
 
     result = compare(reference_stats(*cols(ref)), *cols(cur), settings=settings)
-    return _doc(result, reference=str(reference_path), current=str(current_path))
+    return DriftReport(result, reference=str(reference_path), current=str(current_path))

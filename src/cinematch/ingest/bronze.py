@@ -7,7 +7,7 @@ import json
 import re
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 
 from cinematch.core.errors import BadInput
 from cinematch.core.log import get_logger, log_event
+from cinematch.core.results import Result
 from cinematch.core.settings import get_settings
 from cinematch.datasets.movies import normalize_movies, read_movies_raw
 from cinematch.datasets.ratings import normalize_ratings, read_ratings_raw
@@ -34,7 +35,7 @@ KINDS = ("ratings", "movies", *VIEWING_KINDS)
 
 
 @dataclass
-class IngestResult:
+class IngestResult(Result):
     """What one `ingest` did; the JSON output of `cinematch ingest`."""
 
     batch_id: str
@@ -48,9 +49,6 @@ class IngestResult:
     seconds: float = 0.0
     rows_per_second: float | None = None
     notes: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def validate_batch_id(batch_id: str) -> str:

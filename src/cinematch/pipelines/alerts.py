@@ -188,7 +188,7 @@ def post_training(result: Mapping[str, Any] | None, source: str, settings: Setti
                 merged_batches=result.get("merged_batches"))  # fmt: skip
 
 
-def post_drift(decision: dict[str, Any] | None, source: str, settings: Settings | None = None) -> bool:
+def post_drift(decision: Mapping[str, Any] | None, source: str, settings: Settings | None = None) -> bool:
     """Post ``retrain_decided`` when a drift check decided to retrain (no event for any other decision)."""
     if not decision or not decision.get("should_retrain"):
         return False
