@@ -28,7 +28,7 @@ def _to_arrow(values: GenresLike) -> pa.Array:
 
 
 def _is_stringish(t: pa.DataType) -> bool:
-    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
+    return bool(pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t))
 
 
 def _as_genre_lists(arr: pa.Array) -> pa.Array:
@@ -43,7 +43,8 @@ def _as_genre_lists(arr: pa.Array) -> pa.Array:
 
 
 def _codes(indices: pa.Array) -> np.ndarray:
-    return pc.fill_null(indices, -1).to_numpy(zero_copy_only=False).astype(np.intp, copy=False)
+    codes: np.ndarray = pc.fill_null(indices, -1).to_numpy(zero_copy_only=False).astype(np.intp, copy=False)
+    return codes
 
 
 def _hist_by_group(group: np.ndarray, idx: np.ndarray, group_genres: pa.Array) -> dict[str, np.ndarray]:
@@ -146,7 +147,8 @@ def _positions(sorted_ids: np.ndarray, values: np.ndarray) -> np.ndarray:
             table[sorted_ids] = np.arange(sorted_ids.size)
             vmin, vmax = int(values.min()), int(values.max())
             if vmin >= 0 and vmax <= hi:
-                return table[values].astype(np.intp)
+                slots: np.ndarray = table[values].astype(np.intp)
+                return slots
             # out-of-range ids map to the sentinel slot hi + 1, which holds −1
             return table[np.where((values >= 0) & (values <= hi), values, hi + 1)].astype(np.intp)
     pos = np.searchsorted(sorted_ids, values)

@@ -76,7 +76,8 @@ def _smoothed_proportions(counts: np.ndarray, eps: float) -> np.ndarray:
     total = smoothed.sum()
     if total <= 0:  # only with eps == 0 and an empty histogram: treat as uniform (no information)
         return np.full(counts.size, 1.0 / counts.size)
-    return smoothed / total
+    shares: np.ndarray = smoothed / total
+    return shares
 
 
 def kl_divergence(p_counts: Any, q_counts: Any, eps: float = SMOOTHING) -> float:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import duckdb
 
 from cinematch.core.log import get_logger, log_event
+from cinematch.core.results import Result
 from cinematch.core.settings import Settings
 from cinematch.storage.audit import record_run, utcnow
 
@@ -38,7 +40,16 @@ def _rules(settings: Settings, now: datetime, newest: datetime | None) -> list[t
     return rules
 
 
-def apply_retention(con: duckdb.DuckDBPyConnection, settings: Settings, dry_run: bool = True) -> dict[str, Any]:
+@dataclass(eq=False)
+class RetentionRun(Result):
+    """Rows past each layer's retention: counted (``dry_run``) or deleted, per table."""
+
+    dry_run: bool
+    tables: list[dict[str, Any]]
+    deleted: int
+
+
+def apply_retention(con: duckdb.DuckDBPyConnection, settings: Settings, dry_run: bool = True) -> RetentionRun:
     """Count (dry run) or delete the rows past each layer's retention, in one transaction."""
     started = utcnow()
     tables = {r[0] for r in con.execute("select table_schema || '.' || table_name from information_schema.tables")
@@ -62,4 +73,4 @@ def apply_retention(con: duckdb.DuckDBPyConnection, settings: Settings, dry_run:
         con.execute("rollback")
         raise
     log_event(log, "retention", dry_run=dry_run, rows=sum(r["rows"] for r in out))
-    return {"dry_run": dry_run, "tables": out, "deleted": 0 if dry_run else sum(r["rows"] for r in out)}
+    return RetentionRun(dry_run=dry_run, tables=out, deleted=0 if dry_run else sum(r["rows"] for r in out))

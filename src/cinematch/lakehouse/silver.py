@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import duckdb
 
 from cinematch.core.log import get_logger, timed
@@ -22,7 +24,7 @@ RATINGS_NEW_SQL = silver_sql.read("ratings_new")
 RATINGS_REPLACED_SQL = silver_sql.read("ratings_replaced")
 
 
-def new_batches(con: duckdb.DuckDBPyConnection) -> list[dict]:
+def new_batches(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     """Completed bronze batches that silver has not processed yet, in ingestion order."""
     rows = con.execute(
         """select m.batch_id, m.kind from bronze.ingestion_metadata m
@@ -32,7 +34,7 @@ def new_batches(con: duckdb.DuckDBPyConnection) -> list[dict]:
     return [{"batch_id": b, "kind": k} for b, k in rows]
 
 
-def build_silver(con: duckdb.DuckDBPyConnection, full_refresh: bool = False) -> dict:
+def build_silver(con: duckdb.DuckDBPyConnection, full_refresh: bool = False) -> dict[str, Any]:
     """Bring silver up to date (inside the caller's transaction); returns counts.
 
     Incremental runs merge only unprocessed batches: a key that already exists is replaced by the newer
@@ -75,7 +77,7 @@ def build_silver(con: duckdb.DuckDBPyConnection, full_refresh: bool = False) -> 
             "replaced": replaced}  # fmt: skip
 
 
-def mark_processed(con: duckdb.DuckDBPyConnection, batches: list[dict], full_refresh: bool) -> None:
+def mark_processed(con: duckdb.DuckDBPyConnection, batches: list[dict[str, Any]], full_refresh: bool) -> None:
     """Record ``batches`` in silver.processed_batches; a full refresh re-records every completed batch."""
     processed = batches
     if full_refresh:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -32,7 +32,7 @@ NARRATIVE = {
 }
 
 
-def _publish(con: Any, settings: Settings) -> dict[str, Any] | None:
+def _publish(con: Any, settings: Settings) -> Mapping[str, Any] | None:
     """Publish serving views when the serving layer is installed (it is an optional extra)."""
     try:
         from cinematch.serving.publish import publish

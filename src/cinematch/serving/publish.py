@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
 
@@ -15,6 +16,7 @@ import duckdb
 
 from cinematch.core.errors import CineMatchError
 from cinematch.core.log import get_logger, log_event, timed
+from cinematch.core.results import Result
 from cinematch.core.settings import Settings
 from cinematch.recommender import registry
 from cinematch.recommender.recommendations import write_recommendations
@@ -28,6 +30,21 @@ __all__ = ["publish"]
 log = get_logger(__name__)
 
 
+@dataclass(eq=False)
+class Publication(Result):
+    """One `cinematch publish`: the new views file, the champion it serves, per-view row counts, files removed."""
+
+    path: str
+    views_version: str
+    model_version: str | None
+    model_batch_ids: list[str]
+    published_at: str
+    previous: str | None
+    counts: dict[str, int]
+    users: int
+    removed: list[str]
+
+
 def _latest_batch(con: duckdb.DuckDBPyConnection) -> str | None:
     rows = con.execute(
         """select p.batch_id from silver.processed_batches p join bronze.ingestion_metadata m using (batch_id)
@@ -36,7 +53,7 @@ def _latest_batch(con: duckdb.DuckDBPyConnection) -> str | None:
     return rows[0][0] if rows else None
 
 
-def _reference_batches(con: duckdb.DuckDBPyConnection, champ: dict | None, latest: str | None) -> list[str]:
+def _reference_batches(con: duckdb.DuckDBPyConnection, champ: dict[str, Any] | None, latest: str | None) -> list[str]:
     if champ is not None:
         return list(champ["batch_ids"])
     rows = con.execute("select batch_id from silver.processed_batches where kind = 'ratings' order by batch_id")
@@ -65,7 +82,7 @@ def _remove_old(settings: Settings, keep: set[str]) -> list[str]:
     return removed
 
 
-def publish(con: duckdb.DuckDBPyConnection, settings: Settings) -> dict[str, Any]:
+def publish(con: duckdb.DuckDBPyConnection, settings: Settings) -> Publication:
     """Materialize every serving view into a new DuckDB file and point ``HOME/serving/CURRENT`` at it.
 
     Args:
@@ -143,14 +160,14 @@ def publish(con: duckdb.DuckDBPyConnection, settings: Settings) -> dict[str, Any
         removed = _remove_old(settings, keep)
         info.update(users=n_users, removed=len(removed))
     log_event(log, "views_published", path=str(path), model_version=version, users=n_users)
-    return {
-        "path": str(path),
-        "views_version": path.stem,
-        "model_version": version,
-        "model_batch_ids": champ["batch_ids"] if champ else [],
-        "published_at": published_at.replace(tzinfo=UTC).isoformat(),
-        "previous": str(previous) if previous else None,
-        "counts": counts,
-        "users": n_users,
-        "removed": removed,
-    }
+    return Publication(
+        path=str(path),
+        views_version=path.stem,
+        model_version=version,
+        model_batch_ids=champ["batch_ids"] if champ else [],
+        published_at=published_at.replace(tzinfo=UTC).isoformat(),
+        previous=str(previous) if previous else None,
+        counts=counts,
+        users=n_users,
+        removed=removed,
+    )

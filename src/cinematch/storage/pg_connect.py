@@ -20,7 +20,7 @@ except ImportError:  # the `postgres` extra is optional; open_session explains h
 __all__ = ["application_name", "connect_failure", "open_session"]
 
 
-class _NumericLoader(Loader):  # type: ignore[misc,valid-type]
+class _NumericLoader(Loader):
     """``numeric`` → ``int`` when integral (``sum`` of bigint, ``extract``), else ``float``, as DuckDB returns."""
 
     def load(self, data: Any) -> int | float:
@@ -28,7 +28,7 @@ class _NumericLoader(Loader):  # type: ignore[misc,valid-type]
         return int(text) if text.lstrip("-").isdigit() else float(text)
 
 
-class _TextLoader(Loader):  # type: ignore[misc,valid-type]
+class _TextLoader(Loader):
     """``json`` stays text: the library decodes it where DuckDB would have handed it a string."""
 
     def load(self, data: Any) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
 from cinematch.core.errors import BadInput
 from cinematch.core.secrets import redact
@@ -16,7 +17,7 @@ with contextlib.suppress(ImportError):  # the `postgres` extra is optional; PgCo
 __all__ = ["run_readonly"]
 
 
-def run_readonly(url: str, query: str, limit: int = 1000, timeout_ms: int = 300_000) -> list[dict]:
+def run_readonly(url: str, query: str, limit: int = 1000, timeout_ms: int = 300_000) -> list[dict[str, Any]]:
     """`cinematch sql`: one query in a READ ONLY transaction with a statement timeout.
 
     DuckDB-dialect text is translated like the library's SQL; text sqlglot cannot parse is sent as written

@@ -23,22 +23,22 @@ class Queryable(Protocol):
 class PgResult:
     """What ``execute`` returns: rows fetched eagerly and a DB-API ``description``."""
 
-    def __init__(self, description: list[tuple] | None, rows: list[tuple]) -> None:
+    def __init__(self, description: list[tuple[Any, ...]] | None, rows: list[tuple[Any, ...]]) -> None:
         self.description = description
         self._rows = rows
         self._pos = 0
 
-    def fetchall(self) -> list[tuple]:
+    def fetchall(self) -> list[tuple[Any, ...]]:
         rows, self._pos = self._rows[self._pos :], len(self._rows)
         return rows
 
-    def fetchone(self) -> tuple | None:
+    def fetchone(self) -> tuple[Any, ...] | None:
         if self._pos >= len(self._rows):
             return None
         self._pos += 1
         return self._rows[self._pos - 1]
 
-    def fetchmany(self, size: int = 1) -> list[tuple]:
+    def fetchmany(self, size: int = 1) -> list[tuple[Any, ...]]:
         rows = self._rows[self._pos : self._pos + size]
         self._pos += len(rows)
         return rows
@@ -57,10 +57,10 @@ class PgRelation:
     def limit(self, n: int) -> PgRelation:
         return PgRelation(self._con, f"select * from ({self._sql}) as _cm_limit limit {int(n)}", self._params)
 
-    def fetchall(self) -> list[tuple]:
+    def fetchall(self) -> list[tuple[Any, ...]]:
         return self._con.execute(self._sql, self._params).fetchall()
 
-    def fetchone(self) -> tuple | None:
+    def fetchone(self) -> tuple[Any, ...] | None:
         return self._con.execute(self._sql, self._params).fetchone()
 
     def to_arrow_table(self) -> pa.Table:

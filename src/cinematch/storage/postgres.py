@@ -155,7 +155,7 @@ class PgConnection:
 
     @property
     def in_transaction(self) -> bool:
-        return self._pg.info.transaction_status != TransactionStatus.IDLE
+        return bool(self._pg.info.transaction_status != TransactionStatus.IDLE)
 
     # -- internals ---------------------------------------------------------------------------------------------
 
@@ -200,7 +200,7 @@ class PgConnection:
             desc = [(d.name, self._type_name(d.type_code), None, None, None, None, None) for d in cur.description]
             return PgResult(desc, cur.fetchall())
 
-    def _describe_pg(self, cur: Any, statement: str, bound: dict | None) -> list[tuple[str, str]]:
+    def _describe_pg(self, cur: Any, statement: str, bound: dict[str, Any] | None) -> list[tuple[str, str]]:
         cur.execute(f"select * from ({statement}) as _cm_q limit 0", bound)
         return [(d.name, self._type_name(d.type_code)) for d in cur.description or []]
 
@@ -302,7 +302,9 @@ class PgConnection:
         return PgResult(cur.description, cur.fetchall() if cur.description else [])
 
 
-def _project(source: pa.Table, plan: tuple[tuple[str, str], ...], local: Any, params: dict | None) -> pa.Table:
+def _project(
+    source: pa.Table, plan: tuple[tuple[str, str], ...], local: Any, params: dict[str, Any] | None
+) -> pa.Table:
     """Columns of ``source`` and constants, per ``plan``; DuckDB evaluates the constants (one row) for their types."""
     consts = [expr for kind, expr in plan if kind == "const"]
     one_row = local.sql(f"select {', '.join(consts)}", params=params).to_arrow_table() if consts else None
