@@ -12,14 +12,18 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 
-from cinematch.recommender.als import ALSModel, ALSParams
+from cinematch.recommender.als import ALSModel
+from cinematch.recommender.als_params import ALSParams
 from cinematch.recommender.tuning import RankingConfig, Selection, select
 
 
 class Trainer(Protocol):
     """Fits the rating model and the ranking model of one version."""
 
-    engine: str  # stored in the version's metadata
+    @property
+    def engine(self) -> str:
+        """The engine name stored in the version's metadata."""
+        ...
 
     def fit_ratings(
         self, table: pa.Table, params: ALSParams, progress: Callable[[int, float], None] | None
