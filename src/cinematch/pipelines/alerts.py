@@ -18,6 +18,7 @@ import json
 import logging
 import urllib.parse
 import urllib.request
+from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -160,7 +161,7 @@ def post_exception(
     return sent
 
 
-def training_event(result: dict[str, Any] | None) -> str | None:
+def training_event(result: Mapping[str, Any] | None) -> str | None:
     """``champion_promoted`` or ``promotion_refused`` for a training result; None when nothing was trained.
 
     Accepts the library's result (``promotion`` a dict) and an Airflow reference (``promotion`` its decision).
@@ -170,7 +171,7 @@ def training_event(result: dict[str, Any] | None) -> str | None:
     return CHAMPION_PROMOTED if result["promoted"] else PROMOTION_REFUSED
 
 
-def post_training(result: dict[str, Any] | None, source: str, settings: Settings | None = None) -> bool:
+def post_training(result: Mapping[str, Any] | None, source: str, settings: Settings | None = None) -> bool:
     """Post the promotion outcome of a training result (nothing for a skipped or missing one)."""
     event = training_event(result)
     if event is None or result is None:
