@@ -23,12 +23,15 @@ POOL = "cinematch_warehouse"  # writers queue here: DuckDB has one writer
 def create_futures(
     built: dict[str, Any], params: dict[str, Any] | None = None, run_id: str | None = None
 ) -> dict[str, Any]:
+    assert params is not None  # Airflow passes the DAG's params
     return model_tasks.create_futures(pairs_file=params["pairs_file"], tag=run_id)
 
 
 @task.short_circuit(pool=POOL, ignore_downstream_trigger_rules=False)
 def needs_training(futures: dict[str, Any], params: dict[str, Any] | None = None) -> bool:
-    return model_tasks.pending_batches(force=params["force_train"])["train"]
+    assert params is not None  # Airflow passes the DAG's params
+    train: bool = model_tasks.pending_batches(force=params["force_train"])["train"]
+    return train
 
 
 @task(pool=POOL, trigger_rule=TriggerRule.NONE_FAILED)
@@ -67,10 +70,14 @@ def model_steps(dag_id: str, built: Any, train: Any, trained: Any) -> None:
     ``built``/``trained``: the ETL's and the training's results (XComArgs); ``train``: the task that trains
     (the same as ``trained`` when it returns its result itself).
     """
-    needs_training(create_futures(built)) >> train
-    tested = test_model(find_latest_model(trained))
-    summary = validate_run(built, trained, tested, dag_id=dag_id)
-    notify(summary, publish_views(summary), dag_id=dag_id)
+    # The XComArgs are typed Any: each task is called with an XComArg and receives the dict it resolves to.
+    futures: Any = create_futures(built)
+    needs_training(futures) >> train
+    latest: Any = find_latest_model(trained)
+    tested: Any = test_model(latest)
+    summary: Any = validate_run(built, trained, tested, dag_id=dag_id)
+    published: Any = publish_views(summary)
+    notify(summary, published, dag_id=dag_id)
 
 
 def alert_failure(context: Any) -> None:

@@ -69,7 +69,8 @@ def read_ref(command: str, tag: str) -> dict[str, Any]:
     path = ref_path(get_settings().home_dir, command, tag)
     if not path.is_file():
         raise CineMatchError(f"no result of the spark job `{command}` at {path}; see the spark-submit task's log")
-    return json.loads(path.read_text())
+    ref: dict[str, Any] = json.loads(path.read_text())
+    return ref
 
 
 def _write_ref(home: Path, command: str, tag: str, ref: dict[str, Any]) -> None:

@@ -111,10 +111,12 @@ def table(title: str | None, rows: list[dict[str, Any]], columns: list[str] | No
     return t
 
 
-def command(group: click.Group, name: str | None = None, **kwargs: Any) -> Callable:
+def command(
+    group: click.Group, name: str | None = None, **kwargs: Any
+) -> Callable[[Callable[..., Any]], click.Command]:
     """Register a command that takes --json and --debug and receives a :class:`Ctx` first."""
 
-    def decorator(fn: Callable) -> click.Command:
+    def decorator(fn: Callable[..., Any]) -> click.Command:
         @functools.wraps(fn)
         def wrapper(*args: Any, json_: bool, debug: bool, **kw: Any) -> Any:
             configure("DEBUG" if debug else None)

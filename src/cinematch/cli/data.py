@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Literal
 
 import click
 
@@ -60,6 +61,7 @@ def ingest_cmd(ctx: Ctx, file: Path | None, batch_id: str | None, kind: str, fmt
                 ),
             )
             return
+        assert file is not None  # FILE without --landing, as checked above
         res = ingest_file(con, file, batch_id=batch_id, kind=kind, fmt=fmt)
     doc = res.to_dict()
 
@@ -79,7 +81,7 @@ def ingest_cmd(ctx: Ctx, file: Path | None, batch_id: str | None, kind: str, fmt
 def status_cmd(ctx: Ctx) -> None:
     """Buffer status: total records, batches, ingestion history, quarantined rows."""
     if not warehouse_exists(ctx.settings):
-        doc = {
+        doc: dict[str, Any] = {
             "total_records": 0,
             "quarantined_records": 0,
             "movies": 0,
@@ -144,7 +146,7 @@ def generate_cmd(
     weeks: int | None,
     drift_week: int | None,
     seed: int,
-    scale: str,
+    scale: Literal["small", "medium", "large"],
 ) -> None:
     """Write MovieLens-shaped data (ratings, movies) plus weekly batch files with controlled drift."""
     import dataclasses
@@ -153,7 +155,7 @@ def generate_cmd(
     from cinematch.datasets.generate_config import scale_config
 
     config = scale_config(scale, seed)
-    overrides = {
+    overrides: dict[str, Any] = {
         k: v
         for k, v in {
             "users": users,

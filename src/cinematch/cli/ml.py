@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -12,8 +13,11 @@ from cinematch.cli.app import Ctx, cli, command, emit, out, table
 from cinematch.core.errors import BadInput
 from cinematch.storage.warehouse import read_session, warehouse_exists, write_session
 
+if TYPE_CHECKING:
+    from cinematch.recommender.training import FileTrainingRun, TrainingRun
 
-def _metrics_line(doc: dict[str, Any]) -> str:
+
+def _metrics_line(doc: Mapping[str, Any]) -> str:
     return (f"rmse {doc['rmse']:.4f}  mae {doc['mae']:.4f}  precision@10 {doc['precision_at_10']:.4f}  "
             f"recall@10 {doc['recall_at_10']:.4f}  ndcg@10 {doc['ndcg_at_10']:.4f}  map@10 {doc['map_at_10']:.4f}")  # fmt: skip
 
@@ -54,16 +58,18 @@ def train_cmd(ctx: Ctx, ratings: Path | None, test_file: Path | None, lists_out:
         def note(message: str) -> None:
             update(description=f"ranking model: {message}"[:100])
 
+        doc: TrainingRun | FileTrainingRun
         if ratings is not None:
             doc = train_files(ctx.settings, ratings, test_file, params, progress, lists_out, min_rating, note)
         else:
             with write_session(ctx.settings, "train") as con:
-                doc = train_warehouse(con, ctx.settings, params, progress=progress, tune=tune, note=note)
-                if doc.promoted:
-                    doc = dataclasses.replace(doc, published=_publish_champion(con, ctx.settings))
+                run = train_warehouse(con, ctx.settings, params, progress=progress, tune=tune, note=note)
+                if run.promoted:
+                    run = dataclasses.replace(run, published=_publish_champion(con, ctx.settings))
             from cinematch.pipelines import alerts
 
-            alerts.post_training(doc, "cli", ctx.settings)  # champion_promoted or promotion_refused
+            alerts.post_training(run, "cli", ctx.settings)  # champion_promoted or promotion_refused
+            doc = run
 
     def human() -> None:
         out.print(f"{doc['version']}: {_metrics_line(doc)}  ({doc['train_seconds']:.1f}s)")
@@ -120,7 +126,8 @@ def _publish_champion(con: Any, settings: Any) -> str | None:
     from cinematch.serving.publish import publish
 
     try:
-        return publish(con, settings)["views_version"]
+        version: str = publish(con, settings)["views_version"]
+        return version
     except CineMatchError as exc:
         if "nothing to publish yet" in str(exc):
             return None

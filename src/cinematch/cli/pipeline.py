@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,7 @@ def drift_cmd(ctx: Ctx, reference: Path | None, current: Path | None) -> None:
     if (reference is None) != (current is None):
         raise BadInput("pass both --reference and --current (or neither, to check the warehouse buffer)")
     if reference is not None:
+        assert current is not None  # both or neither, as checked above
         doc = drift_files(ctx.settings, reference, current)
     else:
         from cinematch.pipelines import alerts
@@ -93,7 +95,7 @@ def simulate_cmd(ctx: Ctx, weeks: int, seed: int, scale: str) -> None:
     """Week by week: new batch → ingest → ETL → drift check → retrain when needed → publish."""
     from cinematch.pipelines.simulate import simulate
 
-    say = (lambda line: None) if ctx.json else out.print
+    say: Callable[[str], None] = (lambda line: None) if ctx.json else out.print
     doc = simulate(ctx.settings, weeks=weeks, seed=seed, scale=scale, say=say)
     emit(ctx, doc, lambda: _simulation_table(doc))
 
@@ -106,7 +108,7 @@ def demo_cmd(ctx: Ctx) -> None:
 
     home = demo_home(ctx.settings)
     settings = get_settings(home=home)
-    say = (lambda line: None) if ctx.json else out.print
+    say: Callable[[str], None] = (lambda line: None) if ctx.json else out.print
     say(f"CineMatch demo in {home}")
     doc = simulate(settings, say=say)
     from cinematch.pipelines.report import write_report

@@ -98,7 +98,7 @@ def _check_utf8(path: Path, clean: np.ndarray, offsets: np.ndarray, lines: pa.Ar
 def _blank(clean: np.ndarray, offsets: np.ndarray, lines: pa.Array) -> np.ndarray:
     """Lines that are empty or hold only spaces and tabs."""
     lengths = np.diff(offsets)
-    blank = lengths == 0
+    blank: np.ndarray = lengths == 0
     first = np.zeros(len(lengths), np.uint8)
     first[~blank] = clean[offsets[:-1][~blank]]
     maybe = np.flatnonzero(~blank & ((first == _SPACE) | (first == _TAB)))
@@ -275,7 +275,8 @@ def _standalone(spans: np.ndarray) -> np.ndarray:
     run_start = np.maximum.accumulate(np.where(spans & ~np.concatenate(([False], spans[:-1])), index, 0))
     opener = spans & ((index - run_start) % 2 == 0)
     closer = np.concatenate(([False], opener[:-1]))
-    return ~opener & ~closer
+    alone: np.ndarray = ~opener & ~closer
+    return alone
 
 
 def read_delimited(

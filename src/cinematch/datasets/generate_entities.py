@@ -183,7 +183,8 @@ def _join_genres(member: np.ndarray) -> np.ndarray:
 def _draw(rng: np.random.Generator, cdf: np.ndarray, n: int) -> np.ndarray:
     """``n`` indices drawn with probabilities proportional to the increments of ``cdf``."""
     idx = np.searchsorted(cdf, rng.random(n) * cdf[-1], side="right")
-    return np.minimum(idx, cdf.size - 1)
+    drawn: np.ndarray = np.minimum(idx, cdf.size - 1)
+    return drawn
 
 
 def rate(

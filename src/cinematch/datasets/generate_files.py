@@ -55,7 +55,7 @@ _NAMES = np.array(["Ava Stone", "Leo Marsh", "Mia Cole", "Noah Park", "Iris Vale
                    "Eli Brooks", "Nora Quinn", "Finn Wade", "Lena Ross", "Theo Lane"])  # fmt: skip
 
 
-def write_viewing(tables: dict[str, pa.Table], out_dir: Path, seed: int) -> dict[str, dict]:
+def write_viewing(tables: dict[str, pa.Table], out_dir: Path, seed: int) -> dict[str, dict[str, Any]]:
     """Write users.csv, sessions.csv and content.json consistent with the generated ratings (seeded).
 
     A seeded 30% of the base ratings (at most 2M) come with a viewing session that started 0-3 hours before the
@@ -66,7 +66,7 @@ def write_viewing(tables: dict[str, pa.Table], out_dir: Path, seed: int) -> dict
     users, movies, ratings = tables["users"], tables["movies"], tables["ratings"]
     con = duckdb.connect()
     con.execute("set TimeZone='UTC'")
-    files: dict[str, dict] = {}
+    files: dict[str, dict[str, Any]] = {}
     try:
         n_users, n_movies = users.num_rows, movies.num_rows
         con.register("u", users.append_column("subscription", pa.array(_PLANS[rng.integers(0, 4, n_users)])))

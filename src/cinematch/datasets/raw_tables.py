@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeAlias
 
 import duckdb
 import numpy as np
@@ -62,10 +63,11 @@ class ParquetSource:
 
     @property
     def num_rows(self) -> int:
-        return pq.ParquetFile(self.path).metadata.num_rows
+        n: int = pq.ParquetFile(self.path).metadata.num_rows
+        return n
 
 
-RawSource = pa.Table | ParquetSource
+RawSource: TypeAlias = pa.Table | ParquetSource
 
 
 def parquet_source(path: Path, wanted: tuple[str, ...]) -> ParquetSource:

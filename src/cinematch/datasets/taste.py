@@ -80,13 +80,15 @@ def _aligned(rng: np.random.Generator, direction: np.ndarray, sd: float, alignme
     noise = rng.standard_normal((n, rank))
     a = np.broadcast_to(np.asarray(alignment, dtype=np.float64), (n,))[:, None]
     # A unit vector's coordinates spread 1 / sqrt(rank); scaling by sqrt(rank) matches the noise's unit spread.
-    return (sd * (a * math.sqrt(rank) * direction + np.sqrt(1.0 - a**2) * noise)).astype(np.float32)
+    factors: np.ndarray = (sd * (a * math.sqrt(rank) * direction + np.sqrt(1.0 - a**2) * noise)).astype(np.float32)
+    return factors
 
 
 def _unit_rows(x: np.ndarray) -> np.ndarray:
     """Rows scaled to length 1 (float64)."""
     x = x.astype(np.float64)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    unit: np.ndarray = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    return unit
 
 
 def movie_factors(rng: np.random.Generator, genre_member: np.ndarray, space: TasteSpace, sd: float) -> np.ndarray:
@@ -97,7 +99,8 @@ def movie_factors(rng: np.random.Generator, genre_member: np.ndarray, space: Tas
 def _along(vectors: np.ndarray, niches: np.ndarray) -> np.ndarray:
     """(n, L) projections of vectors on the niche directions."""
     # Both operands float64 and C-contiguous: a transposed or mixed-dtype operand makes numpy skip BLAS (~70x).
-    return vectors.astype(np.float64) @ np.ascontiguousarray(niches.T)
+    along: np.ndarray = vectors.astype(np.float64) @ np.ascontiguousarray(niches.T)
+    return along
 
 
 @dataclass(frozen=True)
@@ -300,7 +303,8 @@ def in_sorted(values: np.ndarray, sorted_ref: np.ndarray) -> np.ndarray:
     if sorted_ref.size == 0:
         return np.zeros(values.size, dtype=bool)
     pos = np.minimum(np.searchsorted(sorted_ref, values), sorted_ref.size - 1)
-    return sorted_ref[pos] == values
+    found: np.ndarray = sorted_ref[pos] == values
+    return found
 
 
 def sample_pairs(
@@ -363,7 +367,7 @@ def split_keys(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def capped_activity(activity: np.ndarray, n_ratings: int, n_movies: int, max_fraction: float) -> np.ndarray:
     """Activity weights whose expected ratings per user stay below ``max_fraction`` of the catalogue."""
-    p = activity / activity.sum()
+    p: np.ndarray = activity / activity.sum()
     cap = max_fraction * n_movies / n_ratings
     if cap * p.size <= 1.0:
         return np.full(p.size, 1.0 / p.size)

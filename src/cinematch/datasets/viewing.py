@@ -160,7 +160,10 @@ def _fault(raw: pa.Table) -> str:
 
 def _typed_sql(raw: pa.Table, kind: str, latest: str) -> tuple[str, str, str]:
     """(typed select with a ``base_reason``, key column for in-batch duplicates, good columns)."""
-    t = lambda c: _text(raw, c)  # noqa: E731
+
+    def t(c: str) -> str:
+        return _text(raw, c)
+
     extra = _extra(raw, kind)
     if kind == "users":
         typed = f"""select row_number, {t("user_id")} as user_id_raw, cast(null as varchar) as movie_id_raw,

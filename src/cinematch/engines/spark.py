@@ -34,7 +34,7 @@ from cinematch.lakehouse import gold as gold_layer
 from cinematch.lakehouse import gold_checks, incremental, silver
 from cinematch.lakehouse import sources as extras
 from cinematch.lakehouse.etl import EtlRun, gate, gold_exists
-from cinematch.lakehouse.quality import run_checks
+from cinematch.lakehouse.quality import CheckResult, run_checks
 from cinematch.storage import lake, sqlgen
 from cinematch.storage.audit import new_run_id, record_run, utcnow
 from cinematch.storage.warehouse import batch_table
@@ -321,7 +321,7 @@ def _layer_info(
     batches: list[dict[str, Any]],
     rating_batches: list[str],
     full_refresh: bool,
-    results: list,
+    results: list[CheckResult],
     t0: float,
     spark_seconds: float,
 ) -> dict[str, Any]:

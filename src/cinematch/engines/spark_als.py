@@ -80,7 +80,9 @@ def ensure_checkpoint_dir(spark: SparkSession) -> None:
     are serialized. A cluster needs shared storage for this: set it with SparkContext.setCheckpointDir.
     """
     context = spark.sparkContext
-    if context.getCheckpointDir() is None and context.master.startswith("local"):
+    master = context.master
+    assert master is not None  # a running context has its master
+    if context.getCheckpointDir() is None and master.startswith("local"):
         folder = tempfile.mkdtemp(prefix="cinematch-spark-checkpoints-")
         atexit.register(shutil.rmtree, folder, ignore_errors=True)
         context.setCheckpointDir(folder)

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
     import pyarrow.fs as pafs
     from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql.types import StructType
 
     from cinematch.core.settings import Settings
 
@@ -105,7 +106,7 @@ class LakeLocation:
             shutil.rmtree(version, ignore_errors=True)
         elif spark is not None:
             fs, path = _fs(spark, version)
-            fs.delete(path, True)  # type: ignore[attr-defined]
+            fs.delete(path, True)
 
 
 def _publish_local(link: Path, version: Path) -> str:
@@ -119,22 +120,22 @@ def _publish_local(link: Path, version: Path) -> str:
     return str(link)
 
 
-def _fs(spark: SparkSession, uri: str) -> tuple[object, object]:
+def _fs(spark: SparkSession, uri: str) -> tuple[Any, Any]:
     """The Hadoop FileSystem of ``uri`` and its Path (s3a, gs, file, ... whichever connector is on the classpath)."""
-    jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
+    jvm: Any = spark.sparkContext._jvm  # py4j: the JVM's classes are untyped
     path = jvm.org.apache.hadoop.fs.Path(uri)
-    return path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), path  # type: ignore[attr-defined]
+    return path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), path
 
 
 def _publish_remote(spark: SparkSession, table_uri: str, version: str) -> str:
     fs, _ = _fs(spark, table_uri)
-    jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
+    jvm: Any = spark.sparkContext._jvm
     pointer = jvm.org.apache.hadoop.fs.Path(f"{table_uri}/{POINTER}")
     name = version.rsplit("/", 1)[-1]
     if table_uri.startswith("s3a://"):
         # S3A uploads a small object in one PUT on close, and an overwriting PUT is atomic on S3; a rename there
         # is copy + delete and, onto an existing pointer, would need a delete first (a window with no pointer).
-        out = fs.create(pointer, True)  # type: ignore[attr-defined]
+        out = fs.create(pointer, True)
         try:
             out.write((name + "\n").encode())
         finally:
@@ -143,14 +144,14 @@ def _publish_remote(spark: SparkSession, table_uri: str, version: str) -> str:
         return f"{table_uri}/{name}"
     # Written aside, then renamed: no half-written pointer on file:// or HDFS.
     tmp = jvm.org.apache.hadoop.fs.Path(f"{table_uri}/.{POINTER}.tmp-{name}")
-    out = fs.create(tmp, True)  # type: ignore[attr-defined]
+    out = fs.create(tmp, True)
     try:
         out.write((name + "\n").encode())
     finally:
         out.close()
-    if not fs.rename(tmp, pointer):  # type: ignore[attr-defined]
-        fs.delete(pointer, False)  # type: ignore[attr-defined]
-        if not fs.rename(tmp, pointer):  # type: ignore[attr-defined]
+    if not fs.rename(tmp, pointer):
+        fs.delete(pointer, False)
+        if not fs.rename(tmp, pointer):
             raise OSError(f"cannot publish {name} as {table_uri}/{POINTER}")
     _drop_other_versions(fs, jvm, table_uri, name)
     return f"{table_uri}/{name}"
@@ -166,10 +167,10 @@ def _drop_other_versions(fs: Any, jvm: Any, table_uri: str, keep: str) -> None:
 def data_files(spark: SparkSession, version: str) -> list[str]:
     """Every Parquet file under a written version (none after an empty partitioned write)."""
     fs, path = _fs(spark, version)
-    if not fs.exists(path):  # type: ignore[attr-defined]
+    if not fs.exists(path):
         return []
     found = []
-    files = fs.listFiles(path, True)  # type: ignore[attr-defined]
+    files = fs.listFiles(path, True)
     while files.hasNext():
         file_path = files.next().getPath()
         name = file_path.getName()
@@ -178,7 +179,7 @@ def data_files(spark: SparkSession, version: str) -> list[str]:
     return sorted(found)
 
 
-def read_version(spark: SparkSession, version: str, schema: object | None = None) -> DataFrame:
+def read_version(spark: SparkSession, version: str, schema: StructType | None = None) -> DataFrame:
     """The data files of a version folder as one DataFrame; empty with ``schema`` when there are none.
 
     Files are listed explicitly: Spark skips a path whose own name starts with "." (local version folders do)
@@ -189,7 +190,7 @@ def read_version(spark: SparkSession, version: str, schema: object | None = None
     if not files:
         if schema is None:
             raise FileNotFoundError(f"no Parquet files in {version}")
-        return spark.createDataFrame([], schema)  # type: ignore[arg-type]
+        return spark.createDataFrame([], schema)
     return spark.read.parquet(*files)
 
 
@@ -199,11 +200,11 @@ def current_version(spark: SparkSession, location: LakeLocation, table: str) -> 
         link = Path(location.table_uri(table))
         return str(link.resolve()) if link.exists() else None
     fs, _ = _fs(spark, location.table_uri(table))
-    jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
+    jvm: Any = spark.sparkContext._jvm
     pointer = jvm.org.apache.hadoop.fs.Path(f"{location.table_uri(table)}/{POINTER}")
-    if not fs.exists(pointer):  # type: ignore[attr-defined]
+    if not fs.exists(pointer):
         return None
-    stream = fs.open(pointer)  # type: ignore[attr-defined]
+    stream = fs.open(pointer)
     try:
         reader = jvm.java.io.BufferedReader(jvm.java.io.InputStreamReader(stream))
         name = (reader.readLine() or "").strip()

@@ -11,7 +11,8 @@ import pyarrow as pa
 from cinematch.core.settings import Settings
 from cinematch.engines.spark_als import fit_spark_als
 from cinematch.engines.spark_ranker import fit_spark_ranker
-from cinematch.recommender.als import ALSModel, ALSParams
+from cinematch.recommender.als import ALSModel
+from cinematch.recommender.als_params import ALSParams
 from cinematch.recommender.tuning import RankingConfig, Selection
 
 

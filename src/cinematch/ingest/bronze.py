@@ -285,9 +285,11 @@ def _lost_race(
 
 def buffer_status(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     """Totals and ingestion history (the original `check_buffer_status`)."""
-    total = con.execute("select count(*) from bronze.ratings_buffer").fetchone()[0]
-    quarantined = con.execute("select count(*) from bronze.quarantine").fetchone()[0]
-    movies = con.execute("select count(distinct movie_id) from bronze.movies").fetchone()[0]
+    total_row = con.execute("select count(*) from bronze.ratings_buffer").fetchone()
+    quarantined_row = con.execute("select count(*) from bronze.quarantine").fetchone()
+    movies_row = con.execute("select count(distinct movie_id) from bronze.movies").fetchone()
+    assert total_row is not None and quarantined_row is not None and movies_row is not None  # counts: one row each
+    total, quarantined, movies = total_row[0], quarantined_row[0], movies_row[0]
     batches = query_rows(
         con,
         """select batch_id, kind, record_count, quarantined_count, status, ingestion_date, checksum, source,

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from typing import Any
+from typing import Any, cast
 
 import duckdb
 import numpy as np
@@ -52,7 +52,7 @@ class _Checker:
         self.raw, self.checks, self.types, self.exclude = raw, checks, types, exclude
         self.constants = [pa.array([meta["batch_id"]], pa.string()), pa.array([meta["source_file"]], pa.string()),
                           pa.array([meta["ingested_at"]], pa.timestamp("us"))]  # fmt: skip
-        self.pieces: queue.Queue = queue.Queue(AHEAD)
+        self.pieces: queue.Queue[memoryview | object] = queue.Queue(AHEAD)  # COPY pieces, then _END
         self.stop = threading.Event()
         self.rows = 0  # good rows handed to the COPY
         self.hashes: list[np.ndarray] = []
@@ -98,7 +98,7 @@ class _Checker:
             if self.error is not None:
                 raise self.error
             return None
-        return piece
+        return cast(memoryview, piece)  # anything but _END is a piece
 
     def _put(self, item: Any) -> None:
         while not self.stop.is_set():

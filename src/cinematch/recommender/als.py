@@ -134,6 +134,7 @@ class ALSModel:
 
         item_counts = np.diff(by_item.indptr)
         item_sums = np.add.reduceat(by_item.data.astype(np.float64), by_item.indptr[:-1]) if nnz else None
+        assert item_sums is not None  # zero ratings are refused above, so nnz > 0
         model = cls(
             params=params,
             global_mean=mu,

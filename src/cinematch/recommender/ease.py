@@ -122,7 +122,8 @@ class EASE:
 
     def pair_weights(self, hist: np.ndarray, rec: np.ndarray) -> np.ndarray:
         """B[hist[b, l], rec[b, r]] as (b, l, r): how much history item l adds to recommended item r."""
-        return self.weights[hist[:, :, None], rec[:, None, :]]
+        weights: np.ndarray = self.weights[hist[:, :, None], rec[:, None, :]]
+        return weights
 
     # -------------------------------------------------------------- storage
     def _compact(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

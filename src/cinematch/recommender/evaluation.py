@@ -24,7 +24,8 @@ BOOTSTRAP_SEED = 0
 
 
 def _col(table: pa.Table, name: str, dtype: type) -> np.ndarray:
-    return table.column(name).to_numpy().astype(dtype)
+    values: np.ndarray = table.column(name).to_numpy().astype(dtype)
+    return values
 
 
 def popular_items(train: pa.Table) -> tuple[np.ndarray, np.ndarray]:
@@ -165,11 +166,11 @@ def evaluate_models(
     ratio = train.num_rows / max(1, int(selection.catalogue.get("validation_train_rows") or train.num_rows))
     references: list[tuple[str, Any]] = []
     if "ease" in best:
-        params = EASEParams(l2=best["ease"]["params"]["l2"] * ratio, dropout=0.0)
-        references.append(("ease (Steck 2019)", EASE.fit(hist.binary, served.item_ids, params).compacted()))
+        ease_params = EASEParams(l2=best["ease"]["params"]["l2"] * ratio, dropout=0.0)
+        references.append(("ease (Steck 2019)", EASE.fit(hist.binary, served.item_ids, ease_params).compacted()))
     if "ials" in best:
-        params = IALSParams(**best["ials"]["params"])
-        references.append(("ials (implicit library)", IALS.fit(hist.binary, served.item_ids, params)))
+        ials_params = IALSParams(**best["ials"]["params"])
+        references.append(("ials (implicit library)", IALS.fit(hist.binary, served.item_ids, ials_params)))
     for name, model in references:
         ranker = Ranker([Component("ials" if isinstance(model, IALS) else "ease", model)])
         ids, _, _ = ranker.recommend(hist, users, k, because=False, fallback=popular)

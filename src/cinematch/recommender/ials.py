@@ -94,7 +94,8 @@ def _shared_ridge(chunks: list[sp.csr_matrix], f: np.ndarray, lam: float, pool: 
     """Each row's ridge solution against ``f`` with unit confidences: (A·F)·(FᵀF + λI)⁻¹, one system for all."""
     e, q = np.linalg.eigh(f.T.astype(np.float64) @ f)
     rhs = np.vstack(list(pool.map(lambda c: c @ f, chunks))).astype(np.float64) @ q  # scipy releases the GIL
-    return ((rhs / (e + lam)) @ q.T).astype(np.float32)
+    solved: np.ndarray = ((rhs / (e + lam)) @ q.T).astype(np.float32)
+    return solved
 
 
 def _fit_unit_confidence(x: sp.csr_matrix, params: IALSParams, progress: Callable[[int], None] | None) -> np.ndarray:
@@ -215,16 +216,19 @@ class IALS:
         counts = np.diff(x.indptr)
         lam = self.params.regularization * (np.maximum(counts, 1) if self.params.reg_per_rating else 1.0)
         rhs = np.asarray(x @ self.item_factors, dtype=np.float64) @ q  # Σ y_i over rated items, in Q's basis
-        out = ((rhs / (e[None, :] + np.broadcast_to(lam, counts.shape)[:, None])) @ q.T).astype(np.float32)
+        out: np.ndarray = ((rhs / (e[None, :] + np.broadcast_to(lam, counts.shape)[:, None])) @ q.T).astype(np.float32)
         out[counts == 0] = 0.0
         return out
 
     def scores(self, x: sp.csr_matrix) -> np.ndarray:
-        return self.user_factors(x) @ self.item_factors.T
+        scores: np.ndarray = self.user_factors(x) @ self.item_factors.T
+        return scores
 
     def pair_weights(self, hist: np.ndarray, rec: np.ndarray) -> np.ndarray:
         """Cosine similarity of item factors, (b, l, r): the history items most like each recommendation."""
-        return np.matmul(self._unit[hist], self._unit[rec].transpose(0, 2, 1))  # batched GEMM (b tiny GEMMs)
+        # batched GEMM (b tiny GEMMs)
+        weights: np.ndarray = np.matmul(self._unit[hist], self._unit[rec].transpose(0, 2, 1))
+        return weights
 
     # -------------------------------------------------------------- storage
     def save(self, directory: Path) -> None:

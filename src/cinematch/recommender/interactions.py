@@ -16,14 +16,16 @@ SESSION_SECONDS = 86_400  # a "session" is one user's ratings of one UTC day
 def _column(table: pa.Table, name: str) -> np.ndarray:
     if name not in table.column_names:
         raise BadInput(f"ratings table lacks column {name!r}")
-    return table.column(name).to_numpy()
+    values: np.ndarray = table.column(name).to_numpy()
+    return values
 
 
 def epoch_seconds(table: pa.Table) -> np.ndarray:
     """``rated_at`` as int64 seconds since the epoch (timestamps of any unit, or plain numbers)."""
     col = table.column("rated_at")
     if pa.types.is_timestamp(col.type):
-        return col.cast(pa.timestamp("s")).cast(pa.int64()).to_numpy(zero_copy_only=False)
+        seconds: np.ndarray = col.cast(pa.timestamp("s")).cast(pa.int64()).to_numpy(zero_copy_only=False)
+        return seconds
     return np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.int64)
 
 

@@ -137,7 +137,8 @@ def _ndcg(hits: np.ndarray, n_rel: np.ndarray) -> np.ndarray:
     discount = 1.0 / np.log2(np.arange(k) + 2.0)
     dcg = hits @ discount
     ideal = np.concatenate([[0.0], np.cumsum(discount)])[np.minimum(n_rel, k)]
-    return np.divide(dcg, ideal, out=np.zeros_like(dcg), where=ideal > 0)
+    ndcg: np.ndarray = np.divide(dcg, ideal, out=np.zeros_like(dcg), where=ideal > 0)
+    return ndcg
 
 
 def ndcg_at_k(
@@ -157,7 +158,8 @@ def ndcg_at_k(
 def _precision_sums(hits: np.ndarray) -> np.ndarray:
     """Per row, the sum of precision@rank over the ranks that hold a hit (Recommenders' ``rr`` column)."""
     ranks = np.arange(1, hits.shape[1] + 1)
-    return (np.cumsum(hits, axis=1) / ranks * hits).sum(axis=1)
+    sums: np.ndarray = (np.cumsum(hits, axis=1) / ranks * hits).sum(axis=1)
+    return sums
 
 
 def map_at_k(

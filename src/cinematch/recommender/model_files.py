@@ -18,7 +18,7 @@ def read_meta(directory: Path, name: str, version: int, *, missing: str, unsuppo
     path = Path(directory) / name
     if not path.is_file():
         raise BadInput(missing)
-    meta = json.loads(path.read_text())
+    meta: dict[str, Any] = json.loads(path.read_text())
     if meta.get("format_version") != version:
         raise BadInput(f"{directory}: {unsupported} {meta.get('format_version')!r}")
     return meta

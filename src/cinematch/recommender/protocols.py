@@ -107,4 +107,5 @@ def write_lists(path: str | os.PathLike[str], users: np.ndarray, recommended: np
     except OSError as exc:
         partial.unlink(missing_ok=True)
         raise BadInput(f"cannot write lists to {target}: {exc.strerror or exc}; choose a writable path") from None
-    return table.num_rows
+    rows: int = table.num_rows
+    return rows

@@ -146,6 +146,7 @@ class Ranker:
         def block(rows: np.ndarray) -> None:
             xb, rb = binary[rows], ratings[rows]
             parts = self._parts(xb, rb, {key: f[rows] for key, f in folded.items()})
+            scales: dict[int, np.ndarray]  # per component (by id): the factor of its scores in the blend
             if len(parts) == 1:
                 total, scales = parts[0][1], {id(parts[0][0]): np.ones((len(rows), 1), np.float32)}
             else:
@@ -181,7 +182,9 @@ class Ranker:
             out_scores[cold] = np.nan
         return out_ids, out_scores, out_because
 
-    def _because(self, xb: sp.csr_matrix, inputs: sp.csr_matrix, idx: np.ndarray, scales: dict[str, Any]) -> np.ndarray:
+    def _because(
+        self, xb: sp.csr_matrix, inputs: sp.csr_matrix, idx: np.ndarray, scales: dict[int, np.ndarray]
+    ) -> np.ndarray:
         """Top contributing history items (external ids) per recommended slot, (rows, n, 2)."""
         n = idx.shape[1]
         out = np.full((xb.shape[0], n, BECAUSE), -1, np.int64)

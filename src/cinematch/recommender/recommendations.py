@@ -83,7 +83,8 @@ def write_recommendations(
         )
     finally:
         con.unregister("_recs")
-    return table.num_rows
+    rows: int = table.num_rows
+    return rows
 
 
 def _als_lists(con: duckdb.DuckDBPyConnection, model: ALSModel, n: int) -> pa.Table:

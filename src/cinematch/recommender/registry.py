@@ -79,7 +79,8 @@ def load_metadata(settings: Settings, version: str) -> dict[str, Any]:
             f"model {version} is missing or damaged ({path} not found); "
             "run `cinematch models rollback` or train a new model with `cinematch train`"
         )
-    return json.loads(path.read_text())
+    meta: dict[str, Any] = json.loads(path.read_text())
+    return meta
 
 
 def load_model(settings: Settings, version: str) -> ALSModel:

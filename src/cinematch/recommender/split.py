@@ -67,7 +67,8 @@ def _ids(data: pa.Table | pd.DataFrame, name: str) -> np.ndarray:
     if not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)):
         raise BadInput(f"{name} must hold integer ids, got {column.type}")
     try:  # a safe cast refuses 1.5 instead of truncating it
-        return column.cast(pa.int64()).to_numpy()
+        ids: np.ndarray = column.cast(pa.int64()).to_numpy()
+        return ids
     except pa.ArrowInvalid:
         raise BadInput(f"{name} must hold integer ids; found a fractional value") from None
 

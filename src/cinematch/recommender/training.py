@@ -47,7 +47,7 @@ def ranking_config(settings: Settings) -> RankingConfig:
 
 
 def params_from_settings(settings: Settings, **overrides: Any) -> ALSParams:
-    base = {"rank": settings.als_rank, "reg": settings.als_reg, "iterations": settings.als_iterations,
+    base: dict[str, Any] = {"rank": settings.als_rank, "reg": settings.als_reg, "iterations": settings.als_iterations,
             "seed": settings.seed, "rank_popularity": settings.als_rank_popularity}  # fmt: skip
     base.update({k: v for k, v in overrides.items() if v is not None})
     params = ALSParams(**base)
@@ -114,7 +114,7 @@ class TrainingRun(ModelScores):
     promotion: dict[str, Any]
     merged_batches: list[str]
     batch_ids: list[str]
-    published: dict[str, Any] | None = optional()  # the views published for a promoted version (the CLI)
+    published: str | None = optional()  # the views version published for a promoted version (the CLI)
 
 
 @dataclass(eq=False)

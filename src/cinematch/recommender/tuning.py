@@ -154,7 +154,8 @@ class _Validation:
 
 def _z(s: np.ndarray) -> np.ndarray:
     mean, std = Ranker._scale(s)
-    return (s - mean) / std
+    z: np.ndarray = (s - mean) / std
+    return z
 
 
 Blend = tuple[float, float, float, float]  # (rating weight β, ease, session_ease, ials)
@@ -183,6 +184,7 @@ def _blend_scores(val: _Validation, models: dict[str, EASE | IALS], grid: list[B
         if beta and all(k == "ials" for k, w in zip(KIND_ORDER, weights, strict=True) if w):
             continue
         total = parts[0][1] if len(parts) == 1 else sum(w * s for w, s in parts)
+        assert isinstance(total, np.ndarray)  # a sum of two or more score arrays
         out[blend] = val.ndcg(total)
     return out
 
@@ -212,8 +214,8 @@ def search(
             best[kind] = (score, params, model)
 
     if ease_ok:
-        for kind, grid in (("ease", EASE_L2), ("session_ease", SESSION_L2)):
-            for l2 in grid:
+        for kind, l2_grid in (("ease", EASE_L2), ("session_ease", SESSION_L2)):
+            for l2 in l2_grid:
                 record(kind, {"l2": l2, "dropout": DROPOUT})
     rng = np.random.default_rng(config.seed)
     grid = list(itertools.product(*IALS_GRID.values()))
@@ -224,11 +226,12 @@ def search(
     first = _blend_scores(val, {k: v[2] for k, v in best.items()}, blends)
     second = _blend_scores(folds[1], {k: folds[1].fit(k, v[1]) for k, v in best.items()}, blends)
     scored = {b: (first[b] + second[b]) / 2 for b in first}
-    for (beta, *weights), score in scored.items():
+    for blend, score in scored.items():
+        beta, *weights = blend
         used = {k: w for k, w in zip(KIND_ORDER, weights, strict=True) if w}
         candidates.append({"model": "+".join(used) if len(used) == 1 else f"blend({'+'.join(used)})",
                            "weights": used, "rating_weight": beta, "ndcg_at_10": round(score, 5),
-                           "folds": [round(first[(beta, *weights)], 5), round(second[(beta, *weights)], 5)]})  # fmt: skip
+                           "folds": [round(first[blend], 5), round(second[blend], 5)]})  # fmt: skip
     (beta, *weights), top = max(scored.items(), key=lambda kv: (kv[1], -len(kv[0])))
     used = {k: w for k, w in zip(KIND_ORDER, weights, strict=True) if w}
     choice = Choice(used, {k: dict(best[k][1]) for k in used}, beta)

@@ -100,7 +100,7 @@ def _legend(items: Sequence[tuple[str, str]], dashed: Sequence[tuple[str, str]] 
     return "".join(out)
 
 
-def grouped_bars(title: str, categories: Sequence[str], series: Sequence[tuple[str, Sequence[float], str]],
+def grouped_bars(title: str, categories: Sequence[str], series: Sequence[tuple[str, Sequence[float | None], str]],
                  fmt: Callable[[float], str] = fmt_num, rotate: bool = False) -> str:  # fmt: skip
     """Vertical bars, one group per category and one bar per series."""
     values = [v for _, vals, _ in series for v in vals if v is not None and math.isfinite(v)]

@@ -86,7 +86,7 @@ def drift_plot(drift: DriftResponse) -> tuple[str, str]:
 def models_plot(models: ModelsResponse) -> tuple[str, str]:
     rows = models.models[-8:]
     labels = [_short_version(m.version) + (" *" if m.is_champion else "") for m in rows]
-    series = [(name, [m.metrics.get(key) for m in rows], color)  # type: ignore[misc]
+    series = [(name, [m.metrics.get(key) for m in rows], color)
               for name, key, color in (("rmse", "rmse", BLUE), ("mae", "mae", GREEN),
                                        ("precision@10", "precision_at_10", ORANGE), ("ndcg@10", "ndcg_at_10", PURPLE))]  # fmt: skip
     title = "Model metrics per version (* champion)"

@@ -11,6 +11,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from typing import cast
 
 import httpx
 
@@ -95,7 +96,8 @@ def validate_movie(tmdb_id: int, body: str) -> str | None:
     try:
         doc = json.loads(body)
     except ValueError as exc:
-        return f"invalid JSON: {exc.msg} at char {exc.pos}"
+        err = cast(json.JSONDecodeError, exc)  # what json.loads raises for text that is not JSON
+        return f"invalid JSON: {err.msg} at char {err.pos}"
     if not isinstance(doc, dict):
         return f"expected a JSON object, got {type(doc).__name__}"
     if doc.get("id") != tmdb_id:
@@ -176,7 +178,7 @@ class TmdbClient:
     def _delay(self, attempt: int, retry_after: float | None) -> float:
         with self._rng_lock:
             jitter = self._rng.uniform(0.5, 1.0)
-        backoff = min(30.0, self.backoff * 2 ** (attempt - 1)) * jitter
+        backoff: float = min(30.0, self.backoff * 2 ** (attempt - 1)) * jitter
         return max(backoff, retry_after or 0.0)
 
     def fetch_movie(self, tmdb_id: int) -> FetchResult:

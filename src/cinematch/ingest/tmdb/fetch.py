@@ -159,7 +159,7 @@ def _run(con: Any, settings: Settings, client: TmdbClient, links: Path, todo: pd
     queue = iter(ids)
     workers = settings.tmdb_workers
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tmdb") as pool:
-        running: set[Future] = set()
+        running: set[Future[FetchResult]] = set()
         try:
             # at most a few ids in flight, so an interrupted run loses only those
             for tmdb_id in queue:
@@ -180,7 +180,7 @@ def _run(con: Any, settings: Settings, client: TmdbClient, links: Path, todo: pd
             flush()
     seconds = time.perf_counter() - t0
     reasons = Counter(failures)
-    doc = {
+    doc: dict[str, Any] = {
         "run_id": run_id,
         "links": str(links),
         "requested": len(ids),
@@ -211,7 +211,7 @@ def _run(con: Any, settings: Settings, client: TmdbClient, links: Path, todo: pd
     return doc
 
 
-def _collect(finished: set[Future], ids: dict[int, int], run_id: str, counts: dict[str, int],
+def _collect(finished: set[Future[FetchResult]], ids: dict[int, int], run_id: str, counts: dict[str, int],
              pending: list[dict[str, Any]], failures: list[str],
              progress: Callable[..., None] | None) -> None:  # fmt: skip
     for future in finished:
