@@ -33,7 +33,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks dags
 	$(VENV)/bin/ruff format --check src tests benchmarks dags
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest -q -p no:cacheprovider tests/architecture/test_private_imports.py tests/architecture/test_module_sizes.py
+	$(PY) -m pytest -q -p no:cacheprovider tests/architecture/test_private_imports.py tests/architecture/test_module_sizes.py tests/architecture/test_type_checking.py
 	$(VENV)/bin/mypy
 
 format: $(STAMP)
