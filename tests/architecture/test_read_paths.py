@@ -11,8 +11,10 @@ def test_reads_on_a_fresh_home_create_nothing(cli, home: Settings) -> None:
     assert status.code == 0 and status.json["total_records"] == 0
     models = cli("models", "list", "--json")
     assert models.code == 0 and models.json == {"champion": None, "models": []}
-    sql = cli("sql", "select 1 as x", "--json")
-    assert sql.code == 1 and "run `cinematch init`" in sql.stderr and len(sql.stderr.strip().splitlines()) == 1
+    sql = cli("sql", "select count(*) as n from bronze.ratings_buffer", "--json")
+    assert sql.code == 0 and sql.json == [{"n": 0}]  # the catalogue's empty tables, read from a scratch file
+    refused = cli("sql", "delete from bronze.ratings_buffer", "--json")
+    assert refused.code == 2 and "read-only" in refused.stderr
     evaluate = cli("evaluate", "--json")
     assert evaluate.code == 2 and "no ratings to evaluate" in evaluate.stderr
     assert not home.duckdb_path.exists()

@@ -14,6 +14,7 @@ from tests.conftest import make_ratings
 
 from cinematch.core.settings import Settings
 from cinematch.engines.spark_ranker import TRAINER, fit_mllib_implicit, fit_spark_ranker, mllib_params
+from cinematch.pipelines.engine import trainer_for
 from cinematch.recommender.ials import IALS, IALSParams
 from cinematch.recommender.interactions import histories
 from cinematch.recommender.ranker import Ranker
@@ -125,7 +126,7 @@ def test_ranker_saves_loads_and_scores_identically(spark: Any, settings_spark: S
 
 def test_fit_ranker_under_the_spark_engine_trains_with_mllib(spark: Any, settings_spark: Settings) -> None:
     train = make_ratings(np.random.default_rng(8), n=400, users=30, movies=40)
-    selection = fit_ranker(train, settings_spark)
+    selection = fit_ranker(train, settings_spark, trainer=trainer_for(settings_spark))  # the engine's trainer
     (component,) = selection.ranker.components
     assert component.kind == "ials" and component.model.trainer == TRAINER
     assert component.model.params.reg_per_rating and component.model.params.seed == settings_spark.seed
