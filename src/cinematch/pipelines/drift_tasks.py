@@ -50,20 +50,15 @@ def drift_decision(ref: dict[str, Any]) -> dict[str, Any]:
     if ref.get("report_id") is None:
         decision = {k: ref.get(k) for k in ("report_id", "decision", "should_retrain", "score")}
     else:
-        from cinematch.storage.warehouse import query_rows
+        from cinematch.storage.records import drift_report
 
         with task_session("drift_decision") as (_, con):
-            rows = query_rows(
-                con,
-                """select report_id, decision, should_retrain, score, kl_divergence, mean_shift, median_shift,
-                          n_current, model_version from ops.drift_reports where report_id = ?""",
-                [ref["report_id"]],
-            )
-        if not rows:
+            stored = drift_report(con, ref["report_id"])
+        if stored is None:
             from cinematch.core.errors import CineMatchError
 
             raise CineMatchError(f"drift report {ref['report_id']} is not in ops.drift_reports; rerun detect_drift")
-        decision = json_ref(rows[0])
+        decision = json_ref(stored)
     log.info(kv("drift_decision", **decision))
     from cinematch.pipelines import alerts
 
@@ -79,9 +74,10 @@ def merge_and_retrain(batch_ids: list[str]) -> dict[str, Any]:
     """
     from cinematch.pipelines.engine import train_warehouse
     from cinematch.recommender.training import params_from_settings
+    from cinematch.storage.records import merged_batches
 
     with task_session("merge_and_retrain") as (settings, con):
-        merged = dict(con.execute("select batch_id, model_version from ops.training_batches").fetchall())
+        merged = merged_batches(con)
         if batch_ids and all(b in merged for b in batch_ids):
             version = merged[batch_ids[-1]]
             log_event(log, "retrain_skipped", reason="batches already merged", version=version)

@@ -136,6 +136,7 @@ def create_futures(
     """
     from cinematch.recommender import registry
     from cinematch.recommender.recommendations import predict_pairs
+    from cinematch.storage.records import newest_buffer_ratings
 
     with task_session("create_futures") as (settings, con):
         folder = settings.home_dir / "futures"
@@ -145,11 +146,7 @@ def create_futures(
             pairs = resolve_file(settings, pairs_file)
         else:
             pairs = folder / f"{name}-pairs.csv"
-            rows = con.execute(
-                """select user_id, movie_id, cast(rated_at as date) from bronze.ratings_buffer
-                   order by rated_at desc, user_id, movie_id limit ?""",
-                [int(n_pairs)],
-            ).fetchall()
+            rows = newest_buffer_ratings(con, n_pairs)
             write_csv(pairs, ("user_id", "movie_id", "date"), rows)
     if registry.champion_alias(settings) is None:
         log_event(log, "futures_pairs_only", pairs=str(pairs), reason="no champion yet")

@@ -6,11 +6,12 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from cinematch.core.log import get_logger, log_event
+from cinematch.pipelines.task_io import json_ref, task_session
 
 if TYPE_CHECKING:
     import duckdb
 
-from cinematch.pipelines.task_io import json_column, json_ref, task_session
+# cinematch.storage.records is imported inside the checks: DAG files import this module at parse time
 
 log = get_logger(__name__)
 
@@ -20,46 +21,49 @@ def _check(checks: list[dict[str, Any]], name: str, passed: bool, detail: Any = 
 
 
 def _validate_ingest(con: duckdb.DuckDBPyConnection, ref: dict[str, Any], checks: list[dict[str, Any]]) -> None:
+    from cinematch.storage import records
+
     for r in ref["rejected"]:
         _check(checks, "ingest.no_rejected_files", False, f"{r['file']}: {r['error']}")
     for b in ref["loaded"]:
-        table = "bronze.ratings_buffer" if b["kind"] == "ratings" else f"bronze.{b['kind']}"  # movies, users, ...
-        rows = con.execute(
-            f"""select m.status, m.record_count, (select count(*) from {table} where batch_id = m.batch_id)
-                from bronze.ingestion_metadata m where m.batch_id = ?""",
-            [b["batch_id"]],
-        ).fetchall()
-        ok = bool(rows) and rows[0][0] == "completed" and rows[0][1] == rows[0][2] == b["inserted"]
-        _check(checks, f"ingest.{b['batch_id']}.rows_match_audit", ok, rows[0] if rows else "no audit row")
+        audit = records.batch_audit(con, b["batch_id"], b["kind"])
+        ok = (
+            audit is not None
+            and audit.status == "completed"
+            and audit.record_count == audit.rows_in_table == b["inserted"]
+        )
+        _check(checks, f"ingest.{b['batch_id']}.rows_match_audit", ok, audit.as_tuple() if audit else "no audit row")
 
 
 def _validate_etl(con: duckdb.DuckDBPyConnection, ref: dict[str, Any], checks: list[dict[str, Any]]) -> None:
     """Read this run's own audit rows: gold is one shared table that a concurrent run may already have rebuilt."""
+    from cinematch.storage import records
+
     _check(checks, "etl.completed", ref["status"] == "completed", ref["status"])
     _check(checks, "etl.quality_checks_passed", not ref["checks_failed"], ref["checks_failed"] or ref["checks_run"])
-    steps = {step: (status, rows, json_column(details)) for step, status, rows, details in con.execute(
-        "select step, status, rows, details from ops.pipeline_runs where pipeline = 'etl' and run_id = ?",
-        [ref["run_id"]]).fetchall()}  # fmt: skip
+    steps = records.etl_steps(con, ref["run_id"])
     silver = steps.get("silver")
-    _check(checks, "etl.silver_recorded", silver is not None and silver[0] == "completed" and silver[1] > 0,
-           silver[:2] if silver else "no ops.pipeline_runs row")  # fmt: skip
+    _check(checks, "etl.silver_recorded", silver is not None and silver.status == "completed" and (silver.rows or 0) > 0,
+           (silver.status, silver.rows) if silver else "no ops.pipeline_runs row")  # fmt: skip
     if ref["gold_rows"] is not None:
         gold = steps.get("gold")
-        recorded = gold[2].get("rows") if gold else None
-        _check(checks, "etl.gold_recorded", gold is not None and gold[0] == "completed" and recorded == ref["gold_rows"],
+        recorded = gold.details.get("rows") if gold else None
+        _check(checks, "etl.gold_recorded", gold is not None and gold.status == "completed" and recorded == ref["gold_rows"],
                recorded or "no ops.pipeline_runs row")  # fmt: skip
         _check(checks, "etl.gold.movie_kpis_not_empty", ref["gold_rows"].get("movie_kpis", 0) > 0, ref["gold_rows"])
 
 
 def _validate_training(con: duckdb.DuckDBPyConnection, ref: dict[str, Any], checks: list[dict[str, Any]]) -> None:
+    from cinematch.storage import records
+
     if ref.get("skipped"):
         _check(checks, "training.skipped_cleanly", True, ref.get("reason"))
         return
-    rows = con.execute("select status from ops.model_registry where version = ?", [ref["version"]]).fetchall()
-    _check(checks, "training.version_registered", bool(rows), ref["version"])
+    status = records.model_status(con, ref["version"])
+    _check(checks, "training.version_registered", status is not None, ref["version"])
     # a later run may have replaced this champion already, so "was promoted" is champion or retired now
     expected = ("champion", "retired") if ref.get("promoted") else ("rejected",)
-    _check(checks, "training.promotion_recorded", bool(rows) and rows[0][0] in expected, rows[0][0] if rows else None)
+    _check(checks, "training.promotion_recorded", status in expected, status)
 
 
 def _validate_test(ref: dict[str, Any], checks: list[dict[str, Any]]) -> None:
@@ -71,11 +75,13 @@ def _validate_test(ref: dict[str, Any], checks: list[dict[str, Any]]) -> None:
 
 
 def _validate_drift(con: duckdb.DuckDBPyConnection, ref: dict[str, Any], checks: list[dict[str, Any]]) -> None:
+    from cinematch.storage import records
+
     if ref.get("report_id") is None:
         _check(checks, "drift.no_champion_yet", True, ref.get("decision"))
         return
-    rows = con.execute("select decision from ops.drift_reports where report_id = ?", [ref["report_id"]]).fetchall()
-    _check(checks, "drift.report_stored", bool(rows) and rows[0][0] == ref["decision"], ref["decision"])
+    stored = records.drift_report(con, ref["report_id"])
+    _check(checks, "drift.report_stored", stored is not None and stored["decision"] == ref["decision"], ref["decision"])
 
 
 def validate_run(

@@ -58,11 +58,6 @@ def json_ref(doc: dict[str, Any]) -> dict[str, Any]:
     return ref
 
 
-def json_column(value: Any) -> dict[str, Any]:
-    """A JSON column as a dict (DuckDB returns text, PostgreSQL already decoded)."""
-    return value if isinstance(value, dict) else json.loads(value or "{}")
-
-
 def utc_day(value: date | datetime | str) -> date:
     """The UTC calendar day of a logical date (Airflow passes an aware datetime, tests may pass a string)."""
     if isinstance(value, str):
