@@ -181,3 +181,16 @@ def _cinematch_logging_reset() -> Iterator[None]:
     logger.setLevel(saved[1])
     logger.propagate = saved[2]
     _log._CONFIGURED = saved[3]
+
+
+@pytest.fixture(scope="session")
+def served_home(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    from tests.served import build_home  # imported here: tests.served imports this conftest
+
+    from cinematch.serving.publish import publish
+    from cinematch.storage.warehouse import write_session
+
+    settings = build_home(tmp_path_factory.mktemp("serving"))
+    with write_session(settings, "publish") as con:
+        publish(con, settings)
+    return settings

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from tests.tmdb.fake_tmdb import KEY, LINKS, MOVIES, SCRIPT, FakeTmdb
+from tests.ingest.tmdb.fake_tmdb import KEY, LINKS, MOVIES, SCRIPT, FakeTmdb
 
 pytestmark = pytest.mark.airflow
 

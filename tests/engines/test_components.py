@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_postgres_tests_fail_in_ci_when_the_server_binaries_are_missing(ci: bool) -> None:
     env = {**os.environ, "CINEMATCH_PG_BINDIR": str(REPO / "no-such-bindir"), "CI": "true" if ci else ""}
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                           "tests/engines/test_postgres.py::test_copy_round_trip_keeps_values"],
+                           "tests/storage/test_postgres.py::test_copy_round_trip_keeps_values"],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
     if ci:
         assert proc.returncode == 1 and "1 error" in proc.stdout, proc.stdout[-2000:]  # the fixture fails

@@ -12,7 +12,7 @@ import duckdb
 import httpx2
 import pytest
 from tests.reliability._homes import env_for, movies_csv, ratings_file, settings_for
-from tests.serving.conftest import ThreadServer
+from tests.web.conftest import ThreadServer
 
 from cinematch.ingest.bronze import ingest_file
 from cinematch.lakehouse.etl import run_etl

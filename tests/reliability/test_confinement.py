@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from tests.conftest import make_ratings
 from tests.reliability._homes import cinematch, settings_for
-from tests.serving.conftest import ThreadServer
+from tests.web.conftest import ThreadServer
 
 from cinematch.core.errors import BadInput
 from cinematch.core.settings import Settings

@@ -19,7 +19,7 @@ from tests.reliability._homes import (
     ratings_file,
     settings_for,
 )
-from tests.serving.conftest import ThreadServer
+from tests.web.conftest import ThreadServer
 
 from cinematch.ingest.bronze import ingest_file
 from cinematch.lakehouse.etl import run_etl

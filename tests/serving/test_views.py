@@ -6,7 +6,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from tests.serving.conftest import DRIFT_SCORES, build_home
+from tests.served import DRIFT_SCORES, build_home
 
 from cinematch.core.errors import CineMatchError
 from cinematch.core.settings import Settings

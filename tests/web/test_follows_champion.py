@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import httpx2
-from tests.serving.conftest import start_cli_server, wait_ready
+from tests.web.conftest import start_cli_server, wait_ready
 
 from cinematch.core.settings import Settings
 from cinematch.serving.publish import publish

@@ -14,7 +14,7 @@ from urllib.parse import quote, quote_plus
 import duckdb
 import pyarrow.parquet as pq
 import pytest
-from tests.tmdb.fake_tmdb import KEY, MOVIES, SCRIPT, FakeTmdb, max_in_window, movie
+from tests.ingest.tmdb.fake_tmdb import KEY, MOVIES, SCRIPT, FakeTmdb, max_in_window, movie
 
 from cinematch.ingest.bronze import ingest_file
 from cinematch.ingest.tmdb import fetch_tmdb, read_links

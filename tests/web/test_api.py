@@ -15,7 +15,8 @@ from urllib.parse import quote
 
 import httpx2
 import pytest
-from tests.serving.conftest import API_KEY, DRIFT_SCORES, CliServer, ThreadServer, start_cli_server, wait_ready
+from tests.served import API_KEY, DRIFT_SCORES
+from tests.web.conftest import CliServer, ThreadServer, start_cli_server, wait_ready
 
 from cinematch.cli import main
 from cinematch.core.settings import Settings

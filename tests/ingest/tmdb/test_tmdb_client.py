@@ -8,7 +8,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from tests.tmdb.fake_tmdb import KEY, MOVIES, FakeTmdb, max_in_window, movie
+from tests.ingest.tmdb.fake_tmdb import KEY, MOVIES, FakeTmdb, max_in_window, movie
 
 from cinematch.core.errors import BadInput, CineMatchError
 from cinematch.ingest.tmdb import RateLimiter, TmdbClient, validate_movie

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from tests.tmdb.fake_tmdb import KEY, FakeTmdb, write_inputs
+from tests.ingest.tmdb.fake_tmdb import KEY, FakeTmdb, write_inputs
 
 from cinematch.core.settings import Settings
 

@@ -6,7 +6,7 @@ import json
 from datetime import date, datetime
 
 import pytest
-from tests.tmdb.fake_tmdb import MOVIES, SCRIPT, FakeTmdb
+from tests.ingest.tmdb.fake_tmdb import MOVIES, SCRIPT, FakeTmdb
 
 from cinematch.core.errors import QualityGateFailed
 from cinematch.ingest.bronze import ingest_file

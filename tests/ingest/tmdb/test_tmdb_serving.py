@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from fastapi.testclient import TestClient
-from tests.tmdb.fake_tmdb import MOVIES, SCRIPT, FakeTmdb
+from tests.ingest.tmdb.fake_tmdb import MOVIES, SCRIPT, FakeTmdb
 
 from cinematch.ingest.bronze import ingest_file
 from cinematch.ingest.tmdb import fetch_tmdb

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx2
 import numpy as np
 import pytest
-from tests.serving.conftest import CliServer
+from tests.web.conftest import CliServer
 
 from cinematch.serving import charts
 from cinematch.web import dashboard

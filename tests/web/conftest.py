@@ -1,4 +1,4 @@
-"""Serving fixtures: one small home built through the library, published, and served by real uvicorn servers."""
+"""Web fixtures: the served home behind real uvicorn servers (a `cinematch serve` subprocess, or a thread)."""
 
 from __future__ import annotations
 
@@ -14,73 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx2
-import numpy as np
-import pyarrow.parquet as pq
 import pytest
 import uvicorn
-from tests.conftest import make_ratings
+from tests.served import API_KEY
 
 from cinematch.core.settings import Settings
-from cinematch.ingest.bronze import ingest_file
-from cinematch.lakehouse.etl import run_etl
-from cinematch.recommender.training import params_from_settings, train_warehouse
-from cinematch.serving.publish import publish
-from cinematch.storage.audit import utcnow
-from cinematch.storage.warehouse import write_session
 from cinematch.web.api import create_app
-
-API_KEY = "test-admin-key"
-GENRES = ["Action", "Comedy", "Drama", "Horror", "Romance", "Sci-Fi", "Thriller"]
-N_MOVIES = 120
-DRIFT_SCORES = (0.2, 0.7, 1.4)
-
-
-def movies_csv(n: int = N_MOVIES) -> str:
-    rows = (f'{i},"Movie {i}, Part {i % 3} ({1980 + i % 40})",{GENRES[i % 7]}|{GENRES[(i * 3) % 7]}\n'
-            for i in range(1, n + 1))  # fmt: skip
-    return "movieId,title,genres\n" + "".join(rows)
-
-
-def build_home(root: Path, train: bool = True) -> Settings:
-    """Three weekly batches, two trainings (rank 8, 5 iterations), three drift reports."""
-    # a generous tolerance promotes the second model, so the champion has seen all three batches
-    settings = Settings(home=root / "home", api_key=None, promotion_tolerance=1.0, promotion_ndcg_tolerance=1.0)
-    rng = np.random.default_rng(2024)
-    (root / "movies.csv").write_text(movies_csv())
-    batches = []
-    for week, start in enumerate(("2024-01-01", "2024-02-01", "2024-03-01"), start=1):
-        path = root / f"batch_w{week}.parquet"
-        pq.write_table(make_ratings(rng, n=2500, users=150, movies=N_MOVIES, start=start), path)
-        batches.append(path)
-    params = params_from_settings(settings, rank=8, iterations=5)
-    with write_session(settings, "test") as con:
-        ingest_file(con, root / "movies.csv", kind="movies")
-        ingest_file(con, batches[0])
-        run_etl(con, settings, write_lake=False)
-        if train:
-            train_warehouse(con, settings, params)
-        for path in batches[1:]:
-            ingest_file(con, path)
-        run_etl(con, settings, write_lake=False)
-        if train:
-            train_warehouse(con, settings, params)
-            version = con.execute("select version from ops.model_registry where is_champion").fetchall()[0][0]
-            for i, score in enumerate(DRIFT_SCORES):
-                con.execute(
-                    "insert into ops.drift_reports values (?, ?, ?, ?, 2500, 2500, ?, ?, ?, null, null, ?, "
-                    "null, null, null, ?, ?, '{}')",
-                    [f"r{i}", utcnow(), version, json.dumps([f"batch_w{i + 1}"]), score / 4, score / 8, 0.0, score,
-                     "retrain" if score >= 1 else "ok", score >= 1],
-                )  # fmt: skip
-    return settings
-
-
-@pytest.fixture(scope="session")
-def served_home(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    settings = build_home(tmp_path_factory.mktemp("serving"))
-    with write_session(settings, "publish") as con:
-        publish(con, settings)
-    return settings
 
 
 def wait_ready(url: str, timeout: float = 30.0, status: int = 200) -> None:
