@@ -78,6 +78,9 @@ def test_validate_movie() -> None:
     assert validate_movie(862, '{"id": 862, "title": "Toy Story"}') is None
     assert validate_movie(862, '{"id": 863, "title": "Toy Story"}') == "field id is 863, expected 862"
     assert validate_movie(862, "[]") == "expected a JSON object, got list"
+    # a number Python will not convert is a bad body too, not a crash of the whole fetch
+    huge = validate_movie(862, '{"id": ' + "9" * 5000 + ', "title": "T"}')
+    assert huge is not None and huge.startswith("invalid JSON: Exceeds the limit (4300 digits)")
     bad_review = '{"id": 862, "title": "T", "reviews": {"results": [{"id": "r1"}]}}'
     assert validate_movie(862, bad_review) == "reviews.results entries need string id and content"
 

@@ -11,7 +11,6 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import cast
 
 import httpx
 
@@ -95,9 +94,10 @@ def validate_movie(tmdb_id: int, body: str) -> str | None:
     """Why ``body`` is not a usable /movie/{id} response (None when it is)."""
     try:
         doc = json.loads(body)
-    except ValueError as exc:
-        err = cast(json.JSONDecodeError, exc)  # what json.loads raises for text that is not JSON
+    except json.JSONDecodeError as err:  # text that is not JSON
         return f"invalid JSON: {err.msg} at char {err.pos}"
+    except ValueError as err:  # valid JSON that Python refuses, e.g. an integer over 4,300 digits
+        return f"invalid JSON: {err}"
     if not isinstance(doc, dict):
         return f"expected a JSON object, got {type(doc).__name__}"
     if doc.get("id") != tmdb_id:
