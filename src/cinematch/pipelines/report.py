@@ -32,13 +32,13 @@ th{background:#f4f4f4} figure{margin:0} figcaption{font-weight:600;margin:0 0 4p
 BIN_LABELS = [f"{b:g}" for b in HALF_STAR_BINS]
 
 
-def _fig(svg: str) -> str:
+def fig(svg: str) -> str:
     """The SVG's <title> as a visible caption above the plot."""
     m = re.search(r"<title>(.*?)</title>", svg)
     return f"<figure><figcaption>{m.group(1) if m else ''}</figcaption>{svg}</figure>"
 
 
-def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+def html_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     head = "".join(f"<th>{escape(c)}</th>" for c in columns)
     body = []
     for r in rows:
@@ -160,13 +160,13 @@ def write_report(con: duckdb.DuckDBPyConnection, settings: Settings, path: Path 
     html = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>CineMatch report</title>
 <style>{CSS}</style></head><body>
 <h1>CineMatch report</h1><div class="muted">generated {generated:%Y-%m-%d %H:%M:%S} UTC from {escape(str(settings.home_dir))}</div>
-<h2>Drift</h2><div class="grid">{"".join(map(_fig, drift_plots)) or "<p>no drift checks yet</p>"}</div>
-{_table(drift_rows, list(drift_rows[0])) if drift_rows else ""}
-<h2>Models</h2><div class="grid">{"".join(map(_fig, model_plots))}{_fig(_trending(con))}</div>
-{_table(model_rows, list(model_rows[0])) if model_rows else "<p>no models yet</p>"}
-<h2>Buffer</h2><div class="grid">{_fig(_buffer_section(con))}</div>
+<h2>Drift</h2><div class="grid">{"".join(map(fig, drift_plots)) or "<p>no drift checks yet</p>"}</div>
+{html_table(drift_rows, list(drift_rows[0])) if drift_rows else ""}
+<h2>Models</h2><div class="grid">{"".join(map(fig, model_plots))}{fig(_trending(con))}</div>
+{html_table(model_rows, list(model_rows[0])) if model_rows else "<p>no models yet</p>"}
+<h2>Buffer</h2><div class="grid">{fig(_buffer_section(con))}</div>
 <h2>Quality gates (latest ETL run)</h2><p>{len(quality)} checks, {failed} failing</p>
-{_table(quality, ["layer", "table", "check", "severity", "passed", "offending_rows"]) if quality else ""}
+{html_table(quality, ["layer", "table", "check", "severity", "passed", "offending_rows"]) if quality else ""}
 </body></html>
 """
     path = path or settings.reports_dir / f"report_{generated:%Y%m%dT%H%M%S}.html"

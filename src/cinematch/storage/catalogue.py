@@ -98,6 +98,14 @@ TABLES: tuple[Table, ...] = (
     Table("serving.recommendations", """user_id bigint not null, rank integer not null, movie_id bigint not null,
         score double not null, model_version varchar not null, generated_at timestamp not null,
         because varchar""", "recommender"),
+    # replays: one row per period and policy of `cinematch replay` (prequential scores, the decision taken)
+    Table("ops.replay_periods", """replay_id varchar not null, policy varchar not null, period integer not null,
+        period_start timestamp not null, period_end timestamp not null, status varchar not null,
+        model_version varchar, n_ratings bigint not null, n_users bigint not null, hit_rate_at_10 double,
+        ndcg_at_10 double, coverage double, fallback_share double, rmse double, n_rmse bigint, n_unknown bigint,
+        drift_score double, decision varchar, retrained boolean, new_version varchar, promoted boolean,
+        seconds double, train_seconds double, recorded_at timestamp not null,
+        primary key (replay_id, policy, period)""", "pipelines"),
     # drift
     Table("ops.drift_reports", """report_id varchar primary key, checked_at timestamp not null,
         model_version varchar, batch_ids json, n_reference bigint, n_current bigint, kl_divergence double,

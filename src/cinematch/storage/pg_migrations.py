@@ -122,6 +122,17 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
     (4, "recommendation explanations", (
         "alter table serving.recommendations add column if not exists because text",
     )),
+    (5, "replay periods", (
+        """create table if not exists ops.replay_periods (
+            replay_id text not null, policy text not null, period integer not null,
+            period_start timestamp not null, period_end timestamp not null, status text not null,
+            model_version text, n_ratings bigint not null, n_users bigint not null, hit_rate_at_10 double precision,
+            ndcg_at_10 double precision, coverage double precision, fallback_share double precision,
+            rmse double precision, n_rmse bigint, n_unknown bigint, drift_score double precision, decision text,
+            retrained boolean, new_version text, promoted boolean, seconds double precision,
+            train_seconds double precision, recorded_at timestamp not null,
+            primary key (replay_id, policy, period))""",
+    )),
 )  # fmt: skip
 
 

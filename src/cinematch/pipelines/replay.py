@@ -1,0 +1,161 @@
+"""`cinematch replay`: a real rating history played period by period through the lifecycle, once per policy.
+
+Per replay (its id names the history, start and period length) and policy, a scratch home under
+``HOME/replays/<id>/<policy>/`` starts as a copy of the base home (movies and the ratings before the start,
+ETL, the first model tuned once on the base, views published). Then for each period:
+
+1. score the champion's published top-10 and its predicted ratings against what users rated in the period
+   (stored at once as a ``scored`` row, so a rerun never scores a later champion on it);
+2. ingest the period's batch (exactly once), ETL, drift check;
+3. the policy's retrain decision (reusing the base's tuned choice), publish; the row becomes ``done``.
+
+Every step is idempotent or detected as done, so a replay killed anywhere and run again continues where it
+stopped with the same metrics. The user's warehouse is written only to copy the rows into ``ops.replay_periods``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from cinematch.core.log import get_logger, log_event
+from cinematch.core.settings import Settings
+from cinematch.ingest.bronze import ingest_file
+from cinematch.pipelines.engine import run_etl, train_warehouse
+from cinematch.pipelines.replay_data import PeriodFile, ReplayPlan
+from cinematch.pipelines.replay_policy import Policy
+from cinematch.pipelines.replay_score import score_period
+from cinematch.recommender import registry
+from cinematch.recommender.training import params_from_settings
+from cinematch.recommender.training_set import unmerged_batches
+from cinematch.serving.publish import publish
+from cinematch.storage import replay_rows
+from cinematch.storage.warehouse import write_session
+
+log = get_logger(__name__)
+
+BASE = "base"
+
+
+def scratch_settings(settings: Settings, home: Path, **overrides: Any) -> Settings:
+    """The user's settings for a scratch home: DuckDB there, whatever warehouse the user configured."""
+    values = {name: getattr(settings, name) for name in type(settings).model_fields}
+    return type(settings)(**{**values, "home": home, "database_url": None, "api_key": None, **overrides})
+
+
+@contextmanager
+def _session(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
+    with write_session(settings, "replay") as con:
+        yield con
+
+
+def build_base(settings: Settings, plan: ReplayPlan, say: Callable[[str], None]) -> Path:
+    """The base home, once per replay: movies and base ratings, ETL, the first model (tuned), views."""
+    home = plan.folder / BASE
+    done = home / "BASE_DONE"
+    if done.exists():
+        return home
+    if home.exists():  # a kill while building it: start over
+        shutil.rmtree(home)
+    base = scratch_settings(settings, home)
+    t0 = time.perf_counter()
+    with _session(base) as con:
+        if plan.movies_file is not None:
+            ingest_file(con, plan.movies_file, kind="movies")
+        ingest_file(con, plan.base_path, batch_id="base")
+        run_etl(con, base, write_lake=False)
+        first = train_warehouse(con, base, params_from_settings(base), tune=True)
+        publish(con, base)
+    done.write_text(first["version"])
+    say(f"base: {plan.n_base:,} ratings before {plan.start:%Y-%m-%d}, first model {first['version']} "
+        f"(rmse {first['rmse']:.4f}, ndcg@10 {first['ndcg_at_10']:.4f}) in {time.perf_counter() - t0:.0f} s")  # fmt: skip
+    return home
+
+
+def policy_settings(settings: Settings, plan: ReplayPlan, policy: Policy) -> Settings:
+    """The policy's home, copied from the base the first time; a drift@T policy retrains at score T."""
+    home = plan.policy_home(policy.dirname)
+    if not home.exists():
+        tmp = home.with_name(f".{home.name}.tmp")
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        shutil.copytree(plan.folder / BASE, tmp, symlinks=True, ignore=shutil.ignore_patterns("*.lock", "BASE_DONE"))
+        tmp.rename(home)
+    overrides = {"drift_retrain_score": policy.threshold} if policy.threshold is not None else {}
+    return scratch_settings(settings, home, **overrides)
+
+
+def _drift(con: duckdb.DuckDBPyConnection, settings: Settings, batch_id: str) -> dict[str, Any]:
+    """The drift check of this period: the stored one when a killed run already made it."""
+    from cinematch.drift.check import check_drift
+
+    stored = replay_rows.drift_report_with(con, batch_id)
+    return stored if stored is not None else dict(check_drift(con, settings))
+
+
+def run_period(
+    settings: Settings, plan: ReplayPlan, policy: Policy, period: PeriodFile, key: replay_rows.RowKey
+) -> dict[str, Any]:
+    """One period of one policy (the module docstring's steps); returns its ``ops.replay_periods`` row."""
+    started = time.perf_counter()
+    with _session(settings) as con:
+        row = replay_rows.get(con, key)
+        if row is not None and row["status"] == "done":
+            return row
+        if row is None:
+            row = score_period(con, settings, plan, period, key)
+            replay_rows.put(con, row)
+        decision: dict[str, Any] = {"drift_score": None, "decision": None, "retrained": False, "new_version": None,
+                                    "promoted": False, "train_seconds": None}  # fmt: skip
+        if period.path is not None:
+            ingest_file(con, period.path, batch_id=period.batch_id)
+            run_etl(con, settings, write_lake=False)
+            decision.update(_decide(con, settings, policy, period))
+            publish(con, settings)
+        row.update(decision, status="done", seconds=round(row["seconds"] + time.perf_counter() - started, 3))
+        replay_rows.put(con, row)
+    return row
+
+
+def _decide(con: duckdb.DuckDBPyConnection, settings: Settings, policy: Policy, period: PeriodFile) -> dict[str, Any]:
+    """Drift check, then the policy's retrain (or the one a killed run already made for this period)."""
+    drift = _drift(con, settings, period.batch_id)
+    out: dict[str, Any] = {"drift_score": drift.get("score"), "decision": drift.get("decision")}
+    merged = replay_rows.merged_into(con, period.batch_id)
+    if merged is not None:  # trained before a kill: the version it was merged into is this period's retrain
+        out.update(retrained=True, new_version=merged, promoted=registry.champion_alias(settings) == merged,
+                   train_seconds=None)  # fmt: skip
+        return out
+    if not policy.retrains(period.number, bool(drift.get("should_retrain")), bool(unmerged_batches(con))):
+        return out
+    # the drift policy merges the batches its check looked at; the others everything buffered
+    merge = list(drift["batch_ids"]) if policy.kind == "drift" and drift.get("batch_ids") else None
+    run = train_warehouse(con, settings, params_from_settings(settings), merge=merge)
+    out.update(retrained=True, new_version=run["version"], promoted=bool(run["promoted"]),
+               train_seconds=round(float(run["train_seconds"]), 3))  # fmt: skip
+    return out
+
+
+def replay_policy(
+    settings: Settings, plan: ReplayPlan, policy: Policy, say: Callable[[str], None]
+) -> list[dict[str, Any]]:
+    """Every period of ``policy``, in order, in its own home; returns the period rows."""
+    home_settings = policy_settings(settings, plan, policy)
+    rows = []
+    for period in plan.periods:
+        key = replay_rows.RowKey(plan.replay_id, policy.name, period.number, period.start, period.end)
+        row = run_period(home_settings, plan, policy, period, key)
+        rows.append(row)
+        ndcg = "-" if row["ndcg_at_10"] is None else f"{row['ndcg_at_10']:.4f}"
+        say(f"{policy.name} period {period.number}/{len(plan.periods)} {period.start:%Y-%m-%d}: "
+            f"{period.n_ratings:,} ratings, ndcg@10 {ndcg}, drift {row['decision'] or '-'}"
+            + (f", retrained {row['new_version']}" if row["retrained"] else ""))  # fmt: skip
+    log_event(log, "replay_policy_done", replay_id=plan.replay_id, policy=policy.name, periods=len(rows),
+              retrains=sum(bool(r["retrained"]) for r in rows))  # fmt: skip
+    return rows
