@@ -151,7 +151,7 @@ def test_silver_gate_stops_and_rolls_back(loaded, monkeypatch: pytest.MonkeyPatc
             con.execute("insert into silver.ratings select * from silver.ratings where batch_id = 'batch_w2' limit 3")
             return res
 
-        monkeypatch.setattr("cinematch.lakehouse.etl.build_silver", broken)
+        monkeypatch.setattr("cinematch.lakehouse.compute.build_silver", broken)
         with pytest.raises(QualityGateFailed, match=r"silver.ratings: check ratings.unique_key .* e\.g\. \("):
             run_etl(con, home, write_lake=False)
         assert fingerprint(con, ["silver.ratings"]) == before

@@ -1,22 +1,24 @@
-"""The Spark engine (CINEMATCH_ENGINE=spark): silver and gold computed by Spark over the Parquet lake.
+"""The Spark engine (CINEMATCH_ENGINE=spark): ``SparkCompute``, silver and gold computed by Spark over the lake.
 
-The flow of one run, behind the same gates as the DuckDB engine:
+``SparkCompute`` is the lakehouse's compute protocol (``lakehouse/compute.py``) on Spark; the run itself, with
+its gates, transactions and result document, is ``lakehouse.etl.run_etl``, the same flow as the in-process
+engine. What Spark supplies to it:
 
-1. bronze checks in DuckDB; bronze (and, after retention pruned bronze, the old silver) exported to the lake;
-2. Spark runs the transpiled silver and gold SQL (the DuckDB files are the one definition) and writes each
-   table as a new, not yet visible version in the lake;
-3. each layer is loaded back into the warehouse in one transaction and gated by SILVER_CHECKS / GOLD_CHECKS
-   in DuckDB; only when a layer passes is its lake version published (symlink swap, or a ``_CURRENT`` pointer
-   on object stores), otherwise it is rolled back and its lake version discarded.
+1. ``prepare``: bronze (and, after retention pruned bronze, the old silver) exported to the lake; Spark runs the
+   transpiled silver and gold SQL (the DuckDB files are the one definition) and writes each table as a new, not
+   yet visible version in the lake;
+2. ``build_silver`` / ``build_gold``: each layer's versions loaded back into the warehouse inside the flow's
+   transaction, gated there by SILVER_CHECKS / GOLD_CHECKS;
+3. ``publish``: only once a layer passed and committed is its lake version published (symlink swap, or a
+   ``_CURRENT`` pointer on object stores); ``discard``: otherwise its lake version is deleted.
 
 Spark always recomputes silver in full (bronze plus the silver rows whose bronze batch is gone), which equals
-the DuckDB engine's incremental merge; a rerun with nothing new does not start Spark at all.
+the in-process incremental merge; a rerun with nothing new does not start Spark at all (``skips_unchanged_silver``).
 pyspark is imported only inside functions.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -28,20 +30,16 @@ import duckdb
 
 from cinematch.core.errors import BadInput
 from cinematch.core.log import get_logger, log_event, timed
-from cinematch.core.settings import Settings
 from cinematch.engines.spark_lake import LakeLocation, data_files, read_version
+from cinematch.engines.spark_session import session_conf, spark_session
 from cinematch.lakehouse import gold as gold_layer
-from cinematch.lakehouse import gold_checks, incremental, silver
-from cinematch.lakehouse import sources as extras
-from cinematch.lakehouse.etl import EtlRun, gate, gold_exists
-from cinematch.lakehouse.quality import CheckResult, run_checks
+from cinematch.lakehouse import incremental, silver
+from cinematch.lakehouse.compute import EtlScope, SilverBuild
 from cinematch.storage import lake, sqlgen
-from cinematch.storage.audit import new_run_id, record_run, utcnow
 from cinematch.storage.warehouse import batch_table
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
-from cinematch.engines.spark_session import session_conf, spark_session
 
 log = get_logger(__name__)
 
@@ -229,152 +227,113 @@ def _naive_utc(value: datetime | None) -> datetime | None:
     return value.astimezone(UTC).replace(tzinfo=None)
 
 
-def run_etl_spark(
-    con: duckdb.DuckDBPyConnection,
-    settings: Settings,
-    full_refresh: bool = False,
-    as_of: datetime | None = None,
-    spark: SparkSession | None = None,
-    prior_weight: float = gold_layer.DEFAULT_PRIOR_WEIGHT,
-) -> EtlRun:
-    """``run_etl`` on Spark: the same result document, tables, checks and ``ops.pipeline_runs`` rows.
+class SparkCompute:
+    """The lakehouse compute on Spark (``lakehouse/compute.py``), for one run of ``lakehouse.etl.run_etl``.
 
-    The lake is always written (it is how Spark and the warehouse exchange data).
+    ``prepare`` stages bronze and runs one Spark job that writes silver and gold as unpublished lake versions;
+    each layer is then loaded into the warehouse inside the flow's transaction, and its versions are published
+    once the layer's gate passed and it committed, or deleted when the run fails. The lake is always written
+    (``write_lake`` does not apply: it is how Spark and the warehouse exchange data). With nothing new the flow
+    only re-checks silver and Spark is never started.
     """
-    run: dict[str, Any] = {"run_id": new_run_id(), "full_refresh": full_refresh, "engine": "spark", "layers": {}}
-    if not math.isfinite(prior_weight) or prior_weight < 0:
-        raise BadInput(f"prior_weight must be a finite number >= 0, got {prior_weight!r}")
-    tol = settings.soft_check_tolerance
-    as_of = _naive_utc(as_of)
 
-    started = utcnow()
-    bronze_results = run_checks(con, silver.BRONZE_CHECKS, tol)
-    run["layers"]["bronze"] = {"checks": [r.to_dict() for r in bronze_results]}
-    con.execute("begin transaction")
-    gate(con, "bronze", bronze_results, run, started)
-    con.execute("commit")
+    skips_unchanged_silver = True
 
-    batches = silver.new_batches(con)
-    rating_batches = [b["batch_id"] for b in batches if b["kind"] == "ratings"]
-    changed = bool(batches) or full_refresh or as_of is not None or not gold_exists(con)
-    if not changed:
-        return EtlRun(**_up_to_date(con, settings, run))
+    def __init__(self, spark: SparkSession | None = None, prior_weight: float = gold_layer.DEFAULT_PRIOR_WEIGHT):
+        if not math.isfinite(prior_weight) or prior_weight < 0:
+            raise BadInput(f"prior_weight must be a finite number >= 0, got {prior_weight!r}")
+        self.prior_weight = prior_weight
+        self._spark = spark
+        self._location: LakeLocation | None = None
+        self._schemas: dict[str, list[tuple[str, str]]] = {}
+        self._output = SparkOutput()
+        self._published: dict[str, str] = {}
+        self._spark_seconds: float | None = None
 
-    location = LakeLocation.from_settings(settings)
-    spark = spark or spark_session(settings)
-    schemas = duckdb_schemas(con, prior_weight)
-    t_spark = time.perf_counter()
-    output = SparkOutput()
-    pending = output.versions  # written but not published; published ones are popped
-    try:
+    def logical_date(self, as_of: datetime | None) -> datetime | None:
+        return _naive_utc(as_of)
+
+    def prepare(self, con: duckdb.DuckDBPyConnection, scope: EtlScope) -> None:
+        self._location = location = LakeLocation.from_settings(scope.settings)
+        self._spark = spark = self._spark or spark_session(scope.settings)
+        self._schemas = duckdb_schemas(con, self.prior_weight)
+        t0 = time.perf_counter()
         inputs = stage_inputs(con, spark, location)
         with timed(log, "spark_compute", master=spark.sparkContext.master, lake=location.root) as info:
-            compute_silver_gold(spark, inputs, location, schemas, as_of=as_of, prior_weight=prior_weight, out=output)
-            info["tables"] = len(output.versions)
-        run["spark_seconds"] = round(time.perf_counter() - t_spark, 3)
-        run["spark_write_seconds"] = dict(output.seconds)
-        versions = dict(output.versions)
-        run["lake"] = {}
-        for layer, tables in (("silver", SILVER_OUTPUTS), ("gold", GOLD_OUTPUTS)):
-            started, t0 = utcnow(), time.perf_counter()
-            con.execute("begin transaction")
-            for table in tables:
-                _load(con, spark, location, table, versions[table], schemas[table])
-            # the extra sources (sessions, TMDB) are small: DuckDB builds them next to Spark's tables
-            if layer == "silver":
-                silver.mark_processed(con, batches, full_refresh)
-                extra_rows, _ = extras.build_silver(con, batches, full_refresh)
-                checks = (*silver.SILVER_CHECKS, *extras.silver_checks())
-            else:
-                incremental.drop_states(con)  # they follow DuckDB's gold builds, not Spark's
-                extra_rows = extras.build_gold(con, as_of)
-                checks = (*gold_checks.GOLD_CHECKS, *extras.gold_checks())
-            results = run_checks(con, checks, tol)
-            gate(con, layer, results, run, started)
-            info = _layer_info(con, layer, batches, rating_batches, full_refresh, results, t0, run["spark_seconds"])
-            info["rows"].update(extra_rows)
-            rows = info["rows"]["ratings"] if layer == "silver" else sum(info["rows"].values())
-            record_run(con, "etl", layer, started, "completed", rows, info, run["run_id"])
-            con.execute("commit")
-            for table in tables:
-                run["lake"][table] = location.publish(spark, table, pending.pop(table))
-            run["layers"][layer] = info
-    except BaseException:
-        # A gate has rolled back already; any other failure may have left its layer's transaction open.
-        with contextlib.suppress(duckdb.Error):
-            con.execute("rollback")
-        for version in list(pending.values()):
-            location.discard(spark, version)
-        raise
-    run["new_batches"] = [b["batch_id"] for b in batches]
-    run["placeholders"] = run["layers"]["silver"]["rows"]["placeholders"]
-    run["as_of"] = run["layers"]["gold"]["as_of"]
-    run["up_to_date"] = False
-    run["status"] = "completed"
-    log_event(log, "spark_etl", as_of=run["as_of"], new_batches=len(batches), spark_seconds=run["spark_seconds"])
-    return EtlRun(**run)
+            compute_silver_gold(spark, inputs, location, self._schemas, as_of=scope.as_of,
+                                prior_weight=self.prior_weight, out=self._output)  # fmt: skip
+            info["tables"] = len(self._output.versions)
+        self._spark_seconds = round(time.perf_counter() - t0, 3)
 
+    def _load_layer(self, con: duckdb.DuckDBPyConnection, tables: tuple[str, ...]) -> None:
+        assert self._spark is not None and self._location is not None, "prepare() runs first"
+        for table in tables:
+            _load(con, self._spark, self._location, table, self._output.versions[table], self._schemas[table])
 
-def _layer_info(
-    con: duckdb.DuckDBPyConnection,
-    layer: str,
-    batches: list[dict[str, Any]],
-    rating_batches: list[str],
-    full_refresh: bool,
-    results: list[CheckResult],
-    t0: float,
-    spark_seconds: float,
-) -> dict[str, Any]:
-    checks = [r.to_dict() for r in results]
-    if layer == "silver":
+    def build_silver(self, con: duckdb.DuckDBPyConnection, scope: EtlScope) -> SilverBuild:
+        self._load_layer(con, SILVER_OUTPUTS)
+        silver.mark_processed(con, scope.batches, scope.full_refresh)
         counts = silver.silver_counts(con)
-        if full_refresh:
+        rating_batches = [b["batch_id"] for b in scope.batches if b["kind"] == "ratings"]
+        if scope.full_refresh:
             merged = counts["ratings"]
         elif rating_batches:
-            # The rows of the new batches that won the dedup: what the DuckDB engine's incremental merge reports.
+            # The rows of the new batches that won the dedup: what the in-process incremental merge reports.
             batch_table(con, "_wanted", rating_batches)
             merged = con.execute(
                 "select count(*) from silver.ratings where batch_id in (select batch_id from _wanted)"
             ).fetchall()[0][0]
         else:
             merged = 0
-        return {"rows": counts, "merged": merged, "batches": [b["batch_id"] for b in batches], "engine": "spark",
-                "seconds": round(time.perf_counter() - t0, 3), "spark_seconds": spark_seconds, "checks": checks}  # fmt: skip
-    rows = {m: con.execute(f"select count(*) from gold.{m}").fetchall()[0][0] for m in gold_layer.GOLD_MODELS}
-    resolved = con.execute("select max(as_of) from gold.movie_kpis").fetchall()[0][0]
-    return {"rows": rows, "as_of": resolved, "engine": "spark", "seconds": round(time.perf_counter() - t0, 3),
-            "checks": checks}  # fmt: skip
+        # Spark replaced the whole table, so every row is checked (None), not only the new batches' rows
+        return SilverBuild(counts, merged, scope.batches, None)
 
+    def build_gold(self, con: duckdb.DuckDBPyConnection, scope: EtlScope) -> dict[str, int]:
+        self._load_layer(con, GOLD_OUTPUTS)
+        incremental.drop_states(con)  # they follow the in-process gold builds, not Spark's
+        return {m: con.execute(f"select count(*) from gold.{m}").fetchall()[0][0] for m in gold_layer.GOLD_MODELS}
 
-def _up_to_date(con: duckdb.DuckDBPyConnection, settings: Settings, run: dict[str, Any]) -> dict[str, Any]:
-    """Nothing new since the last run: re-check silver in DuckDB, as the DuckDB engine does, and skip Spark."""
-    started, t0 = utcnow(), time.perf_counter()
-    con.execute("begin transaction")
-    results = run_checks(con, silver.SILVER_CHECKS, settings.soft_check_tolerance)
-    gate(con, "silver", results, run, started)
-    counts = silver.silver_counts(con)
-    info = {"rows": counts, "merged": 0, "batches": [], "engine": "spark", "seconds": round(time.perf_counter() - t0, 3),
-            "checks": [r.to_dict() for r in results]}  # fmt: skip
-    record_run(con, "etl", "silver", started, "completed", counts["ratings"], info, run["run_id"])
-    con.execute("commit")
-    run["layers"]["silver"] = info
-    run["new_batches"] = []
-    run["placeholders"] = counts["placeholders"]
-    run["layers"]["gold"] = {"skipped": True, "reason": "no new batches since the last run"}
-    run["up_to_date"] = True
-    run["status"] = "completed"
-    return run
+    def layer_info(self, layer: str, info: dict[str, Any]) -> dict[str, Any]:
+        """``engine`` before ``seconds``, and silver's ``spark_seconds`` after it once the job ran."""
+        out: dict[str, Any] = {}
+        for key, value in info.items():
+            if key == "seconds":
+                out["engine"] = "spark"
+            out[key] = value
+            if key == "seconds" and layer == "silver" and self._spark_seconds is not None:
+                out["spark_seconds"] = self._spark_seconds
+        return out
+
+    def publish(self, layer: str) -> None:
+        assert self._spark is not None and self._location is not None, "prepare() runs first"
+        for table in SILVER_OUTPUTS if layer == "silver" else GOLD_OUTPUTS:
+            self._published[table] = self._location.publish(self._spark, table, self._output.versions.pop(table))
+
+    def discard(self) -> None:
+        if self._spark is None or self._location is None:
+            return
+        for version in list(self._output.versions.values()):
+            self._location.discard(self._spark, version)
+
+    def finish(self, con: duckdb.DuckDBPyConnection, scope: EtlScope, gold_built: bool) -> dict[str, Any]:
+        if self._spark_seconds is None:
+            return {"engine": "spark"}  # up to date: Spark never ran
+        if gold_built:
+            log_event(log, "spark_etl", as_of=self._output.as_of, new_batches=len(scope.batches),
+                      spark_seconds=self._spark_seconds)  # fmt: skip
+        return {"engine": "spark", "spark_seconds": self._spark_seconds,
+                "spark_write_seconds": dict(self._output.seconds), "lake": dict(self._published)}  # fmt: skip
 
 
 __all__ = [
     "GOLD_OUTPUTS",
     "INPUTS",
     "SILVER_OUTPUTS",
+    "SparkCompute",
     "SparkOutput",
     "compute_silver_gold",
     "duckdb_schemas",
     "model_sql",
-    "run_etl_spark",
     "session_conf",
     "spark_session",
     "stage_inputs",

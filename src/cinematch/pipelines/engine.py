@@ -1,7 +1,7 @@
 """The engine choice: the one place that reads ``settings.engine`` and hands ETL and training to DuckDB or Spark.
 
 The CLI, the DAG tasks, ``simulate`` and the spark-submit jobs call these; the steps below them take the engine
-they run on as an argument (a warehouse connection, a trainer) and never ask which one is configured.
+they run on as an argument (a lakehouse compute, a trainer) and never ask which one is configured.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import duckdb
 
 from cinematch.core.settings import Settings
 from cinematch.lakehouse import etl
+from cinematch.lakehouse.compute import InProcessCompute, LakehouseCompute
 from cinematch.recommender import comparison, training
 from cinematch.recommender.als_params import ALSParams
 from cinematch.recommender.trainer import LOCAL, Trainer
@@ -33,6 +34,15 @@ def trainer_for(settings: Settings) -> Trainer:
     return LOCAL
 
 
+def compute_for(settings: Settings) -> LakehouseCompute:
+    """A fresh lakehouse compute for one ETL run: in process, or Spark under CINEMATCH_ENGINE=spark."""
+    if uses_spark(settings):
+        from cinematch.engines.spark import SparkCompute
+
+        return SparkCompute()
+    return InProcessCompute()
+
+
 def run_etl(
     con: duckdb.DuckDBPyConnection,
     settings: Settings,
@@ -40,12 +50,12 @@ def run_etl(
     as_of: datetime | None = None,
     write_lake: bool = True,
 ) -> etl.EtlRun:
-    """Bronze → silver → gold on the configured engine (see lakehouse/etl.py for the run's rules)."""
-    if uses_spark(settings):
-        from cinematch.engines.spark import run_etl_spark
+    """Bronze → silver → gold on the configured engine (see lakehouse/etl.py for the run's rules).
 
-        return run_etl_spark(con, settings, full_refresh=full_refresh, as_of=as_of)
-    return etl.run_etl(con, settings, full_refresh=full_refresh, as_of=as_of, write_lake=write_lake)
+    ``write_lake=False`` has no effect on Spark: the lake is how Spark and the warehouse exchange data.
+    """
+    compute = compute_for(settings)
+    return etl.run_etl(con, settings, full_refresh=full_refresh, as_of=as_of, write_lake=write_lake, compute=compute)
 
 
 def train_warehouse(
