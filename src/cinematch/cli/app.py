@@ -7,7 +7,7 @@ import json
 import os
 import sys
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime
 from decimal import Decimal
@@ -99,7 +99,7 @@ def emit(ctx: Ctx, doc: Any, human: Callable[[], None] | None = None) -> None:
         out.print_json(to_json(doc))
 
 
-def table(title: str | None, rows: list[dict[str, Any]], columns: list[str] | None = None) -> Table:
+def table(title: str | None, rows: Sequence[Mapping[str, Any]], columns: list[str] | None = None) -> Table:
     columns = columns or (list(rows[0]) if rows else [])
     t = Table(title=title, show_lines=False, header_style="bold")
     for c in columns:

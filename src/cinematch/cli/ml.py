@@ -14,6 +14,7 @@ from cinematch.core.errors import BadInput
 from cinematch.storage.warehouse import read_session, warehouse_exists, write_session
 
 if TYPE_CHECKING:
+    from cinematch.recommender.registry import ModelRecord
     from cinematch.recommender.training import FileTrainingRun, TrainingRun
 
 
@@ -42,6 +43,7 @@ def _metrics_line(doc: Mapping[str, Any]) -> str:
 def train_cmd(ctx: Ctx, ratings: Path | None, test_file: Path | None, lists_out: Path | None, min_rating: float | None,
               tune: bool, rank: int | None, reg: float | None, iterations: int | None, seed: int | None) -> None:  # fmt: skip
     """Train the rating model (ALS) and the ranking model, evaluate, register (promoted only if not worse)."""
+    from cinematch.pipelines.champion import publish_champion
     from cinematch.pipelines.engine import train_files, train_warehouse
     from cinematch.recommender.training import params_from_settings
 
@@ -65,7 +67,7 @@ def train_cmd(ctx: Ctx, ratings: Path | None, test_file: Path | None, lists_out:
             with write_session(ctx.settings, "train") as con:
                 run = train_warehouse(con, ctx.settings, params, progress=progress, tune=tune, note=note)
                 if run.promoted:
-                    run = dataclasses.replace(run, published=_publish_champion(con, ctx.settings))
+                    run = dataclasses.replace(run, published=publish_champion(con, ctx.settings))
             from cinematch.pipelines import alerts
 
             alerts.post_training(run, "cli", ctx.settings)  # champion_promoted or promotion_refused
@@ -120,20 +122,6 @@ def evaluate_cmd(ctx: Ctx, ratings: Path | None, test_file: Path | None, protoco
     emit(ctx, doc, human)
 
 
-def _publish_champion(con: Any, settings: Any) -> str | None:
-    """A change of champion republishes the serving views, so a running API follows it (None: no lakehouse yet)."""
-    from cinematch.core.errors import CineMatchError
-    from cinematch.serving.publish import publish
-
-    try:
-        version: str = publish(con, settings)["views_version"]
-        return version
-    except CineMatchError as exc:
-        if "nothing to publish yet" in str(exc):
-            return None
-        raise
-
-
 @command(cli, "predict")
 @click.option("--pairs", required=True, type=click.Path(path_type=Path), help="user,movie[,date] pairs.")
 @click.option("--out", "out_file", required=True, type=click.Path(path_type=Path), help="CSV to write.")
@@ -156,17 +144,17 @@ def models_list(ctx: Ctx) -> None:
     """Every registered version with its metrics and status."""
     from cinematch.recommender import registry
 
-    rows: list[dict[str, Any]] = []
+    rows: list[ModelRecord] = []
     if warehouse_exists(ctx.settings):  # a read never creates the warehouse
         with read_session(ctx.settings) as con:
             rows = registry.list_models(con)
-    doc = {"champion": next((r["version"] for r in rows if r["is_champion"]), None), "models": rows}
+    doc = {"champion": next((r.version for r in rows if r.is_champion), None), "models": rows}
 
     def human() -> None:
-        flat = [{"version": r["version"], "status": r["status"], "champion": "*" if r["is_champion"] else "",
-                 "rmse": r["metrics"].get("rmse"), "ndcg_at_10": r["metrics"].get("ndcg_at_10"),
-                 **_same_rows(r["promotion"]), "batches": len(r["batch_ids"]),
-                 "promotion": r["promotion"].get("decision")} for r in rows]  # fmt: skip
+        flat = [{"version": r.version, "status": r.status, "champion": "*" if r.is_champion else "",
+                 "rmse": r.metrics.get("rmse"), "ndcg_at_10": r.metrics.get("ndcg_at_10"),
+                 **_same_rows(r.promotion), "batches": len(r.batch_ids),
+                 "promotion": r.promotion.get("decision")} for r in rows]  # fmt: skip
         out.print(table("models", flat) if flat else "no models yet: run `cinematch train`")
 
     emit(ctx, doc, human)
@@ -189,32 +177,18 @@ def _same_rows(promotion: dict[str, Any]) -> dict[str, str]:
 @click.argument("version")
 def models_promote(ctx: Ctx, version: str) -> None:
     """Make VERSION the champion and refresh batch recommendations."""
-    from cinematch.recommender import registry
-    from cinematch.recommender.recommendations import write_recommendations
+    from cinematch.pipelines.champion import promote_version
 
     with write_session(ctx.settings, "models promote") as con:
-        con.execute("begin transaction")
-        doc = registry.promote(con, ctx.settings, version, alias=False)
-        doc["recommendations"] = write_recommendations(con, ctx.settings, registry.load_model(ctx.settings, version),
-                                                       version)  # fmt: skip
-        con.execute("commit")
-        registry.write_alias(con, ctx.settings)
-        doc["published"] = _publish_champion(con, ctx.settings)
-    emit(ctx, doc, lambda: out.print(f"champion: {doc['champion']} (was {doc['previous']})"))
+        doc = promote_version(con, ctx.settings, version)
+    emit(ctx, doc, lambda: out.print(f"champion: {doc.champion} (was {doc.previous})"))
 
 
 @command(models, "rollback")
 def models_rollback(ctx: Ctx) -> None:
     """Return to the previous champion in one command."""
-    from cinematch.recommender import registry
-    from cinematch.recommender.recommendations import write_recommendations
+    from cinematch.pipelines.champion import rollback_champion
 
     with write_session(ctx.settings, "models rollback") as con:
-        con.execute("begin transaction")
-        doc = registry.rollback(con, ctx.settings, alias=False)
-        model = registry.load_model(ctx.settings, doc["champion"])
-        doc["recommendations"] = write_recommendations(con, ctx.settings, model, doc["champion"])
-        con.execute("commit")
-        registry.write_alias(con, ctx.settings)
-        doc["published"] = _publish_champion(con, ctx.settings)
-    emit(ctx, doc, lambda: out.print(f"champion: {doc['champion']} (rolled back from {doc['previous']})"))
+        doc = rollback_champion(con, ctx.settings)
+    emit(ctx, doc, lambda: out.print(f"champion: {doc.champion} (rolled back from {doc.previous})"))

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
 from cinematch.cli.app import Ctx, cli, command, emit, out, table
 from cinematch.core.errors import BadInput
 from cinematch.storage.warehouse import write_session
+
+if TYPE_CHECKING:
+    from cinematch.pipelines.simulate import Simulation
 
 
 @command(cli, "etl")
@@ -81,8 +85,8 @@ def drift_cmd(ctx: Ctx, reference: Path | None, current: Path | None) -> None:
     emit(ctx, doc, human)
 
 
-def _simulation_table(doc: dict[str, Any]) -> None:
-    rows = doc["weeks"]
+def _simulation_table(doc: Simulation) -> None:
+    rows = doc.weeks
     out.print(table("simulation", rows, ["week", "batch_id", "records", "buffered_records", "score", "decision",
                                          "retrained", "promoted", "champion_version"]))  # fmt: skip
 
@@ -116,9 +120,8 @@ def demo_cmd(ctx: Ctx) -> None:
 
     with read_session(settings) as con:
         report = str(write_report(con, settings))
-    doc["report"] = report
     with read_session(settings) as con:
-        doc["gold"] = {
+        gold = {
             "trending_30d": query_rows(con, """select trending_rank as rank, title, n_ratings, round(avg_rating, 2)
                 as avg_rating, round(velocity, 2) as velocity from gold.trending_movies where "window" = '30d'
                 order by trending_rank limit 5"""),
@@ -130,12 +133,13 @@ def demo_cmd(ctx: Ctx) -> None:
                 round(completion_rate, 3) as completion_rate, round(total_watch_hours, 1) as watch_hours
                 from gold.content_performance order by views_rank limit 3"""),
         }  # fmt: skip
+    doc = dataclasses.replace(doc, report=report, gold=gold)
 
     def human() -> None:
         _simulation_table(doc)
-        out.print(table("top trending movies (30 days)", doc["gold"]["trending_30d"]))
-        out.print(table("genres in the latest month", doc["gold"]["genres_latest_month"]))
-        out.print(table("content performance: top 3 movies by views", doc["gold"]["content_top3"]))
+        out.print(table("top trending movies (30 days)", gold["trending_30d"]))
+        out.print(table("genres in the latest month", gold["genres_latest_month"]))
+        out.print(table("content performance: top 3 movies by views", gold["content_top3"]))
         if report:
             out.print(f"report: {report}")
         out.print(f"API: CINEMATCH_HOME={home} .venv/bin/cinematch serve   (then open http://127.0.0.1:8000/)")

@@ -37,9 +37,11 @@ def _movie_genres(con: duckdb.DuckDBPyConnection) -> MovieGenres | None:
     return MovieGenres.from_arrays(movies.column("movie_id").to_numpy(), movies.column("genres"))
 
 
-def champion_reference(con: duckdb.DuckDBPyConnection, settings: Settings, champion: dict[str, Any]) -> ReferenceStats:
+def champion_reference(
+    con: duckdb.DuckDBPyConnection, settings: Settings, champion: registry.ModelRecord
+) -> ReferenceStats:
     """Reference statistics of the champion's training data: computed once per version, then read from disk."""
-    folder = registry.model_dir(settings, champion["version"]) / REFERENCE_DIR
+    folder = registry.model_dir(settings, champion.version) / REFERENCE_DIR
     if (folder / "reference.json").is_file():
         return ReferenceStats.load(folder)
     data = ratings_of(con, champion["batch_ids"])

@@ -4,20 +4,43 @@ from __future__ import annotations
 
 import os
 import stat
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import duckdb
 
 from cinematch.core.errors import BadInput
 from cinematch.core.log import get_logger, log_event
+from cinematch.core.results import Result
 from cinematch.datasets.delimited import public_message
 from cinematch.datasets.formats import MOVIES_FORMATS, detect_format
 from cinematch.datasets.viewing import viewing_kind
-from cinematch.ingest.bronze import default_batch_id, ingest_file
+from cinematch.ingest.bronze import IngestResult, default_batch_id, ingest_file
 from cinematch.storage.audit import utcnow
 
 log = get_logger(__name__)
+
+
+@dataclass(eq=False)
+class LandedFile(IngestResult):
+    """A landing file loaded as one batch (or skipped as already loaded) and moved to ``processed/``."""
+
+    moved_to: str = field(kw_only=True)
+
+
+@dataclass(eq=False)
+class RejectedFile(Result):
+    """A landing file refused (unreadable, not a regular file, bad content) and moved to ``rejected/``."""
+
+    batch_id: str
+    inserted: int
+    quarantined: int
+    skipped: bool
+    error: str
+    moved_to: str
+
+
+LandingResult = LandedFile | RejectedFile
 
 
 def kind_of(path: Path) -> str:
@@ -86,24 +109,24 @@ def _write_reason(target: Path, message: str) -> None:
         fh.write(message + "\n")
 
 
-def _reject(rejected: Path, path: Path, message: str) -> dict[str, Any]:
+def _reject(rejected: Path, path: Path, message: str) -> RejectedFile:
     target = _move(path, rejected)
     _write_reason(target, message)
     log_event(log, "landing_file_rejected", file=path.name, error=message)
-    return {"batch_id": default_batch_id(path), "inserted": 0, "quarantined": 0, "skipped": False,
-            "error": message, "moved_to": str(target)}  # fmt: skip
+    return RejectedFile(batch_id=default_batch_id(path), inserted=0, quarantined=0, skipped=False, error=message,
+                        moved_to=str(target))  # fmt: skip
 
 
 def ingest_landing(
     con: duckdb.DuckDBPyConnection, landing: Path, max_bad_share: float | None = None
-) -> list[dict[str, Any]]:
+) -> list[LandingResult]:
     """Load every new file in ``landing``; move loaded files to ``processed/``, refused ones to ``rejected/``.
 
     Only regular files inside ``landing`` are read: a link or any other entry is refused unread. What is
     said about a refused file (output, log, reason file) never quotes its content. Nothing is deleted. No
     new files is a clean no-op.
     """
-    results: list[dict[str, Any]] = []
+    results: list[LandingResult] = []
     paths = landing_files(landing)
     if not paths:
         return results
@@ -114,10 +137,9 @@ def ingest_landing(
             results.append(_reject(rejected, path, f"refused {path}: {why}"))
             continue
         try:
-            res = ingest_file(con, path, kind=kind_of(path), max_bad_share=max_bad_share).to_dict()
+            res = ingest_file(con, path, kind=kind_of(path), max_bad_share=max_bad_share)
         except BadInput as exc:
             results.append(_reject(rejected, path, public_message(exc)))
             continue
-        res["moved_to"] = str(_move(path, processed))
-        results.append(res)
+        results.append(LandedFile(**res, moved_to=str(_move(path, processed))))
     return results

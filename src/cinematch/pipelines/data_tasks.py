@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +31,7 @@ def ingest_batch(file: str | None = None, batch_id: str | None = None, kind: str
     from cinematch.ingest.bronze import ingest_file
     from cinematch.ingest.landing import ingest_landing
 
+    results: Sequence[Mapping[str, Any]]
     with task_session("ingest_batch") as (settings, con):
         if file:
             path = resolve_file(settings, file)

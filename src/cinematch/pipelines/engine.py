@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import duckdb
 
@@ -94,7 +93,7 @@ def evaluate_protocol(
     min_rating: float | None,
     last_n: int = 1,
     note: Callable[[str], None] | None = None,
-) -> dict[str, Any]:
+) -> comparison.ProtocolEvaluation:
     """`cinematch evaluate` on the configured engine (recommender/comparison.py)."""
     return comparison.evaluate_protocol(settings, ratings, test_file, protocol, min_rating, last_n, note,
                                         trainer_for(settings))  # fmt: skip

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import os
 import re
+from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
+from cinematch.core.results import Result
 from cinematch.core.settings import Settings
 from cinematch.drift.histograms import HALF_STAR_BINS
 from cinematch.recommender.registry import same_rows
@@ -181,5 +183,13 @@ def write_report(con: duckdb.DuckDBPyConnection, settings: Settings, path: Path 
     return path
 
 
-def report_doc(path: Path) -> dict[str, Any]:
-    return {"report": str(path), "bytes": path.stat().st_size}
+@dataclass(eq=False)
+class ReportFile(Result):
+    """`cinematch report`: the HTML file written and its size."""
+
+    report: str
+    bytes: int
+
+
+def report_doc(path: Path) -> ReportFile:
+    return ReportFile(report=str(path), bytes=path.stat().st_size)

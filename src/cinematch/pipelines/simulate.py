@@ -5,10 +5,12 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, cast
 
 from cinematch.core.log import get_logger, log_event
+from cinematch.core.results import Result, optional
 from cinematch.core.settings import Settings
 from cinematch.datasets.generate import generate_dataset
 from cinematch.datasets.generate_config import scale_config
@@ -32,6 +34,45 @@ NARRATIVE = {
 }
 
 
+@dataclass(eq=False)
+class SimulatedWeek(Result):
+    """One week of the story: the batch, the drift check's decision, what retraining and promotion did."""
+
+    week: int
+    batch_id: str
+    records: int
+    buffered_records: int
+    score: float
+    kl_divergence: float
+    mean_shift: float
+    median_shift: float
+    decision: str
+    retrained: bool
+    new_version: str | None
+    promoted: bool
+    champion_version: str | None
+    published: bool
+
+
+@dataclass(eq=False)
+class Simulation(Result):
+    """`cinematch simulate`: where it ran, one row per week, the first and the final champion.
+
+    `cinematch demo` adds the HTML report's path and a few gold rows to show (``report``, ``gold``).
+    """
+
+    home: str
+    data: str
+    seed: int
+    scale: str
+    weeks: list[SimulatedWeek]
+    first_version: str
+    champion_version: str | None
+    seconds: float
+    report: str | None = optional()
+    gold: dict[str, list[dict[str, Any]]] | None = optional()
+
+
 def _publish(con: Any, settings: Settings) -> Mapping[str, Any] | None:
     """Publish serving views when the serving layer is installed (it is an optional extra)."""
     try:
@@ -47,7 +88,7 @@ def simulate(
     seed: int = 42,
     scale: str = "small",
     say: Callable[[str], None] | None = None,
-) -> dict[str, Any]:
+) -> Simulation:
     """Run the weekly story on generated data in ``settings.home`` and return one row per week.
 
     Posts to ``CINEMATCH_ALERT_WEBHOOK`` as the DAGs do: each retrain decision, each promotion outcome, and a
@@ -63,7 +104,7 @@ def simulate(
 
 def _simulate(
     settings: Settings, weeks: int, seed: int, scale: str, say: Callable[[str], None], stage: dict[str, str]
-) -> dict[str, Any]:
+) -> Simulation:
     started = time.perf_counter()
     data_dir = settings.home_dir / "simulation" / f"seed{seed}-{scale}-{weeks}w"
     config = dataclasses.replace(scale_config(cast(Scale, scale), seed), weeks=weeks)
@@ -79,52 +120,52 @@ def _simulate(
         first = train_warehouse(con, settings, params_from_settings(settings))
         alerts.post_training(first, "simulate", settings)
         _publish(con, settings)
-        say(f"week 0: {base.inserted:,} base ratings, first model {first['version']} (rmse {first['rmse']:.4f})")
+        say(f"week 0: {base.inserted:,} base ratings, first model {first.version} (rmse {first.rmse:.4f})")
         rows = []
         for week in range(1, weeks + 1):
             stage["where"] = f"simulate week {week}"
             batch = ingest_file(con, data_dir / f"batch_w{week}.parquet")
             run_etl(con, settings)
             cycle = drift_and_retrain(con, settings)
-            drift = cycle["drift"]
+            drift = cycle.drift
             alerts.post_drift(drift, "simulate", settings)
-            alerts.post_training(cycle["training"], "simulate", settings)
+            alerts.post_training(cycle.training, "simulate", settings)
             published = _publish(con, settings)
-            row = {
-                "week": week,
-                "batch_id": batch.batch_id,
-                "records": batch.inserted,
-                "buffered_records": drift["n_current"],
-                "score": round(drift["score"], 4),
-                "kl_divergence": round(drift["kl_divergence"], 4),
-                "mean_shift": round(drift["mean_shift"], 4),
-                "median_shift": drift["median_shift"],
-                "decision": drift["decision"],
-                "retrained": cycle["retrained"],
-                "new_version": cycle["training"]["version"] if cycle["training"] else None,
-                "promoted": bool(cycle["training"] and cycle["training"]["promoted"]),
-                "champion_version": cycle["champion_version"],
-                "published": published is not None,
-            }
+            training = cycle.training
+            row = SimulatedWeek(
+                week=week,
+                batch_id=batch.batch_id,
+                records=batch.inserted,
+                buffered_records=drift["n_current"],
+                score=round(drift["score"], 4),
+                kl_divergence=round(drift["kl_divergence"], 4),
+                mean_shift=round(drift["mean_shift"], 4),
+                median_shift=drift["median_shift"],
+                decision=drift["decision"],
+                retrained=cycle.retrained,
+                new_version=training.version if training else None,
+                promoted=bool(training and training.promoted),
+                champion_version=cycle.champion_version,
+                published=published is not None,
+            )
             rows.append(row)
             line = f"week {week}: {batch.inserted:,} new ratings ({drift['n_current']:,} buffered), drift score " \
                    f"{drift['score']:.2f} -> {drift['decision']}: {NARRATIVE[drift['decision']]}"  # fmt: skip
-            if cycle["training"]:
-                t = cycle["training"]
-                line += f"; new model {t['version']} rmse {t['rmse']:.4f} {t['promotion']['decision']}"
+            if training:
+                line += f"; new model {training.version} rmse {training.rmse:.4f} {training.promotion['decision']}"
             say(line)
             log_event(log, "simulation_week", **{k: v for k, v in row.items() if k != "champion_version"})
         champion = registry.champion(con)
-    return {
-        "home": str(settings.home_dir),
-        "data": str(data_dir),
-        "seed": seed,
-        "scale": scale,
-        "weeks": rows,
-        "first_version": first["version"],
-        "champion_version": champion["version"] if champion else None,
-        "seconds": round(time.perf_counter() - started, 2),
-    }
+    return Simulation(
+        home=str(settings.home_dir),
+        data=str(data_dir),
+        seed=seed,
+        scale=scale,
+        weeks=rows,
+        first_version=first.version,
+        champion_version=champion.version if champion else None,
+        seconds=round(time.perf_counter() - started, 2),
+    )
 
 
 def demo_home(settings: Settings) -> Path:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -52,7 +52,7 @@ def plain(value: Any) -> Any:
     return str(value)
 
 
-def json_ref(doc: dict[str, Any]) -> dict[str, Any]:
+def json_ref(doc: Mapping[str, Any]) -> dict[str, Any]:
     """A JSON round trip: what goes into XCom is plain JSON, whatever the library returned."""
     ref: dict[str, Any] = json.loads(json.dumps(doc, default=plain))
     return ref

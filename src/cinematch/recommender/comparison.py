@@ -4,16 +4,33 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
 from cinematch.core.errors import BadInput
+from cinematch.core.results import Result
 from cinematch.core.settings import Settings
 from cinematch.recommender.evaluation import evaluate_models
 from cinematch.recommender.protocols import split_protocol
 from cinematch.recommender.trainer import LOCAL, Trainer
+
+
+@dataclass(eq=False)
+class ProtocolEvaluation(Result):
+    """`cinematch evaluate`: the split, the relevance rule, and one row of scores per model on the test part."""
+
+    protocol: str
+    split: dict[str, Any]
+    min_rating: float
+    k: int
+    n_train: int
+    n_test: int
+    models: list[dict[str, Any]]
+    served_model: str
+    seconds: float
 
 
 def _warehouse_ratings(settings: Settings) -> pa.Table:
@@ -36,7 +53,7 @@ def evaluate_protocol(
     last_n: int = 1,
     note: Callable[[str], None] | None = None,
     trainer: Trainer = LOCAL,
-) -> dict[str, Any]:
+) -> ProtocolEvaluation:
     """Split (or take the given test file), train every model on the train part, score each on the test part.
 
     The served model is chosen on validation data carved from the train part, as ``train`` does.
@@ -60,14 +77,14 @@ def evaluate_protocol(
     selection = fit_ranker(train, settings, None, True, say, trainer)
     say("scoring")
     rows = evaluate_models(train, test, als, selection, threshold, settings.top_n)
-    return {
-        "protocol": info.get("protocol", protocol),
-        "split": info,
-        "min_rating": threshold,
-        "k": settings.top_n,
-        "n_train": train.num_rows,
-        "n_test": test.num_rows,
-        "models": rows,
-        "served_model": selection.ranker.name,
-        "seconds": round(time.perf_counter() - start, 2),
-    }
+    return ProtocolEvaluation(
+        protocol=info.get("protocol", protocol),
+        split=info,
+        min_rating=threshold,
+        k=settings.top_n,
+        n_train=train.num_rows,
+        n_test=test.num_rows,
+        models=rows,
+        served_model=selection.ranker.name,
+        seconds=round(time.perf_counter() - start, 2),
+    )

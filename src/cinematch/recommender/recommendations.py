@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import numpy as np
@@ -12,6 +12,7 @@ import pyarrow as pa
 
 from cinematch.core.errors import BadInput
 from cinematch.core.log import get_logger
+from cinematch.core.results import Result
 from cinematch.core.settings import Settings
 from cinematch.recommender import registry
 from cinematch.recommender.als import ALSModel
@@ -21,6 +22,16 @@ from cinematch.recommender.ranker import Ranker
 from cinematch.storage.audit import utcnow
 
 log = get_logger(__name__)
+
+
+@dataclass(eq=False)
+class Predictions(Result):
+    """`cinematch predict`: the version that predicted, how many pairs, how many got the fallback, the CSV."""
+
+    version: str
+    pairs: int
+    fallbacks: int
+    out: str
 
 
 def _excluding_all_rated(model: ALSModel, con: duckdb.DuckDBPyConnection) -> ALSModel:
@@ -102,7 +113,7 @@ def _als_lists(con: duckdb.DuckDBPyConnection, model: ALSModel, n: int) -> pa.Ta
     })  # fmt: skip
 
 
-def predict_pairs(settings: Settings, pairs_path: Path, out_path: Path, version: str | None = None) -> dict[str, Any]:
+def predict_pairs(settings: Settings, pairs_path: Path, out_path: Path, version: str | None = None) -> Predictions:
     """The original "futures": predicted ratings for (user, movie[, date]) pairs from the champion.
 
     Pairs come as CSV/TSV (header optional) or Parquet; unknown users or movies get the fallback
@@ -153,4 +164,4 @@ def predict_pairs(settings: Settings, pairs_path: Path, out_path: Path, version:
         tmp.replace(out_path)
     finally:
         con.close()
-    return {"version": version, "pairs": out.num_rows, "fallbacks": int(np.sum(fallback)), "out": str(out_path)}
+    return Predictions(version=version, pairs=out.num_rows, fallbacks=int(np.sum(fallback)), out=str(out_path))

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shutil
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import duckdb
 
 from cinematch.core.errors import BadInput, CineMatchError
 from cinematch.core.log import get_logger, log_event
+from cinematch.core.results import Result
 from cinematch.core.settings import Settings
 from cinematch.recommender.als import META_FILE as ALS_META
 from cinematch.recommender.als import ALSModel
@@ -28,6 +30,36 @@ METADATA = "metadata.json"
 CHAMPION_FILE = "CHAMPION"
 RANKING_DIR = "ranking"
 PRUNED_FILE = "PRUNED"  # a version whose large files were removed by retention (its metadata stays)
+COLUMNS = ("version", "created_at", "status", "is_champion", "params", "metrics", "batch_ids", "data_checksum",
+           "n_train", "n_test", "promotion", "path")  # fmt: skip
+
+
+@dataclass(eq=False)
+class ModelRecord(Result):
+    """One row of ``ops.model_registry`` with its JSON columns decoded (a row of `cinematch models list`)."""
+
+    version: str
+    created_at: datetime
+    status: str
+    is_champion: bool
+    params: dict[str, Any]
+    metrics: dict[str, Any]
+    batch_ids: list[str]
+    data_checksum: str | None
+    n_train: int | None
+    n_test: int | None
+    promotion: dict[str, Any]
+    path: str | None
+
+
+@dataclass(eq=False)
+class ChampionChange(Result):
+    """A promotion or rollback: the new champion, the one it replaced, and why."""
+
+    champion: str
+    previous: str | None
+    action: str
+    reason: str
 
 
 def new_version(now: datetime | None = None) -> str:
@@ -128,29 +160,32 @@ def register(
     )
 
 
-def _decode(row: dict[str, Any]) -> dict[str, Any]:
-    for key in ("params", "metrics", "batch_ids", "promotion"):
-        if isinstance(row.get(key), str):
-            row[key] = json.loads(row[key])
-    return row
+def _records(con: duckdb.DuckDBPyConnection, where: str, params: list[Any] | None = None) -> list[ModelRecord]:
+    """Registry rows as records, JSON columns decoded (DuckDB returns their text, PostgreSQL decoded values)."""
+    rows = query_rows(con, f"select {', '.join(COLUMNS)} from ops.model_registry {where}", params)
+    for row in rows:
+        for key in ("params", "metrics", "batch_ids", "promotion"):
+            if isinstance(row.get(key), str):
+                row[key] = json.loads(row[key])
+    return [ModelRecord(**row) for row in rows]
 
 
-def list_models(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+def list_models(con: duckdb.DuckDBPyConnection) -> list[ModelRecord]:
     """Every registered version, newest first."""
-    return [_decode(r) for r in query_rows(con, "select * from ops.model_registry order by version desc")]
+    return _records(con, "order by version desc")
 
 
-def get_model(con: duckdb.DuckDBPyConnection, version: str) -> dict[str, Any]:
-    rows = query_rows(con, "select * from ops.model_registry where version = ?", [validate_version(version)])
+def get_model(con: duckdb.DuckDBPyConnection, version: str) -> ModelRecord:
+    rows = _records(con, "where version = ?", [validate_version(version)])
     if not rows:
         raise BadInput(f"unknown model version {version}; see `cinematch models list`")
-    return _decode(rows[0])
+    return rows[0]
 
 
-def champion(con: duckdb.DuckDBPyConnection) -> dict[str, Any] | None:
+def champion(con: duckdb.DuckDBPyConnection) -> ModelRecord | None:
     """The registry row of the current champion, or None before the first promotion."""
-    rows = query_rows(con, "select * from ops.model_registry where is_champion")
-    return _decode(rows[0]) if rows else None
+    rows = _records(con, "where is_champion")
+    return rows[0] if rows else None
 
 
 def _write_alias(settings: Settings, version: str) -> None:
@@ -163,9 +198,9 @@ def _write_alias(settings: Settings, version: str) -> None:
 def write_alias(con: duckdb.DuckDBPyConnection, settings: Settings) -> str | None:
     """Point the CHAMPION file at the committed champion (call after the commit that changed it)."""
     current = champion(con)
-    if current is not None and champion_alias(settings) != current["version"]:
-        _write_alias(settings, current["version"])
-    return current["version"] if current else None
+    if current is not None and champion_alias(settings) != current.version:
+        _write_alias(settings, current.version)
+    return current.version if current else None
 
 
 def champion_alias(settings: Settings) -> str | None:
@@ -175,14 +210,14 @@ def champion_alias(settings: Settings) -> str | None:
 
 def _set_champion(
     con: duckdb.DuckDBPyConnection, settings: Settings, version: str, action: str, reason: str, alias: bool = True
-) -> dict[str, Any]:
+) -> ChampionChange:
     if not has_files(settings, version):
         raise CineMatchError(
             f"model files of {version} are missing under {settings.models_dir}; it cannot be champion "
             "(run `cinematch models rollback` or retrain)"
         )
     current = champion(con)
-    previous = current["version"] if current else None
+    previous = current.version if current else None
     seq = con.execute("select coalesce(max(seq), 0) + 1 from ops.champion_history").fetchall()[0][0]
     con.execute("update ops.model_registry set is_champion = false where is_champion")
     con.execute("update ops.model_registry set is_champion = true, status = 'champion' where version = ?", [version])
@@ -194,29 +229,29 @@ def _set_champion(
     if alias:  # inside a caller's transaction: the caller writes it after its commit (write_alias)
         _write_alias(settings, version)
     log_event(log, "champion_changed", version=version, previous=previous, action=action)
-    return {"champion": version, "previous": previous, "action": action, "reason": reason}
+    return ChampionChange(champion=version, previous=previous, action=action, reason=reason)
 
 
 def promote(
     con: duckdb.DuckDBPyConnection, settings: Settings, version: str, reason: str = "manual", alias: bool = True
-) -> dict[str, Any]:
+) -> ChampionChange:
     """Make ``version`` the champion (a manual promotion skips the "not worse" rule)."""
     get_model(con, version)
     return _set_champion(con, settings, version, "promote", reason, alias)
 
 
-def rollback(con: duckdb.DuckDBPyConnection, settings: Settings, alias: bool = True) -> dict[str, Any]:
+def rollback(con: duckdb.DuckDBPyConnection, settings: Settings, alias: bool = True) -> ChampionChange:
     """Return to the champion before the current one, skipping versions whose files are gone."""
     current = champion(con)
     if current is None:
         raise BadInput("there is no champion to roll back from; train and promote a model first")
     history = con.execute(
-        "select version from ops.champion_history where version <> ? order by seq desc", [current["version"]]
+        "select version from ops.champion_history where version <> ? order by seq desc", [current.version]
     ).fetchall()
     for (candidate,) in history:
         if has_files(settings, candidate):
-            return _set_champion(con, settings, candidate, "rollback", f"rolled back from {current['version']}", alias)
-    raise BadInput(f"no earlier champion to roll back to from {current['version']}")
+            return _set_champion(con, settings, candidate, "rollback", f"rolled back from {current.version}", alias)
+    raise BadInput(f"no earlier champion to roll back to from {current.version}")
 
 
 def decide_promotion(
@@ -279,10 +314,10 @@ def prune_files(con: duckdb.DuckDBPyConnection, settings: Settings, keep_last: i
     keep = set(versions[-keep_last:]) if keep_last > 0 else set()
     current = champion(con)
     if current is not None:
-        keep.add(current["version"])
+        keep.add(current.version)
         prev = con.execute(
             "select version from ops.champion_history where version <> ? order by seq desc limit 1",
-            [current["version"]],
+            [current.version],
         ).fetchall()
         keep.update(v for (v,) in prev)
     removed = []

@@ -136,11 +136,11 @@ def _ranking_metadata(selection: Selection, tuned: bool) -> dict[str, Any]:
             "seconds": round(selection.seconds, 3)}  # fmt: skip
 
 
-def _previous_choice(settings: Settings, current: dict[str, Any] | None) -> dict[str, Any] | None:
+def _previous_choice(settings: Settings, current: registry.ModelRecord | None) -> dict[str, Any] | None:
     if current is None:
         return None
     try:
-        meta = registry.load_metadata(settings, current["version"])
+        meta = registry.load_metadata(settings, current.version)
     except CineMatchError:
         return None
     return (meta.get("ranking") or {}).get("choice")

@@ -10,7 +10,6 @@ import contextlib
 import json
 from dataclasses import dataclass
 from datetime import UTC
-from typing import Any
 
 import duckdb
 
@@ -53,9 +52,11 @@ def _latest_batch(con: duckdb.DuckDBPyConnection) -> str | None:
     return rows[0][0] if rows else None
 
 
-def _reference_batches(con: duckdb.DuckDBPyConnection, champ: dict[str, Any] | None, latest: str | None) -> list[str]:
+def _reference_batches(
+    con: duckdb.DuckDBPyConnection, champ: registry.ModelRecord | None, latest: str | None
+) -> list[str]:
     if champ is not None:
-        return list(champ["batch_ids"])
+        return list(champ.batch_ids)
     rows = con.execute("select batch_id from silver.processed_batches where kind = 'ratings' order by batch_id")
     return [b for (b,) in rows.fetchall() if b != latest]
 

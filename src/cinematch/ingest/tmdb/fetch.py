@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from cinematch.core.errors import BadInput, CineMatchError
 from cinematch.core.log import get_logger, log_event
+from cinematch.core.results import Result
 from cinematch.core.settings import Settings
 from cinematch.ingest.tmdb.client import APPEND, FetchResult, TmdbClient, max_in_window
 from cinematch.storage.audit import new_run_id, record_run, utcnow
@@ -83,6 +84,28 @@ def _to_row(result: FetchResult, movie_id: int, run_id: str) -> dict[str, Any]:
             "run_id": run_id}  # fmt: skip
 
 
+@dataclass(eq=False)
+class TmdbFetch(Result):
+    """One `cinematch tmdb fetch`: what was asked for and how each id ended, the requests it took."""
+
+    run_id: str
+    links: str
+    requested: int
+    fetched: int
+    skipped: int
+    no_tmdb_id: int
+    not_found: int
+    malformed: int
+    failed: int
+    requests: int
+    retries: int
+    seconds: float
+    rate_limit: float
+    max_requests_in_1s: int
+    lake_files: int
+    failure_reasons: dict[str, int]
+
+
 @dataclass
 class FetchPlan:
     """What one run will fetch: the new ids of ``links`` (``todo``) and what it leaves out."""
@@ -117,7 +140,7 @@ def fetch_tmdb(
     limit: int | None = None,
     progress: Callable[..., None] | None = None,
     plan: FetchPlan | None = None,
-) -> dict[str, Any]:
+) -> TmdbFetch:
     """Fetch every movie of ``links`` not fetched before; each small batch of responses committed as it arrives.
 
     Args:
@@ -128,7 +151,7 @@ def fetch_tmdb(
         plan: a :func:`plan_fetch` result to run instead of planning here.
 
     Returns:
-        counts (``fetched``, ``skipped``, ``no_tmdb_id``, ``not_found``, ``malformed``, ``failed``), ``requests``,
+        a :class:`TmdbFetch`: counts (``fetched``, ``skipped``, ``no_tmdb_id``, ``not_found``, ``malformed``, ``failed``), ``requests``,
         ``retries``, ``seconds`` and ``max_requests_in_1s`` (measured over this run's requests).
     """
     with TmdbClient(settings) as client:  # refuses first (exit 2) when the key is unset
@@ -137,7 +160,7 @@ def fetch_tmdb(
 
 
 def _run(con: Any, settings: Settings, client: TmdbClient, links: Path, todo: pd.DataFrame, skipped: int,
-         no_tmdb: int, progress: Callable[..., None] | None) -> dict[str, Any]:  # fmt: skip
+         no_tmdb: int, progress: Callable[..., None] | None) -> TmdbFetch:  # fmt: skip
     run_id, started, t0 = new_run_id(), utcnow(), time.perf_counter()
     counts = {"ok": 0, "not_found": 0, "malformed": 0, "failed": 0}
     pending: list[dict[str, Any]] = []
@@ -180,26 +203,28 @@ def _run(con: Any, settings: Settings, client: TmdbClient, links: Path, todo: pd
             flush()
     seconds = time.perf_counter() - t0
     reasons = Counter(failures)
-    doc: dict[str, Any] = {
-        "run_id": run_id,
-        "links": str(links),
-        "requested": len(ids),
-        "fetched": counts["ok"],
-        "skipped": skipped,
-        "no_tmdb_id": no_tmdb,
-        "not_found": counts["not_found"],
-        "malformed": counts["malformed"],
-        "failed": counts["failed"],
-        "requests": client.requests,
-        "retries": client.retries,
-        "seconds": round(seconds, 3),
-        "rate_limit": settings.tmdb_rate_limit,
-        "max_requests_in_1s": max_in_window(client.limiter.stamps),
-        "lake_files": len(files),
-        "failure_reasons": dict(reasons.most_common(5)),
-    }
+    doc = TmdbFetch(
+        run_id=run_id,
+        links=str(links),
+        requested=len(ids),
+        fetched=counts["ok"],
+        skipped=skipped,
+        no_tmdb_id=no_tmdb,
+        not_found=counts["not_found"],
+        malformed=counts["malformed"],
+        failed=counts["failed"],
+        requests=client.requests,
+        retries=client.retries,
+        seconds=round(seconds, 3),
+        rate_limit=settings.tmdb_rate_limit,
+        max_requests_in_1s=max_in_window(client.limiter.stamps),
+        lake_files=len(files),
+        failure_reasons=dict(reasons.most_common(5)),
+    )
     all_failed = bool(ids) and counts["failed"] == len(ids)
-    record_run(con, "tmdb", "fetch", started, "failed" if all_failed else "completed", counts["ok"], doc, run_id)
+    record_run(
+        con, "tmdb", "fetch", started, "failed" if all_failed else "completed", counts["ok"], doc.to_dict(), run_id
+    )
     log_event(log, "tmdb_fetch", **{k: v for k, v in doc.items() if k not in ("links", "failure_reasons")})
     if all_failed:  # nothing reached TMDB: a wrong base URL, no network, TMDB down; not a success
         reason, n = reasons.most_common(1)[0]
