@@ -5,7 +5,7 @@
 
 The script starts its own PostgreSQL (cinematch.storage.pgserver; durable settings unless --fast-server), loads one
 Parquet batch with CineMatch (one transaction: DuckDB validates the batch chunk by chunk while the good rows
-stream into a binary COPY, engines/_pgingest.py) and the same rows, with the same columns, with pandas `to_sql`
+stream into a binary COPY, ingest/postgres.py) and the same rows, with the same columns, with pandas `to_sql`
 (SQLAlchemy + psycopg, the original project's way; on a smaller slice, it is slow). For reference it also runs
 the previous design, "staged first" (the whole batch validated in DuckDB, then the COPY; `--no-staged` skips it),
 and times the server copying the loaded rows into a fresh table with `insert ... select`: the most this server
@@ -31,6 +31,7 @@ from _common import SCRATCH, machine, ratings_batch_file, timed, write_json
 
 from cinematch.core.settings import Settings
 from cinematch.ingest import bronze as ingest
+from cinematch.ingest import postgres as ingest_pg
 from cinematch.storage import postgres
 from cinematch.storage.pgserver import create_database, start_local_server
 from cinematch.storage.warehouse import write_session
@@ -65,12 +66,12 @@ def _cinematch_run(url: str, name: str, path: Path, warmup: Path, rows: int, sta
     settings = Settings(home=home, database_url=create_database(url, name))
     copy_seconds: list[float] = []
     if staged:  # the previous design: normalize_ratings over the whole batch, then PgConnection.copy_arrow
-        is_postgres = ingest.is_postgres
-        ingest.is_postgres = lambda con: False  # type: ignore[assignment]
+        ratings_stream = ingest.ratings_stream
+        ingest.ratings_stream = lambda con: None  # validate first, as on DuckDB
         undo = [_timing(postgres.PgConnection, "copy_arrow", copy_seconds),
-                lambda: setattr(ingest, "is_postgres", is_postgres)]  # fmt: skip
+                lambda: setattr(ingest, "ratings_stream", ratings_stream)]  # fmt: skip
     else:
-        undo = [_timing(ingest, "load_ratings", copy_seconds)]
+        undo = [_timing(ingest_pg, "load_ratings", copy_seconds)]
     try:
         with write_session(settings, "ingest") as con:
             ingest.ingest_file(con, warmup, batch_id="warmup")  # imports, connection, schema: outside the timing

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
-from cinematch.core.errors import BadInput
+from cinematch.core.errors import BadInput, CineMatchError
 from cinematch.core.log import get_logger, log_event, timed
 from cinematch.engines.spark_lake import LakeLocation, data_files, read_version
 from cinematch.engines.spark_session import session_conf, spark_session
@@ -75,6 +75,8 @@ def duckdb_schemas(con: duckdb.DuckDBPyConnection, prior_weight: float) -> dict[
     out = {}
     for table, sql in model_sql().items():
         rel = con.sql(sqlgen.substitute(sql.strip().rstrip(";"), params))
+        if not isinstance(rel, duckdb.DuckDBPyRelation):  # PostgreSQL's relations have no DuckDB types to bind
+            raise CineMatchError("the Spark engine binds its output types with DuckDB: it needs the DuckDB warehouse")
         out[table] = [(str(c), str(t)) for c, t in zip(rel.columns, rel.types, strict=True)]
     return out
 

@@ -23,9 +23,9 @@ from cinematch.datasets.movies import normalize_movies, read_movies_raw
 from cinematch.datasets.ratings import normalize_ratings, read_ratings_raw
 from cinematch.datasets.viewing import INSERTS as VIEWING_INSERTS
 from cinematch.datasets.viewing import VIEWING_KINDS, normalize_viewing, read_viewing_raw
-from cinematch.ingest.postgres import load_ratings
+from cinematch.ingest.postgres import ratings_stream
 from cinematch.storage.audit import record_run, utcnow
-from cinematch.storage.warehouse import is_postgres, query_rows
+from cinematch.storage.warehouse import query_rows
 
 log = get_logger(__name__)
 
@@ -188,6 +188,7 @@ def ingest_file(
         log_event(log, "ingest_skipped", batch_id=batch_id, reason=note)
         return IngestResult(by_sum["batch_id"], kind, 0, 0, True, checksum, source_file, notes=note)
 
+    stream = None
     if kind in VIEWING_KINDS:
         raw, fmt_used = read_viewing_raw(path, kind)
         good, bad = normalize_viewing(raw, kind)
@@ -196,8 +197,10 @@ def ingest_file(
         good, bad = normalize_movies(raw)
     else:
         raw, fmt_used = read_ratings_raw(path, fmt)
-        # PostgreSQL: validated inside the transaction while the COPY streams (engines/_pgingest.py)
-        good, bad = (None, None) if is_postgres(con) else normalize_ratings(raw, ordered=False)
+        # a warehouse that takes COPY (PostgreSQL) validates inside the transaction while the rows stream
+        # (ingest/postgres.py); any other validates here first, as for every other kind
+        stream = ratings_stream(con)
+        good, bad = (None, None) if stream is not None else normalize_ratings(raw, ordered=False)
     n_good, n_bad = (good.num_rows, bad.num_rows) if good is not None and bad is not None else (raw.num_rows, 0)
     n_rows = n_good + n_bad
     if n_rows == 0:
@@ -212,11 +215,12 @@ def ingest_file(
     try:
         if by_id is not None:  # an earlier failed attempt: its audit row is replaced
             con.execute("delete from bronze.ingestion_metadata where batch_id = ?", [batch_id])
-        if good is None or bad is None:
-            n_good, n_bad = load_ratings(con, raw, meta, _INSERTS["ratings"][1])
+        if stream is not None:
+            n_good, n_bad = stream(raw, meta, _INSERTS["ratings"][1])
             reasons = "select reason, count(*) from bronze.quarantine where batch_id = ? group by reason"
             check_bad_share(path, n_good, n_bad, limit, lambda: con.execute(reasons, [batch_id]).fetchall())
         else:
+            assert good is not None and bad is not None  # validated before the transaction
             _insert(con, kind, meta, good, bad)
         seconds = time.perf_counter() - started
         rps = n_rows / seconds if seconds > 0 else None

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import Callable
 from typing import Any, cast
 
 import duckdb
@@ -27,6 +28,7 @@ from cinematch.core.log import get_logger, log_event
 from cinematch.datasets.ratings import quarantine_select, ratings_check_sql, unreadable
 from cinematch.datasets.raw_tables import RawSource, register_raw
 from cinematch.storage import pg_copy as _pgcopy
+from cinematch.storage.protocol import CopyWarehouse, Warehouse
 
 log = get_logger(__name__)
 
@@ -176,11 +178,23 @@ def _stream(pg: Any, checker: _Checker) -> None:
         thread.join()
 
 
-def load_ratings(con: Any, raw: RawSource, meta: dict[str, Any], quarantine_sql: str) -> tuple[int, int]:
+RatingsStream = Callable[[RawSource, dict[str, Any], str], tuple[int, int]]
+
+
+def ratings_stream(con: Warehouse) -> RatingsStream | None:
+    """How ``con`` takes a ratings batch when it takes rows through COPY (PostgreSQL): validated while the COPY
+    streams, inside the caller's transaction (:func:`load_ratings`, given ``raw``, the batch's ``meta`` and the
+    quarantine insert). None when it does not (DuckDB): the batch is validated first, as every other kind."""
+    if not isinstance(con, CopyWarehouse):
+        return None
+    return lambda raw, meta, quarantine_sql: load_ratings(con, raw, meta, quarantine_sql)
+
+
+def load_ratings(con: CopyWarehouse, raw: RawSource, meta: dict[str, Any], quarantine_sql: str) -> tuple[int, int]:
     """Validate ``raw`` and append its good rows to ``bronze.ratings_buffer`` with COPY while it is read, and the
     rest to ``bronze.quarantine`` with ``quarantine_sql`` (reading ``_bad``), inside the caller's transaction on
-    PgConnection ``con``. Returns (rows loaded, rows quarantined)."""
-    known = dict(con._table_columns(TABLE))
+    ``con`` (a PgConnection). Returns (rows loaded, rows quarantined)."""
+    known = dict(con.table_columns(TABLE))
     types = [known.get(c, "") for c in COLUMNS]
     pg = con.raw()
     checks = ratings_check_sql(raw.schema)  # one text for both passes: "now" in the checks stays put

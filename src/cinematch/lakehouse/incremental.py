@@ -116,7 +116,9 @@ def _update_state(con: duckdb.DuckDBPyConnection, model: str, as_of: datetime) -
     if not current:  # missing, or not built with the gold it belongs to
         rebuild_state(con, model, as_of)
         return False
-    keys = ", ".join(r[0] for r in con.execute(f"select * from gold.{state} limit 0").description[:-2])  # … mask, as_of
+    keys = ", ".join(
+        r[0] for r in (con.execute(f"select * from gold.{state} limit 0").description or ())[:-2]
+    )  # … mask, as_of
     delta = sqlgen.substitute(gold_sql.read(state).replace("silver.ratings", "_gold_new"), {"as_of": as_of})
     con.execute(
         f"""create or replace temp table _gold_state as
@@ -194,7 +196,7 @@ def _merge(con: duckdb.DuckDBPyConnection, name: str, key: str | None, params: d
     con.execute(
         f"create or replace temp table _gold_merged as {sqlgen.substitute(gold_sql.read(name + '_merge'), params)}"
     )
-    columns = ", ".join(r[0] for r in con.execute("select * from _gold_merged limit 0").description)
+    columns = ", ".join(r[0] for r in con.execute("select * from _gold_merged limit 0").description or ())
     # insert into the table as it is: its column types stay those of the full build, and columns that other
     # sources add (lakehouse/extras.py) stay in place for them to fill
     con.execute(f"delete from gold.{name}" + (f" where {key} in (select {key} from _gold_merged)" if key else ""))
@@ -232,7 +234,9 @@ def _rebuild_scoped(
         return None
     scoped_sql = sql.replace("silver.ratings", "_gold_ratings")
     # the model's own columns: a source may have added columns to this table (lakehouse/extras.py), and rebuilds them
-    columns = ", ".join(r[0] for r in con.execute(f"select * from ({scoped_sql}) as q limit 0", params).description)
+    columns = ", ".join(
+        r[0] for r in con.execute(f"select * from ({scoped_sql}) as q limit 0", params).description or ()
+    )
     con.execute(f"delete from gold.{name} where ({keys}) in (select {keys} from _gold_keys)")
     con.execute(f"update gold.{name} set as_of = ?", [as_of])
     con.execute(

@@ -51,9 +51,7 @@ _COPY_TO_RE = re.compile(r"^\s*copy\s+\((?P<query>.*)\)\s+to\s+'(?P<path>(?:[^']
 
 
 class PgConnection:
-    """A PostgreSQL connection with the part of the ``DuckDBPyConnection`` API the library uses."""
-
-    dialect = "postgres"
+    """A PostgreSQL connection with the part of the ``DuckDBPyConnection`` API the library uses (a ``Warehouse``)."""
 
     def __init__(self, url: str, read_only: bool = False, application_name: str = "cinematch") -> None:
         self._pg = open_session(url, read_only, application_name)
@@ -91,11 +89,11 @@ class PgConnection:
         with self._pg.cursor() as cur:
             cur.executemany(tr.statements[0], [self._bind(tr, p) for p in seq])
 
-    def sql(self, sql: str, params: Any = None) -> PgRelation | None:
-        """A lazy relation for queries; other statements run at once and give None (as in DuckDB)."""
+    def sql(self, sql: str, params: Any = None) -> PgRelation:
+        """A lazy relation for queries; other statements run at once and give a relation of no rows."""
         if any(r.match(sql) for r in (_COPY_TO_RE, _ATTACH_RE, _DETACH_RE)) or translate(sql).kind != "query":
             self.execute(sql, params)
-            return None
+            return PgRelation(self, "select 0 as changed where false")
         return PgRelation(self, sql, params)
 
     def register(self, name: str, table: Any) -> PgConnection:
@@ -126,7 +124,7 @@ class PgConnection:
             data = data.rename_columns(list(columns))
         types = None
         if "." in table and not table.startswith('"'):
-            known = dict(self._table_columns(table))
+            known = dict(self.table_columns(table))
             types = [known.get(c, "") for c in data.column_names]
         with self._pg.cursor() as cur:
             return _pgcopy.copy_in(cur, table, data, types)
@@ -209,7 +207,7 @@ class PgConnection:
         with self._pg.cursor() as cur:
             return self._describe_pg(cur, tr.statements[0], self._bind(tr, params))
 
-    def _table_columns(self, table: str) -> list[tuple[str, str]]:
+    def table_columns(self, table: str) -> list[tuple[str, str]]:
         """(name, information_schema type) of ``schema.table``'s columns, in order; cached per connection."""
         if table not in self._columns:
             schema, _, name = table.rpartition(".")
@@ -242,7 +240,7 @@ class PgConnection:
         finally:
             local.close()
         target = tr.insert_target or ""
-        columns = tr.insert_columns or [c for c, _ in self._table_columns(target)]
+        columns = tr.insert_columns or [c for c, _ in self.table_columns(target)]
         self.copy_arrow(target, data, columns)
         return PgResult(None, [])
 
