@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 
@@ -23,6 +22,7 @@ from cinematch.recommender import registry
 from cinematch.recommender.metrics import rmse
 from cinematch.recommender.training_set import ratings_of, unmerged_batches
 from cinematch.storage.audit import new_run_id, utcnow
+from cinematch.storage.protocol import Warehouse
 
 log = get_logger(__name__)
 
@@ -30,16 +30,14 @@ REFERENCE_DIR = "reference"
 CONTRACT_KEYS = ("kl_divergence", "mean_shift", "median_shift", "score", "should_retrain", "decision")
 
 
-def _movie_genres(con: duckdb.DuckDBPyConnection) -> MovieGenres | None:
+def _movie_genres(con: Warehouse) -> MovieGenres | None:
     movies = con.sql("select movie_id, genres from silver.movies order by movie_id").to_arrow_table()
     if movies.num_rows == 0:
         return None
     return MovieGenres.from_arrays(movies.column("movie_id").to_numpy(), movies.column("genres"))
 
 
-def champion_reference(
-    con: duckdb.DuckDBPyConnection, settings: Settings, champion: registry.ModelRecord
-) -> ReferenceStats:
+def champion_reference(con: Warehouse, settings: Settings, champion: registry.ModelRecord) -> ReferenceStats:
     """Reference statistics of the champion's training data: computed once per version, then read from disk."""
     folder = registry.model_dir(settings, champion.version) / REFERENCE_DIR
     if (folder / "reference.json").is_file():
@@ -77,7 +75,7 @@ class DriftReport(Result):
         yield from ((k, v) for k, v in super()._fields() if k != "result")
 
 
-def check_drift(con: duckdb.DuckDBPyConnection, settings: Settings) -> DriftReport:
+def check_drift(con: Warehouse, settings: Settings) -> DriftReport:
     """Compare the buffered batches not yet trained on with the champion's training data; store the report."""
     champion = registry.champion(con)
     if champion is None:

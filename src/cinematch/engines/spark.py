@@ -36,6 +36,7 @@ from cinematch.lakehouse import gold as gold_layer
 from cinematch.lakehouse import incremental, silver
 from cinematch.lakehouse.compute import EtlScope, SilverBuild
 from cinematch.storage import lake, sqlgen
+from cinematch.storage.protocol import Warehouse
 from cinematch.storage.warehouse import batch_table
 
 if TYPE_CHECKING:
@@ -65,7 +66,7 @@ def model_sql() -> dict[str, str]:
     }
 
 
-def duckdb_schemas(con: duckdb.DuckDBPyConnection, prior_weight: float) -> dict[str, list[tuple[str, str]]]:
+def duckdb_schemas(con: Warehouse, prior_weight: float) -> dict[str, list[tuple[str, str]]]:
     """Column names and DuckDB types of every output, bound (not run) from the same SQL by DuckDB.
 
     Spark's types differ in places (``row_number`` is INT, ``sum`` of an INT is BIGINT where DuckDB gives
@@ -143,7 +144,7 @@ def compute_silver_gold(
     return out
 
 
-def _needs_prior_silver(con: duckdb.DuckDBPyConnection) -> bool:
+def _needs_prior_silver(con: Warehouse) -> bool:
     # Only retention makes silver hold rows whose bronze batch is gone; without any, the old silver adds nothing.
     return bool(
         con.execute(
@@ -163,7 +164,7 @@ def _from_arrow(spark: SparkSession, table: Any) -> DataFrame:
     return frame
 
 
-def stage_inputs(con: duckdb.DuckDBPyConnection, spark: SparkSession, location: LakeLocation) -> dict[str, DataFrame]:
+def stage_inputs(con: Warehouse, spark: SparkSession, location: LakeLocation) -> dict[str, DataFrame]:
     """Bronze (and the old silver when needed) as Spark DataFrames.
 
     A local lake gets ``lake/bronze/*`` Parquet from ``lake.write_table`` and Spark reads it; an object-store lake
@@ -190,7 +191,7 @@ def stage_inputs(con: duckdb.DuckDBPyConnection, spark: SparkSession, location: 
 
 
 def _load(
-    con: duckdb.DuckDBPyConnection,
+    con: Warehouse,
     spark: SparkSession,
     location: LakeLocation,
     table: str,
@@ -255,7 +256,7 @@ class SparkCompute:
     def logical_date(self, as_of: datetime | None) -> datetime | None:
         return _naive_utc(as_of)
 
-    def prepare(self, con: duckdb.DuckDBPyConnection, scope: EtlScope) -> None:
+    def prepare(self, con: Warehouse, scope: EtlScope) -> None:
         self._location = location = LakeLocation.from_settings(scope.settings)
         self._spark = spark = self._spark or spark_session(scope.settings)
         self._schemas = duckdb_schemas(con, self.prior_weight)
@@ -267,12 +268,12 @@ class SparkCompute:
             info["tables"] = len(self._output.versions)
         self._spark_seconds = round(time.perf_counter() - t0, 3)
 
-    def _load_layer(self, con: duckdb.DuckDBPyConnection, tables: tuple[str, ...]) -> None:
+    def _load_layer(self, con: Warehouse, tables: tuple[str, ...]) -> None:
         assert self._spark is not None and self._location is not None, "prepare() runs first"
         for table in tables:
             _load(con, self._spark, self._location, table, self._output.versions[table], self._schemas[table])
 
-    def build_silver(self, con: duckdb.DuckDBPyConnection, scope: EtlScope) -> SilverBuild:
+    def build_silver(self, con: Warehouse, scope: EtlScope) -> SilverBuild:
         self._load_layer(con, SILVER_OUTPUTS)
         silver.mark_processed(con, scope.batches, scope.full_refresh)
         counts = silver.silver_counts(con)
@@ -290,7 +291,7 @@ class SparkCompute:
         # Spark replaced the whole table, so every row is checked (None), not only the new batches' rows
         return SilverBuild(counts, merged, scope.batches, None)
 
-    def build_gold(self, con: duckdb.DuckDBPyConnection, scope: EtlScope) -> dict[str, int]:
+    def build_gold(self, con: Warehouse, scope: EtlScope) -> dict[str, int]:
         self._load_layer(con, GOLD_OUTPUTS)
         incremental.drop_states(con)  # they follow the in-process gold builds, not Spark's
         return {m: con.execute(f"select count(*) from gold.{m}").fetchall()[0][0] for m in gold_layer.GOLD_MODELS}
@@ -317,7 +318,7 @@ class SparkCompute:
         for version in list(self._output.versions.values()):
             self._location.discard(self._spark, version)
 
-    def finish(self, con: duckdb.DuckDBPyConnection, scope: EtlScope, gold_built: bool) -> dict[str, Any]:
+    def finish(self, con: Warehouse, scope: EtlScope, gold_built: bool) -> dict[str, Any]:
         if self._spark_seconds is None:
             return {"engine": "spark"}  # up to date: Spark never ran
         if gold_built:

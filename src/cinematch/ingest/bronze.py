@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -25,6 +24,7 @@ from cinematch.datasets.viewing import INSERTS as VIEWING_INSERTS
 from cinematch.datasets.viewing import VIEWING_KINDS, normalize_viewing, read_viewing_raw
 from cinematch.ingest.postgres import ratings_stream
 from cinematch.storage.audit import record_run, utcnow
+from cinematch.storage.protocol import Warehouse
 from cinematch.storage.warehouse import query_rows
 
 log = get_logger(__name__)
@@ -78,9 +78,7 @@ def file_checksum(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _existing(
-    con: duckdb.DuckDBPyConnection, batch_id: str, checksum: str
-) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+def _existing(con: Warehouse, batch_id: str, checksum: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     by_id = query_rows(con, "select * from bronze.ingestion_metadata where batch_id = ?", [batch_id])
     by_sum = query_rows(
         con,
@@ -105,7 +103,7 @@ _INSERTS = {
 }
 
 
-def _insert(con: duckdb.DuckDBPyConnection, kind: str, meta: dict[str, Any], good: pa.Table, bad: pa.Table) -> None:
+def _insert(con: Warehouse, kind: str, meta: dict[str, Any], good: pa.Table, bad: pa.Table) -> None:
     """Append validated rows to bronze and the rest to quarantine (inside the caller's transaction)."""
     con.register("_good", good)
     con.register("_bad", bad)
@@ -137,7 +135,7 @@ def check_bad_share(
 
 
 def ingest_file(
-    con: duckdb.DuckDBPyConnection,
+    con: Warehouse,
     path: Path,
     batch_id: str | None = None,
     kind: str = "ratings",
@@ -269,9 +267,7 @@ def ingest_file(
     )
 
 
-def _lost_race(
-    con: duckdb.DuckDBPyConnection, batch_id: str, kind: str, checksum: str, source_file: str
-) -> IngestResult:
+def _lost_race(con: Warehouse, batch_id: str, kind: str, checksum: str, source_file: str) -> IngestResult:
     """The outcome when another process loaded ``batch_id`` while this one was loading it: a skip or a refusal."""
     by_id, by_sum = _existing(con, batch_id, checksum)
     if by_id is not None and by_id["checksum"] == checksum:
@@ -287,7 +283,7 @@ def _lost_race(
     )
 
 
-def buffer_status(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+def buffer_status(con: Warehouse) -> dict[str, Any]:
     """Totals and ingestion history (the original `check_buffer_status`)."""
     total_row = con.execute("select count(*) from bronze.ratings_buffer").fetchone()
     quarantined_row = con.execute("select count(*) from bronze.quarantine").fetchone()

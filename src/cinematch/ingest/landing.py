@@ -7,8 +7,6 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import duckdb
-
 from cinematch.core.errors import BadInput
 from cinematch.core.log import get_logger, log_event
 from cinematch.core.results import Result
@@ -17,6 +15,7 @@ from cinematch.datasets.formats import MOVIES_FORMATS, detect_format
 from cinematch.datasets.viewing import viewing_kind
 from cinematch.ingest.bronze import IngestResult, default_batch_id, ingest_file
 from cinematch.storage.audit import utcnow
+from cinematch.storage.protocol import Warehouse
 
 log = get_logger(__name__)
 
@@ -117,9 +116,7 @@ def _reject(rejected: Path, path: Path, message: str) -> RejectedFile:
                         moved_to=str(target))  # fmt: skip
 
 
-def ingest_landing(
-    con: duckdb.DuckDBPyConnection, landing: Path, max_bad_share: float | None = None
-) -> list[LandingResult]:
+def ingest_landing(con: Warehouse, landing: Path, max_bad_share: float | None = None) -> list[LandingResult]:
     """Load every new file in ``landing``; move loaded files to ``processed/``, refused ones to ``rejected/``.
 
     Only regular files inside ``landing`` are read: a link or any other entry is refused unread. What is

@@ -17,13 +17,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-import duckdb
-
 from cinematch.core.settings import Settings
 from cinematch.lakehouse import gold as gold_layer
 from cinematch.lakehouse import sources as extras
 from cinematch.lakehouse.silver import build_silver
 from cinematch.storage import lake
+from cinematch.storage.protocol import Warehouse
 
 SILVER_TABLES = ("silver.ratings", "silver.movies")
 
@@ -72,15 +71,15 @@ class LakehouseCompute(Protocol):
         """``as_of`` as this compute hands it to the gold builds (Spark: naive UTC)."""
         ...
 
-    def prepare(self, con: duckdb.DuckDBPyConnection, scope: EtlScope) -> None:
+    def prepare(self, con: Warehouse, scope: EtlScope) -> None:
         """Work before the silver transaction once the run will build (Spark: stage the inputs, run the job)."""
         ...
 
-    def build_silver(self, con: duckdb.DuckDBPyConnection, scope: EtlScope) -> SilverBuild:
+    def build_silver(self, con: Warehouse, scope: EtlScope) -> SilverBuild:
         """silver.ratings, silver.movies and silver.processed_batches, inside the flow's silver transaction."""
         ...
 
-    def build_gold(self, con: duckdb.DuckDBPyConnection, scope: EtlScope) -> dict[str, int]:
+    def build_gold(self, con: Warehouse, scope: EtlScope) -> dict[str, int]:
         """Every gold model, inside the flow's gold transaction; returns rows per model."""
         ...
 
@@ -96,18 +95,18 @@ class LakehouseCompute(Protocol):
         """The run failed: drop whatever is written but not published."""
         ...
 
-    def finish(self, con: duckdb.DuckDBPyConnection, scope: EtlScope, gold_built: bool) -> dict[str, Any]:
+    def finish(self, con: Warehouse, scope: EtlScope, gold_built: bool) -> dict[str, Any]:
         """After the last commit: the run's extra result fields (``lake``, ``engine``, timings)."""
         ...
 
 
-def partitions(con: duckdb.DuckDBPyConnection, relation: str, params: list[str] | None = None) -> set[tuple[int, int]]:
+def partitions(con: Warehouse, relation: str, params: list[str] | None = None) -> set[tuple[int, int]]:
     """The (year, month) partitions of silver.ratings that the rows of ``relation`` fall in."""
     rows = con.execute(f"select distinct year(rated_at), month(rated_at) from {relation}", params).fetchall()
     return {(int(y), int(m)) for y, m in rows}
 
 
-def changed_partitions(con: duckdb.DuckDBPyConnection, batch_ids: list[str]) -> set[tuple[int, int]]:
+def changed_partitions(con: Warehouse, batch_ids: list[str]) -> set[tuple[int, int]]:
     """(year, month) partitions of silver.ratings that this run's batches touched.
 
     A replaced rating shares its key, rated_at included, with its replacement: same partition.
@@ -118,7 +117,7 @@ def changed_partitions(con: duckdb.DuckDBPyConnection, batch_ids: list[str]) -> 
     return partitions(con, f"silver.ratings where batch_id in ({marks})", batch_ids)
 
 
-def retention_since_gold(con: duckdb.DuckDBPyConnection) -> bool:
+def retention_since_gold(con: Warehouse) -> bool:
     """Whether retention deleted rows after the last gold build: gold's stored sums then count ratings that
     silver no longer has, so gold is rebuilt whole rather than merged."""
     rows = con.execute(
@@ -139,7 +138,7 @@ def scoped_batches(pending: list[dict[str, Any]], full_refresh: bool, as_of: dat
 
 
 def write_lake(
-    con: duckdb.DuckDBPyConnection,
+    con: Warehouse,
     settings: Settings,
     changed: set[tuple[int, int]] | None,
     gold_run: str,
@@ -180,10 +179,10 @@ class InProcessCompute:
     def logical_date(self, as_of: datetime | None) -> datetime | None:
         return as_of  # gold.build_gold normalises it itself
 
-    def prepare(self, con: duckdb.DuckDBPyConnection, scope: EtlScope) -> None:
+    def prepare(self, con: Warehouse, scope: EtlScope) -> None:
         return None
 
-    def build_silver(self, con: duckdb.DuckDBPyConnection, scope: EtlScope) -> SilverBuild:
+    def build_silver(self, con: Warehouse, scope: EtlScope) -> SilverBuild:
         silver = build_silver(con, full_refresh=scope.full_refresh)
         self._pending, self._replaced, self._batch_ids = silver["pending"], silver["replaced"], silver["batches"]
         # lake partitions holding a replaced rating are rewritten; new ratings elsewhere are appended as new files
@@ -192,7 +191,7 @@ class InProcessCompute:
         checked = None if scope.full_refresh else [b["batch_id"] for b in self._pending if b["kind"] == "ratings"]
         return SilverBuild(silver["rows"], silver["merged"], self._pending, checked)
 
-    def build_gold(self, con: duckdb.DuckDBPyConnection, scope: EtlScope) -> dict[str, int]:
+    def build_gold(self, con: Warehouse, scope: EtlScope) -> dict[str, int]:
         whole = scope.gold_behind or retention_since_gold(con)
         scoped = None if whole else scoped_batches(self._pending, scope.full_refresh, scope.as_of)
         return gold_layer.build_gold(con, as_of=scope.as_of, new_batches=scoped, replaced=self._replaced)
@@ -206,7 +205,7 @@ class InProcessCompute:
     def discard(self) -> None:
         return None
 
-    def finish(self, con: duckdb.DuckDBPyConnection, scope: EtlScope, gold_built: bool) -> dict[str, Any]:
+    def finish(self, con: Warehouse, scope: EtlScope, gold_built: bool) -> dict[str, Any]:
         # a run killed after its silver commit left the lake behind gold: catch up even with nothing new
         lake_behind = scope.write_lake and lake.synced_run(scope.settings.lake_dir) != scope.last_gold
         if not gold_built:

@@ -17,8 +17,6 @@ from datetime import date, datetime, timedelta
 from datetime import time as dtime
 from typing import Any
 
-import duckdb
-
 from cinematch.core.errors import QualityGateFailed
 from cinematch.core.log import get_logger, log_event
 from cinematch.core.results import Result, optional
@@ -28,6 +26,7 @@ from cinematch.lakehouse import sources as extras
 from cinematch.lakehouse.compute import LAST_GOLD, EtlScope, InProcessCompute, LakehouseCompute
 from cinematch.lakehouse.quality import CheckResult, describe_failure, failures, run_checks
 from cinematch.storage.audit import new_run_id, record_run, utcnow
+from cinematch.storage.protocol import Warehouse
 from cinematch.storage.warehouse import table_exists
 
 log = get_logger(__name__)
@@ -59,11 +58,11 @@ def logical_end(day: date) -> datetime:
     return datetime.combine(day + timedelta(days=1), dtime()) - timedelta(microseconds=1)
 
 
-def gold_exists(con: duckdb.DuckDBPyConnection) -> bool:
+def gold_exists(con: Warehouse) -> bool:
     return table_exists(con, "gold", "movie_kpis")
 
 
-def _last_gold_run(con: duckdb.DuckDBPyConnection) -> str | None:
+def _last_gold_run(con: Warehouse) -> str | None:
     rows = con.execute(
         """select run_id from ops.pipeline_runs where pipeline = 'etl' and step = 'gold' and status = 'completed'
            order by finished_at desc limit 1"""
@@ -71,7 +70,7 @@ def _last_gold_run(con: duckdb.DuckDBPyConnection) -> str | None:
     return rows[0][0] if rows else None
 
 
-def _gold_behind_silver(con: duckdb.DuckDBPyConnection, run_id: str) -> bool:
+def _gold_behind_silver(con: Warehouse, run_id: str) -> bool:
     """Whether an earlier silver run brought batches that no later gold run has seen (a kill between the commits)."""
     rows = con.execute(
         f"""select details from ops.pipeline_runs where pipeline = 'etl' and step = 'silver' and status = 'completed'
@@ -81,9 +80,7 @@ def _gold_behind_silver(con: duckdb.DuckDBPyConnection, run_id: str) -> bool:
     return any((json.loads(d) if isinstance(d, str) else d or {}).get("batches") for (d,) in rows)
 
 
-def gate(
-    con: duckdb.DuckDBPyConnection, layer: str, results: list[CheckResult], run: dict[str, Any], started: datetime
-) -> None:
+def gate(con: Warehouse, layer: str, results: list[CheckResult], run: dict[str, Any], started: datetime) -> None:
     """Stop the run when a check fails: roll back the layer and record why."""
     failed = failures(results)
     if not failed:
@@ -99,7 +96,7 @@ def gate(
 
 
 @contextlib.contextmanager
-def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+def _transaction(con: Warehouse) -> Iterator[None]:
     """One layer's transaction: committed when the block ends, rolled back when anything in it fails."""
     con.execute("begin transaction")
     try:
@@ -114,7 +111,7 @@ def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
 
 
 def _gold_due(
-    con: duckdb.DuckDBPyConnection,
+    con: Warehouse,
     batches: list[Any],
     full_refresh: bool,
     as_of: datetime | None,
@@ -126,7 +123,7 @@ def _gold_due(
 
 
 def run_etl(
-    con: duckdb.DuckDBPyConnection,
+    con: Warehouse,
     settings: Settings,
     full_refresh: bool = False,
     as_of: datetime | None = None,
@@ -206,9 +203,7 @@ def run_etl(
     return _finish(con, run, compute, scope, gold_built=True)
 
 
-def _recheck_silver(
-    con: duckdb.DuckDBPyConnection, settings: Settings, run: dict[str, Any], compute: LakehouseCompute
-) -> None:
+def _recheck_silver(con: Warehouse, settings: Settings, run: dict[str, Any], compute: LakehouseCompute) -> None:
     """Nothing new, and the compute does not rebuild silver then: check the warehouse's silver as it stands."""
     started, t0 = utcnow(), time.perf_counter()
     with _transaction(con):
@@ -227,7 +222,7 @@ def _recheck_silver(
 
 
 def _finish(
-    con: duckdb.DuckDBPyConnection, run: dict[str, Any], compute: LakehouseCompute, scope: EtlScope, gold_built: bool
+    con: Warehouse, run: dict[str, Any], compute: LakehouseCompute, scope: EtlScope, gold_built: bool
 ) -> EtlRun:
     run.update(compute.finish(con, scope, gold_built))
     run["up_to_date"] = not gold_built

@@ -7,12 +7,11 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-import duckdb
-
 from cinematch.core.errors import BadInput, CineMatchError
 from cinematch.core.log import get_logger, log_event, timed
 from cinematch.lakehouse import incremental
 from cinematch.lakehouse.sql import gold as gold_sql
+from cinematch.storage.protocol import Warehouse
 
 log = get_logger(__name__)
 
@@ -56,7 +55,7 @@ def _naive_utc(as_of: datetime | None) -> datetime | None:
     return as_of.astimezone(UTC).replace(tzinfo=None)
 
 
-def _require_silver(con: duckdb.DuckDBPyConnection) -> None:
+def _require_silver(con: Warehouse) -> None:
     found = {
         row[0]
         for row in con.execute(
@@ -69,7 +68,7 @@ def _require_silver(con: duckdb.DuckDBPyConnection) -> None:
         raise CineMatchError(f"missing {', '.join('silver.' + m for m in missing)}; build the silver layer first")
 
 
-def outdated_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
+def outdated_tables(con: Warehouse) -> list[str]:
     """The gold tables an older version built without a column their model has now (they need a whole rebuild)."""
     outdated = []
     for name, added in _ADDED_COLUMNS.items():
@@ -81,7 +80,7 @@ def outdated_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
     return outdated
 
 
-def _drop_outdated(con: duckdb.DuckDBPyConnection) -> list[str]:
+def _drop_outdated(con: Warehouse) -> list[str]:
     """Drop the :func:`outdated_tables`; returns their names."""
     dropped = outdated_tables(con)
     for name in dropped:
@@ -92,7 +91,7 @@ def _drop_outdated(con: duckdb.DuckDBPyConnection) -> list[str]:
 
 
 def build_gold(
-    con: duckdb.DuckDBPyConnection,
+    con: Warehouse,
     as_of: datetime | None = None,
     prior_weight: float = DEFAULT_PRIOR_WEIGHT,
     new_batches: list[str] | None = None,

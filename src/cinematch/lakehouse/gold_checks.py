@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import duckdb
-
 from cinematch.lakehouse.quality import Check, CheckResult
 from cinematch.lakehouse.quality import run_checks as _run_checks
 from cinematch.lakehouse.sql import checks as checks_sql
+from cinematch.storage.protocol import Warehouse
 
 __all__ = ["GOLD_CHECKS", "checks_for", "run_checks"]
 
 
-def run_checks(
-    con: duckdb.DuckDBPyConnection, checks: tuple[Check, ...] | None = None, sample_size: int = 5
-) -> list[CheckResult]:
+def run_checks(con: Warehouse, checks: tuple[Check, ...] | None = None, sample_size: int = 5) -> list[CheckResult]:
     """Run ``checks`` (default GOLD_CHECKS) and return one result per check, in order."""
     return _run_checks(con, GOLD_CHECKS if checks is None else checks, sample_size=sample_size)
 

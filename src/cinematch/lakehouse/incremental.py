@@ -6,11 +6,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import duckdb
-
 from cinematch.core.log import get_logger
 from cinematch.lakehouse.sql import gold as gold_sql
 from cinematch.storage import sqlgen
+from cinematch.storage.protocol import Warehouse
 from cinematch.storage.warehouse import batch_table, table_exists
 
 log = get_logger(__name__)
@@ -87,7 +86,7 @@ STATES: dict[str, str] = {"user_engagement": "user_genre_masks", "genre_analytic
 _NEEDS_OLD_BITS = {"genre_analytics"}
 
 
-def rebuild_state(con: duckdb.DuckDBPyConnection, model: str, as_of: datetime | None) -> None:
+def rebuild_state(con: Warehouse, model: str, as_of: datetime | None) -> None:
     """Build the state of ``model`` (if it keeps one) from silver, as of ``as_of``."""
     if model in STATES:
         con.execute(
@@ -95,13 +94,13 @@ def rebuild_state(con: duckdb.DuckDBPyConnection, model: str, as_of: datetime | 
         )
 
 
-def drop_states(con: duckdb.DuckDBPyConnection) -> None:
+def drop_states(con: Warehouse) -> None:
     """Forget every state table (gold was built by other means: the next merge rebuilds them from silver)."""
     for state in STATES.values():
         con.execute(f"drop table if exists gold.{state}")
 
 
-def _update_state(con: duckdb.DuckDBPyConnection, model: str, as_of: datetime) -> bool:
+def _update_state(con: Warehouse, model: str, as_of: datetime) -> bool:
     """OR the new rows' bits into the state of ``model``; True when ``_gold_state`` then holds the touched users'
     rows with the bits they had before (``old_mask``), False when the state had to be rebuilt from silver."""
     state = STATES.get(model)
@@ -136,7 +135,7 @@ def _update_state(con: duckdb.DuckDBPyConnection, model: str, as_of: datetime) -
     return True
 
 
-def prepare(con: duckdb.DuckDBPyConnection, new_batches: list[str]) -> bool:
+def prepare(con: Warehouse, new_batches: list[str]) -> bool:
     """Stage the new silver rows in ``_gold_new``; False when gold must be rebuilt whole."""
     models = list(dict.fromkeys([*SCOPES, *MERGES]))
     if any(not table_exists(con, "gold", name) for name in models):
@@ -159,15 +158,13 @@ def prepare(con: duckdb.DuckDBPyConnection, new_batches: list[str]) -> bool:
     return True
 
 
-def finish(con: duckdb.DuckDBPyConnection) -> None:
+def finish(con: Warehouse) -> None:
     """Drop what :func:`prepare` and silver staged for this run."""
     for table in ("_gold_new", "_gold_state", "_silver_replaced"):
         con.execute(f"drop table if exists {table}")
 
 
-def rebuild(
-    con: duckdb.DuckDBPyConnection, name: str, sql: str, params: dict[str, Any], as_of: datetime, merge: bool
-) -> int | None:
+def rebuild(con: Warehouse, name: str, sql: str, params: dict[str, Any], as_of: datetime, merge: bool) -> int | None:
     """Rewrite the rows of ``gold.<name>`` the new ratings change; None when the model must be rebuilt whole.
 
     ``merge``: whether ``_silver_replaced`` holds this run's replaced rows, so the models of MERGES can merge.
@@ -184,7 +181,7 @@ def rebuild(
     return None
 
 
-def _merge(con: duckdb.DuckDBPyConnection, name: str, key: str | None, params: dict[str, Any]) -> int | None:
+def _merge(con: Warehouse, name: str, key: str | None, params: dict[str, Any]) -> int | None:
     """Merge the new rows into ``gold.<name>``; None (nothing changed) when the merge lacks the old state."""
     tracked = _update_state(con, name, params["as_of"])
     if name in _NEEDS_OLD_BITS and not tracked:
@@ -209,7 +206,7 @@ def _merge(con: duckdb.DuckDBPyConnection, name: str, key: str | None, params: d
 
 
 def _rebuild_scoped(
-    con: duckdb.DuckDBPyConnection, name: str, scope: Scope, sql: str, params: dict[str, Any], as_of: datetime
+    con: Warehouse, name: str, scope: Scope, sql: str, params: dict[str, Any], as_of: datetime
 ) -> int | None:
     """Replace the rows of ``gold.<name>`` whose keys the new ratings touch; returns how many were written.
 
@@ -255,6 +252,6 @@ def _month_start(month_number: int) -> str:
     return sqlgen.literal(datetime(month_number // 12, month_number % 12 + 1, 1))
 
 
-def _drop_scope(con: duckdb.DuckDBPyConnection) -> None:
+def _drop_scope(con: Warehouse) -> None:
     for drop in ("view _gold_ratings", "table _gold_keys", "table _gold_affected"):
         con.execute(f"drop {drop}")

@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import duckdb
-
 from cinematch.core.log import get_logger, log_event
+from cinematch.storage.protocol import Warehouse
 from cinematch.storage.warehouse import batch_table
 
 log = get_logger(__name__)
@@ -70,7 +69,7 @@ class CheckResult:
 
 
 def run_checks(
-    con: duckdb.DuckDBPyConnection,
+    con: Warehouse,
     checks: tuple[Check, ...],
     tolerance: float = 0.0,
     sample_size: int = 5,

@@ -6,12 +6,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import duckdb
-
 from cinematch.core.log import get_logger, log_event
 from cinematch.core.results import Result
 from cinematch.core.settings import Settings
 from cinematch.storage.audit import record_run, utcnow
+from cinematch.storage.protocol import Warehouse
 
 log = get_logger(__name__)
 
@@ -49,7 +48,7 @@ class RetentionRun(Result):
     deleted: int
 
 
-def apply_retention(con: duckdb.DuckDBPyConnection, settings: Settings, dry_run: bool = True) -> RetentionRun:
+def apply_retention(con: Warehouse, settings: Settings, dry_run: bool = True) -> RetentionRun:
     """Count (dry run) or delete the rows past each layer's retention, in one transaction."""
     started = utcnow()
     tables = {r[0] for r in con.execute("select table_schema || '.' || table_name from information_schema.tables")

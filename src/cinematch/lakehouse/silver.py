@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import duckdb
-
 from cinematch.core.log import get_logger, timed
 from cinematch.lakehouse.quality import Check
 from cinematch.lakehouse.sql import checks as checks_sql
 from cinematch.lakehouse.sql import silver as silver_sql
+from cinematch.storage.protocol import Warehouse
 from cinematch.storage.warehouse import batch_table
 
 log = get_logger(__name__)
@@ -24,7 +23,7 @@ RATINGS_NEW_SQL = silver_sql.read("ratings_new")
 RATINGS_REPLACED_SQL = silver_sql.read("ratings_replaced")
 
 
-def new_batches(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+def new_batches(con: Warehouse) -> list[dict[str, Any]]:
     """Completed bronze batches that silver has not processed yet, in ingestion order."""
     rows = con.execute(
         """select m.batch_id, m.kind from bronze.ingestion_metadata m
@@ -34,7 +33,7 @@ def new_batches(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     return [{"batch_id": b, "kind": k} for b, k in rows]
 
 
-def build_silver(con: duckdb.DuckDBPyConnection, full_refresh: bool = False) -> dict[str, Any]:
+def build_silver(con: Warehouse, full_refresh: bool = False) -> dict[str, Any]:
     """Bring silver up to date (inside the caller's transaction); returns counts.
 
     Incremental runs merge only unprocessed batches: a key that already exists is replaced by the newer
@@ -77,7 +76,7 @@ def build_silver(con: duckdb.DuckDBPyConnection, full_refresh: bool = False) -> 
             "replaced": replaced}  # fmt: skip
 
 
-def mark_processed(con: duckdb.DuckDBPyConnection, batches: list[dict[str, Any]], full_refresh: bool) -> None:
+def mark_processed(con: Warehouse, batches: list[dict[str, Any]], full_refresh: bool) -> None:
     """Record ``batches`` in silver.processed_batches; a full refresh re-records every completed batch."""
     processed = batches
     if full_refresh:
@@ -96,7 +95,7 @@ def mark_processed(con: duckdb.DuckDBPyConnection, batches: list[dict[str, Any]]
         )
 
 
-def silver_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+def silver_counts(con: Warehouse) -> dict[str, int]:
     """Rows of silver.ratings and silver.movies, and how many movies are placeholders."""
     return dict(
         zip(

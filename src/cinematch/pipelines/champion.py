@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import duckdb
-
 from cinematch.core.errors import CineMatchError
 from cinematch.core.settings import Settings
 from cinematch.recommender import registry
 from cinematch.recommender.recommendations import write_recommendations
+from cinematch.storage.protocol import Warehouse
 
 
 @dataclass(eq=False)
@@ -26,7 +25,7 @@ class ChampionUpdate(registry.ChampionChange):
     published: str | None
 
 
-def publish_champion(con: duckdb.DuckDBPyConnection, settings: Settings) -> str | None:
+def publish_champion(con: Warehouse, settings: Settings) -> str | None:
     """A change of champion republishes the serving views, so a running API follows it (None: no lakehouse yet)."""
     from cinematch.serving.publish import publish
 
@@ -39,7 +38,7 @@ def publish_champion(con: duckdb.DuckDBPyConnection, settings: Settings) -> str 
 
 
 def _commit_and_publish(
-    con: duckdb.DuckDBPyConnection, settings: Settings, change: registry.ChampionChange, recommendations: int
+    con: Warehouse, settings: Settings, change: registry.ChampionChange, recommendations: int
 ) -> ChampionUpdate:
     """After the transaction: the alias, then the views of the new champion."""
     con.execute("commit")
@@ -49,7 +48,7 @@ def _commit_and_publish(
                           published=publish_champion(con, settings))  # fmt: skip
 
 
-def promote_version(con: duckdb.DuckDBPyConnection, settings: Settings, version: str) -> ChampionUpdate:
+def promote_version(con: Warehouse, settings: Settings, version: str) -> ChampionUpdate:
     """Make ``version`` the champion (no "not worse" rule: a manual choice) and refresh its batch lists."""
     con.execute("begin transaction")
     change = registry.promote(con, settings, version, alias=False)
@@ -57,7 +56,7 @@ def promote_version(con: duckdb.DuckDBPyConnection, settings: Settings, version:
     return _commit_and_publish(con, settings, change, recommendations)
 
 
-def rollback_champion(con: duckdb.DuckDBPyConnection, settings: Settings) -> ChampionUpdate:
+def rollback_champion(con: Warehouse, settings: Settings) -> ChampionUpdate:
     """Return to the previous champion whose files are still there, and refresh its batch lists."""
     con.execute("begin transaction")
     change = registry.rollback(con, settings, alias=False)

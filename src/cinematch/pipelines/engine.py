@@ -10,14 +10,13 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-import duckdb
-
 from cinematch.core.settings import Settings
 from cinematch.lakehouse import etl
 from cinematch.lakehouse.compute import InProcessCompute, LakehouseCompute
 from cinematch.recommender import comparison, training
 from cinematch.recommender.als_params import ALSParams
 from cinematch.recommender.trainer import LOCAL, Trainer
+from cinematch.storage.protocol import Warehouse
 
 
 def uses_spark(settings: Settings) -> bool:
@@ -43,7 +42,7 @@ def compute_for(settings: Settings) -> LakehouseCompute:
 
 
 def run_etl(
-    con: duckdb.DuckDBPyConnection,
+    con: Warehouse,
     settings: Settings,
     full_refresh: bool = False,
     as_of: datetime | None = None,
@@ -58,7 +57,7 @@ def run_etl(
 
 
 def train_warehouse(
-    con: duckdb.DuckDBPyConnection,
+    con: Warehouse,
     settings: Settings,
     params: ALSParams,
     merge: list[str] | None = None,

@@ -22,8 +22,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import duckdb
-
 from cinematch.core.log import get_logger, log_event
 from cinematch.core.settings import Settings
 from cinematch.ingest.bronze import ingest_file
@@ -36,6 +34,7 @@ from cinematch.recommender.training import params_from_settings
 from cinematch.recommender.training_set import unmerged_batches
 from cinematch.serving.publish import publish
 from cinematch.storage import replay_rows
+from cinematch.storage.protocol import Warehouse
 from cinematch.storage.warehouse import write_session
 
 log = get_logger(__name__)
@@ -50,7 +49,7 @@ def scratch_settings(settings: Settings, home: Path, **overrides: Any) -> Settin
 
 
 @contextmanager
-def _session(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
+def _session(settings: Settings) -> Iterator[Warehouse]:
     with write_session(settings, "replay") as con:
         yield con
 
@@ -91,7 +90,7 @@ def policy_settings(settings: Settings, plan: ReplayPlan, policy: Policy) -> Set
     return scratch_settings(settings, home, **overrides)
 
 
-def _drift(con: duckdb.DuckDBPyConnection, settings: Settings, batch_id: str) -> dict[str, Any]:
+def _drift(con: Warehouse, settings: Settings, batch_id: str) -> dict[str, Any]:
     """The drift check of this period: the stored one when a killed run already made it."""
     from cinematch.drift.check import check_drift
 
@@ -123,7 +122,7 @@ def run_period(
     return row
 
 
-def _decide(con: duckdb.DuckDBPyConnection, settings: Settings, policy: Policy, period: PeriodFile) -> dict[str, Any]:
+def _decide(con: Warehouse, settings: Settings, policy: Policy, period: PeriodFile) -> dict[str, Any]:
     """Drift check, then the policy's retrain (or the one a killed run already made for this period)."""
     drift = _drift(con, settings, period.batch_id)
     out: dict[str, Any] = {"drift_score": drift.get("score"), "decision": drift.get("decision")}

@@ -14,6 +14,7 @@ from cinematch.pipelines.replay_data import PeriodFile, ReplayPlan, read_period
 from cinematch.recommender import registry
 from cinematch.recommender.prequential import score_ratings, score_served
 from cinematch.serving.layout import current_views
+from cinematch.storage.protocol import Warehouse
 from cinematch.storage.replay_rows import RowKey, naive_utc
 
 K = 10
@@ -35,7 +36,7 @@ def served(settings: Settings) -> tuple[str, pa.Table, pa.Table]:
 
 
 def score_period(
-    con: duckdb.DuckDBPyConnection, settings: Settings, plan: ReplayPlan, period: PeriodFile, key: RowKey
+    con: Warehouse, settings: Settings, plan: ReplayPlan, period: PeriodFile, key: RowKey
 ) -> dict[str, Any]:
     """The period's ``scored`` row: the served top-10 (hit rate, NDCG, coverage, fallback share) and the
     champion's predicted ratings (RMSE on the known pairs) against the period's ratings, before it is ingested."""

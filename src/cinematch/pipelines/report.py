@@ -10,14 +10,13 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-import duckdb
-
 from cinematch.core.results import Result
 from cinematch.core.settings import Settings
 from cinematch.drift.histograms import HALF_STAR_BINS
 from cinematch.recommender.registry import same_rows
 from cinematch.serving.charts import AMBER, BLUE, GREEN, ORANGE, RED, grouped_bars, hbars, line_chart
 from cinematch.storage.audit import utcnow
+from cinematch.storage.protocol import Warehouse
 from cinematch.storage.warehouse import query_rows
 
 CSS = """
@@ -54,12 +53,12 @@ def html_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
 
 
-def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
+def _tables(con: Warehouse) -> set[str]:
     return {r[0] for r in con.execute("select table_schema || '.' || table_name from information_schema.tables")
             .fetchall()}  # fmt: skip
 
 
-def _drift_section(con: duckdb.DuckDBPyConnection, settings: Settings) -> tuple[list[str], list[dict[str, Any]]]:
+def _drift_section(con: Warehouse, settings: Settings) -> tuple[list[str], list[dict[str, Any]]]:
     reports = query_rows(con, "select * from ops.drift_reports order by checked_at")
     plots = []
     labels = [f"{i + 1}: {r['checked_at']:%m-%d %H:%M}" for i, r in enumerate(reports)]
@@ -89,7 +88,7 @@ def _drift_section(con: duckdb.DuckDBPyConnection, settings: Settings) -> tuple[
     return plots, rows
 
 
-def _model_section(con: duckdb.DuckDBPyConnection) -> tuple[list[str], list[dict[str, Any]]]:
+def _model_section(con: Warehouse) -> tuple[list[str], list[dict[str, Any]]]:
     from cinematch.recommender import registry
 
     models = list(reversed(registry.list_models(con))) if "ops.model_registry" in _tables(con) else []
@@ -113,7 +112,7 @@ def _model_section(con: duckdb.DuckDBPyConnection) -> tuple[list[str], list[dict
     return plots, rows
 
 
-def _buffer_section(con: duckdb.DuckDBPyConnection) -> str:
+def _buffer_section(con: Warehouse) -> str:
     rows = query_rows(
         con,
         """select batch_id, record_count, sum(record_count) over (order by ingestion_date, batch_id) as total
@@ -125,7 +124,7 @@ def _buffer_section(con: duckdb.DuckDBPyConnection) -> str:
                       bars=("batch size", [float(r["record_count"]) for r in rows], ORANGE))  # fmt: skip
 
 
-def _quality_rows(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+def _quality_rows(con: Warehouse) -> list[dict[str, Any]]:
     """Every check of the newest ETL run."""
     runs = query_rows(
         con,
@@ -142,7 +141,7 @@ def _quality_rows(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     return out
 
 
-def _trending(con: duckdb.DuckDBPyConnection) -> str:
+def _trending(con: Warehouse) -> str:
     if "gold.trending_movies" not in _tables(con):
         return hbars("Top trending movies (30 days)", [], [])
     rows = query_rows(con, """select title, trending_score from gold.trending_movies where "window" = '30d'
@@ -151,7 +150,7 @@ def _trending(con: duckdb.DuckDBPyConnection) -> str:
                  [r["trending_score"] for r in rows])  # fmt: skip
 
 
-def write_report(con: duckdb.DuckDBPyConnection, settings: Settings, path: Path | None = None) -> Path:
+def write_report(con: Warehouse, settings: Settings, path: Path | None = None) -> Path:
     """Write the HTML report (atomically) and return its path."""
     tables = _tables(con)
     drift_plots, drift_rows = _drift_section(con, settings) if "ops.drift_reports" in tables else ([], [])

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import duckdb
-
 from cinematch.core.results import Result
 from cinematch.core.settings import Settings
 from cinematch.drift.check import DriftReport, check_drift
 from cinematch.pipelines.engine import train_warehouse
 from cinematch.recommender import registry
 from cinematch.recommender.training import TrainingRun, params_from_settings
+from cinematch.storage.protocol import Warehouse
 
 
 @dataclass(eq=False)
@@ -24,7 +23,7 @@ class RetrainCycle(Result):
     champion_version: str | None
 
 
-def drift_and_retrain(con: duckdb.DuckDBPyConnection, settings: Settings) -> RetrainCycle:
+def drift_and_retrain(con: Warehouse, settings: Settings) -> RetrainCycle:
     """One cycle of the original DAG: detect drift; on `retrain`, merge the checked batches, train, promote.
 
     Only the batches the check looked at are merged (exactly once: the training set's primary key), and

@@ -7,9 +7,10 @@ from typing import TYPE_CHECKING, Any
 
 from cinematch.core.log import get_logger, log_event
 from cinematch.pipelines.task_io import json_ref, task_session
+from cinematch.storage.protocol import Warehouse
 
 if TYPE_CHECKING:
-    import duckdb
+    pass
 
 # cinematch.storage.records is imported inside the checks: DAG files import this module at parse time
 
@@ -20,7 +21,7 @@ def _check(checks: list[dict[str, Any]], name: str, passed: bool, detail: Any = 
     checks.append({"check": name, "passed": bool(passed), "detail": detail})
 
 
-def _validate_ingest(con: duckdb.DuckDBPyConnection, ref: dict[str, Any], checks: list[dict[str, Any]]) -> None:
+def _validate_ingest(con: Warehouse, ref: dict[str, Any], checks: list[dict[str, Any]]) -> None:
     from cinematch.storage import records
 
     for r in ref["rejected"]:
@@ -35,7 +36,7 @@ def _validate_ingest(con: duckdb.DuckDBPyConnection, ref: dict[str, Any], checks
         _check(checks, f"ingest.{b['batch_id']}.rows_match_audit", ok, audit.as_tuple() if audit else "no audit row")
 
 
-def _validate_etl(con: duckdb.DuckDBPyConnection, ref: dict[str, Any], checks: list[dict[str, Any]]) -> None:
+def _validate_etl(con: Warehouse, ref: dict[str, Any], checks: list[dict[str, Any]]) -> None:
     """Read this run's own audit rows: gold is one shared table that a concurrent run may already have rebuilt."""
     from cinematch.storage import records
 
@@ -53,7 +54,7 @@ def _validate_etl(con: duckdb.DuckDBPyConnection, ref: dict[str, Any], checks: l
         _check(checks, "etl.gold.movie_kpis_not_empty", ref["gold_rows"].get("movie_kpis", 0) > 0, ref["gold_rows"])
 
 
-def _validate_training(con: duckdb.DuckDBPyConnection, ref: dict[str, Any], checks: list[dict[str, Any]]) -> None:
+def _validate_training(con: Warehouse, ref: dict[str, Any], checks: list[dict[str, Any]]) -> None:
     from cinematch.storage import records
 
     if ref.get("skipped"):
@@ -74,7 +75,7 @@ def _validate_test(ref: dict[str, Any], checks: list[dict[str, Any]]) -> None:
     _check(checks, "test.held_out_not_empty", (ref.get("n_test") or 0) > 0, ref.get("n_test"))
 
 
-def _validate_drift(con: duckdb.DuckDBPyConnection, ref: dict[str, Any], checks: list[dict[str, Any]]) -> None:
+def _validate_drift(con: Warehouse, ref: dict[str, Any], checks: list[dict[str, Any]]) -> None:
     from cinematch.storage import records
 
     if ref.get("report_id") is None:

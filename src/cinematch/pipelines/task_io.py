@@ -15,10 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cinematch.core.log import get_logger
+from cinematch.storage.protocol import Warehouse
 
 if TYPE_CHECKING:
-    import duckdb
-
     from cinematch.core.settings import Settings
 
 log = get_logger(__name__)
@@ -31,7 +30,7 @@ def task_settings() -> Settings:
 
 
 @contextmanager
-def task_session(task: str) -> Iterator[tuple[Settings, duckdb.DuckDBPyConnection]]:
+def task_session(task: str) -> Iterator[tuple[Settings, Warehouse]]:
     """Settings plus the exclusive home lock and a read-write connection, named for the lock holder."""
     from cinematch.storage.warehouse import write_session
 

@@ -20,6 +20,7 @@ from cinematch.recommender.als_solver import user_item_csr
 from cinematch.recommender.batch import top_n_table
 from cinematch.recommender.ranker import Ranker
 from cinematch.storage.audit import utcnow
+from cinematch.storage.protocol import Warehouse
 
 log = get_logger(__name__)
 
@@ -34,7 +35,7 @@ class Predictions(Result):
     out: str
 
 
-def _excluding_all_rated(model: ALSModel, con: duckdb.DuckDBPyConnection) -> ALSModel:
+def _excluding_all_rated(model: ALSModel, con: Warehouse) -> ALSModel:
     """A shallow copy of ``model`` whose "seen" set is every rating in silver, not only its training split."""
     rated = con.sql("select user_id, movie_id from silver.ratings").to_arrow_table()
     users = rated.column("user_id").to_numpy()
@@ -48,7 +49,7 @@ def _excluding_all_rated(model: ALSModel, con: duckdb.DuckDBPyConnection) -> ALS
     return out
 
 
-def _genres(con: duckdb.DuckDBPyConnection) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def _genres(con: Warehouse) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Movie ids per genre and the placeholder movies (never recommended to cold users)."""
     pairs = con.sql(
         "select movie_id, genre from (select movie_id, unnest(genres) as genre from silver.movies) g "
@@ -63,7 +64,7 @@ def _genres(con: duckdb.DuckDBPyConnection) -> tuple[dict[str, np.ndarray], np.n
 
 
 def write_recommendations(
-    con: duckdb.DuckDBPyConnection,
+    con: Warehouse,
     settings: Settings,
     model: ALSModel,
     version: str,
@@ -98,7 +99,7 @@ def write_recommendations(
     return rows
 
 
-def _als_lists(con: duckdb.DuckDBPyConnection, model: ALSModel, n: int) -> pa.Table:
+def _als_lists(con: Warehouse, model: ALSModel, n: int) -> pa.Table:
     """Lists of a version from before ranking models: its ALS top-N, excluding everything rated in silver."""
     model = _excluding_all_rated(model, con)
     users = model.user_ids

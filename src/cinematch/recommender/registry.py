@@ -11,8 +11,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import duckdb
-
 from cinematch.core.errors import BadInput, CineMatchError
 from cinematch.core.log import get_logger, log_event
 from cinematch.core.results import Result
@@ -21,6 +19,7 @@ from cinematch.recommender.als import META_FILE as ALS_META
 from cinematch.recommender.als import ALSModel
 from cinematch.recommender.ranker import Ranker
 from cinematch.storage.audit import utcnow
+from cinematch.storage.protocol import Warehouse
 from cinematch.storage.warehouse import query_rows
 
 log = get_logger(__name__)
@@ -138,9 +137,7 @@ def load_ranker(settings: Settings, version: str) -> Ranker | None:
         ) from None
 
 
-def register(
-    con: duckdb.DuckDBPyConnection, settings: Settings, version: str, metadata: dict[str, Any], status: str
-) -> None:
+def register(con: Warehouse, settings: Settings, version: str, metadata: dict[str, Any], status: str) -> None:
     """Insert the registry row of a saved version (the files exist before the row does)."""
     con.execute(
         "insert into ops.model_registry values (?, ?, ?, false, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -160,7 +157,7 @@ def register(
     )
 
 
-def _records(con: duckdb.DuckDBPyConnection, where: str, params: list[Any] | None = None) -> list[ModelRecord]:
+def _records(con: Warehouse, where: str, params: list[Any] | None = None) -> list[ModelRecord]:
     """Registry rows as records, JSON columns decoded (DuckDB returns their text, PostgreSQL decoded values)."""
     rows = query_rows(con, f"select {', '.join(COLUMNS)} from ops.model_registry {where}", params)
     for row in rows:
@@ -170,19 +167,19 @@ def _records(con: duckdb.DuckDBPyConnection, where: str, params: list[Any] | Non
     return [ModelRecord(**row) for row in rows]
 
 
-def list_models(con: duckdb.DuckDBPyConnection) -> list[ModelRecord]:
+def list_models(con: Warehouse) -> list[ModelRecord]:
     """Every registered version, newest first."""
     return _records(con, "order by version desc")
 
 
-def get_model(con: duckdb.DuckDBPyConnection, version: str) -> ModelRecord:
+def get_model(con: Warehouse, version: str) -> ModelRecord:
     rows = _records(con, "where version = ?", [validate_version(version)])
     if not rows:
         raise BadInput(f"unknown model version {version}; see `cinematch models list`")
     return rows[0]
 
 
-def champion(con: duckdb.DuckDBPyConnection) -> ModelRecord | None:
+def champion(con: Warehouse) -> ModelRecord | None:
     """The registry row of the current champion, or None before the first promotion."""
     rows = _records(con, "where is_champion")
     return rows[0] if rows else None
@@ -195,7 +192,7 @@ def _write_alias(settings: Settings, version: str) -> None:
     os.replace(tmp, settings.models_dir / CHAMPION_FILE)
 
 
-def write_alias(con: duckdb.DuckDBPyConnection, settings: Settings) -> str | None:
+def write_alias(con: Warehouse, settings: Settings) -> str | None:
     """Point the CHAMPION file at the committed champion (call after the commit that changed it)."""
     current = champion(con)
     if current is not None and champion_alias(settings) != current.version:
@@ -209,7 +206,7 @@ def champion_alias(settings: Settings) -> str | None:
 
 
 def _set_champion(
-    con: duckdb.DuckDBPyConnection, settings: Settings, version: str, action: str, reason: str, alias: bool = True
+    con: Warehouse, settings: Settings, version: str, action: str, reason: str, alias: bool = True
 ) -> ChampionChange:
     if not has_files(settings, version):
         raise CineMatchError(
@@ -233,14 +230,14 @@ def _set_champion(
 
 
 def promote(
-    con: duckdb.DuckDBPyConnection, settings: Settings, version: str, reason: str = "manual", alias: bool = True
+    con: Warehouse, settings: Settings, version: str, reason: str = "manual", alias: bool = True
 ) -> ChampionChange:
     """Make ``version`` the champion (a manual promotion skips the "not worse" rule)."""
     get_model(con, version)
     return _set_champion(con, settings, version, "promote", reason, alias)
 
 
-def rollback(con: duckdb.DuckDBPyConnection, settings: Settings, alias: bool = True) -> ChampionChange:
+def rollback(con: Warehouse, settings: Settings, alias: bool = True) -> ChampionChange:
     """Return to the champion before the current one, skipping versions whose files are gone."""
     current = champion(con)
     if current is None:
@@ -307,7 +304,7 @@ def same_rows(promotion: dict[str, Any] | None) -> dict[str, Any]:
             "champion_rmse_same_rows": p.get("champion_rmse_same_rows")}  # fmt: skip
 
 
-def prune_files(con: duckdb.DuckDBPyConnection, settings: Settings, keep_last: int) -> list[str]:
+def prune_files(con: Warehouse, settings: Settings, keep_last: int) -> list[str]:
     """Remove the large files of versions that are not the champion, the previous champion or among the last
     ``keep_last`` versions; their metadata and registry rows stay (``models list`` still shows them)."""
     versions = sorted(p.name for p in settings.models_dir.glob("version_*") if VERSION_RE.fullmatch(p.name))

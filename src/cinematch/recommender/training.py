@@ -8,7 +8,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pyarrow as pa
 
 from cinematch.core.errors import BadInput, CineMatchError
@@ -33,6 +32,7 @@ from cinematch.recommender.training_set import (
     unmerged_batches,
 )
 from cinematch.recommender.tuning import RankingConfig, Selection
+from cinematch.storage.protocol import Warehouse
 
 log = get_logger(__name__)
 
@@ -147,7 +147,7 @@ def _previous_choice(settings: Settings, current: registry.ModelRecord | None) -
 
 
 def train_warehouse(
-    con: duckdb.DuckDBPyConnection,
+    con: Warehouse,
     settings: Settings,
     params: ALSParams,
     merge: list[str] | None = None,

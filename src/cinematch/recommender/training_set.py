@@ -11,6 +11,7 @@ import pyarrow as pa
 from cinematch.core.errors import BadInput
 from cinematch.core.log import get_logger
 from cinematch.storage.audit import utcnow
+from cinematch.storage.protocol import Warehouse
 from cinematch.storage.warehouse import batch_table
 
 log = get_logger(__name__)
@@ -48,7 +49,7 @@ def stable_split(table: pa.Table, test_fraction: float = 0.2, seed: int = SPLIT_
     return table.filter(pa.array(~test)), table.filter(pa.array(test))
 
 
-def unmerged_batches(con: duckdb.DuckDBPyConnection) -> list[str]:
+def unmerged_batches(con: Warehouse) -> list[str]:
     """Ratings batches in silver that no model has been trained on yet (the buffer), oldest first."""
     return [
         r[0]
@@ -61,11 +62,11 @@ def unmerged_batches(con: duckdb.DuckDBPyConnection) -> list[str]:
     ]
 
 
-def training_batches(con: duckdb.DuckDBPyConnection) -> list[str]:
+def training_batches(con: Warehouse) -> list[str]:
     return [r[0] for r in con.execute("select batch_id from ops.training_batches order by batch_id").fetchall()]
 
 
-def merge_batches(con: duckdb.DuckDBPyConnection, batch_ids: list[str], version: str) -> list[str]:
+def merge_batches(con: Warehouse, batch_ids: list[str], version: str) -> list[str]:
     """Mark batches as part of the training set, exactly once (the primary key refuses a second merge)."""
     already = set(training_batches(con))
     fresh = [b for b in dict.fromkeys(batch_ids) if b not in already]
@@ -75,7 +76,7 @@ def merge_batches(con: duckdb.DuckDBPyConnection, batch_ids: list[str], version:
     return fresh
 
 
-def ratings_of(con: duckdb.DuckDBPyConnection, batch_ids: list[str]) -> pa.Table:
+def ratings_of(con: Warehouse, batch_ids: list[str]) -> pa.Table:
     """Silver ratings of the given batches."""
     if not batch_ids:
         return pa.table({"user_id": pa.array([], pa.int64()), "movie_id": pa.array([], pa.int64()),

@@ -22,6 +22,7 @@ from cinematch.recommender.recommendations import write_recommendations
 from cinematch.serving.layout import PREFIX, current_views, new_views_path, point_current
 from cinematch.serving.view_sql import ALIAS, view_sql
 from cinematch.storage.audit import utcnow
+from cinematch.storage.protocol import Warehouse
 from cinematch.storage.warehouse import batch_table, table_exists
 
 __all__ = ["publish"]
@@ -44,7 +45,7 @@ class Publication(Result):
     removed: list[str]
 
 
-def _latest_batch(con: duckdb.DuckDBPyConnection) -> str | None:
+def _latest_batch(con: Warehouse) -> str | None:
     rows = con.execute(
         """select p.batch_id from silver.processed_batches p join bronze.ingestion_metadata m using (batch_id)
            where p.kind = 'ratings' order by m.ingestion_date desc, p.batch_id desc limit 1"""
@@ -52,16 +53,14 @@ def _latest_batch(con: duckdb.DuckDBPyConnection) -> str | None:
     return rows[0][0] if rows else None
 
 
-def _reference_batches(
-    con: duckdb.DuckDBPyConnection, champ: registry.ModelRecord | None, latest: str | None
-) -> list[str]:
+def _reference_batches(con: Warehouse, champ: registry.ModelRecord | None, latest: str | None) -> list[str]:
     if champ is not None:
         return list(champ.batch_ids)
     rows = con.execute("select batch_id from silver.processed_batches where kind = 'ratings' order by batch_id")
     return [b for (b,) in rows.fetchall() if b != latest]
 
 
-def _require_lakehouse(con: duckdb.DuckDBPyConnection) -> None:
+def _require_lakehouse(con: Warehouse) -> None:
     needed = [("silver", "ratings"), ("silver", "movies"), ("silver", "processed_batches"),
               ("gold", "movie_kpis"), ("gold", "trending_movies"), ("gold", "genre_analytics")]  # fmt: skip
     missing = [f"{s}.{t}" for s, t in needed if not table_exists(con, s, t)]
@@ -83,7 +82,7 @@ def _remove_old(settings: Settings, keep: set[str]) -> list[str]:
     return removed
 
 
-def publish(con: duckdb.DuckDBPyConnection, settings: Settings) -> Publication:
+def publish(con: Warehouse, settings: Settings) -> Publication:
     """Materialize every serving view into a new DuckDB file and point ``HOME/serving/CURRENT`` at it.
 
     Args:

@@ -7,9 +7,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-import duckdb
-
 from cinematch.core.log import get_logger
+from cinematch.storage.protocol import Warehouse
 
 log = get_logger(__name__)
 
@@ -24,7 +23,7 @@ def new_run_id() -> str:
 
 
 def record_run(
-    con: duckdb.DuckDBPyConnection,
+    con: Warehouse,
     pipeline: str,
     step: str,
     started_at: datetime,

@@ -6,7 +6,6 @@ import os
 import shutil
 from pathlib import Path
 
-import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -14,6 +13,7 @@ from cinematch.core.errors import CineMatchError
 from cinematch.core.log import get_logger, timed
 from cinematch.storage import sqlgen
 from cinematch.storage.audit import new_run_id
+from cinematch.storage.protocol import Warehouse
 
 log = get_logger(__name__)
 
@@ -30,7 +30,7 @@ def table_path(lake_dir: Path, table: str) -> Path:
 
 
 def write_table(
-    con: duckdb.DuckDBPyConnection,
+    con: Warehouse,
     table: str,
     lake_dir: Path,
     changed: set[tuple[int, int]] | None = None,

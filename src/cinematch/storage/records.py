@@ -10,8 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-import duckdb
-
+from cinematch.storage.protocol import Warehouse
 from cinematch.storage.warehouse import query_rows
 
 # the bronze table a batch kind lands in (ratings go to the buffer; movies, users, ... to their own table)
@@ -58,7 +57,7 @@ def bronze_table(kind: str) -> str:
     raise ValueError(f"not a batch kind: {kind!r}")
 
 
-def batch_audit(con: duckdb.DuckDBPyConnection, batch_id: str, kind: str) -> BatchAudit | None:
+def batch_audit(con: Warehouse, batch_id: str, kind: str) -> BatchAudit | None:
     """The audit row of ``batch_id`` and the count of its rows in its bronze table (None without an audit row)."""
     rows = con.execute(
         f"""select m.status, m.record_count, (select count(*) from {bronze_table(kind)} where batch_id = m.batch_id)
@@ -68,7 +67,7 @@ def batch_audit(con: duckdb.DuckDBPyConnection, batch_id: str, kind: str) -> Bat
     return BatchAudit(*rows[0]) if rows else None
 
 
-def etl_steps(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, StepRecord]:
+def etl_steps(con: Warehouse, run_id: str) -> dict[str, StepRecord]:
     """The ``ops.pipeline_runs`` rows of one ETL run, by step (bronze, silver, gold)."""
     rows = con.execute(
         "select step, status, rows, details from ops.pipeline_runs where pipeline = 'etl' and run_id = ?", [run_id]
@@ -76,13 +75,13 @@ def etl_steps(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, StepReco
     return {step: StepRecord(status, n, json_column(details)) for step, status, n, details in rows}
 
 
-def model_status(con: duckdb.DuckDBPyConnection, version: str) -> str | None:
+def model_status(con: Warehouse, version: str) -> str | None:
     """A model version's registry status (champion, retired, rejected, ...), None when it is not registered."""
     rows = con.execute("select status from ops.model_registry where version = ?", [version]).fetchall()
     return str(rows[0][0]) if rows else None
 
 
-def drift_report(con: duckdb.DuckDBPyConnection, report_id: str) -> dict[str, Any] | None:
+def drift_report(con: Warehouse, report_id: str) -> dict[str, Any] | None:
     """A stored drift report's decision and scores (``DRIFT_REPORT_COLUMNS``), None when it is not stored."""
     rows = query_rows(
         con, f"select {', '.join(DRIFT_REPORT_COLUMNS)} from ops.drift_reports where report_id = ?", [report_id]
@@ -90,12 +89,12 @@ def drift_report(con: duckdb.DuckDBPyConnection, report_id: str) -> dict[str, An
     return rows[0] if rows else None
 
 
-def merged_batches(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+def merged_batches(con: Warehouse) -> dict[str, str]:
     """Every batch merged into the training set, with the model version it was merged into."""
     return dict(con.execute("select batch_id, model_version from ops.training_batches").fetchall())
 
 
-def newest_buffer_ratings(con: duckdb.DuckDBPyConnection, n: int) -> list[tuple[Any, ...]]:
+def newest_buffer_ratings(con: Warehouse, n: int) -> list[tuple[Any, ...]]:
     """The ``n`` newest ratings in the buffer as ``(user_id, movie_id, date)``, newest first, ties by ids."""
     return con.execute(
         """select user_id, movie_id, cast(rated_at as date) from bronze.ratings_buffer

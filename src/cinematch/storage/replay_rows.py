@@ -7,9 +7,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import duckdb
-
 from cinematch.storage.audit import utcnow
+from cinematch.storage.protocol import Warehouse
 from cinematch.storage.warehouse import query_rows
 
 TABLE = "ops.replay_periods"
@@ -31,19 +30,19 @@ def naive_utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
 
 
-def get(con: duckdb.DuckDBPyConnection, key: RowKey) -> dict[str, Any] | None:
+def get(con: Warehouse, key: RowKey) -> dict[str, Any] | None:
     """The stored row of ``key`` (None before its period was scored)."""
     rows = query_rows(con, f"select * from {TABLE} where replay_id = ? and policy = ? and period = ?",
                       [key.replay_id, key.policy, key.period])  # fmt: skip
     return rows[0] if rows else None
 
 
-def columns(con: duckdb.DuckDBPyConnection) -> list[str]:
+def columns(con: Warehouse) -> list[str]:
     """The table's columns, in order (from the warehouse, so they follow the catalogue)."""
-    return [d[0] for d in con.execute(f"select * from {TABLE} limit 0").description]
+    return [d[0] for d in con.execute(f"select * from {TABLE} limit 0").description or ()]
 
 
-def put(con: duckdb.DuckDBPyConnection, row: dict[str, Any]) -> None:
+def put(con: Warehouse, row: dict[str, Any]) -> None:
     """Insert or replace one row (keyed by replay, policy and period) in one transaction."""
     cols = columns(con)
     values = {**dict.fromkeys(cols), **{k: v for k, v in row.items() if k in cols}, "recorded_at": utcnow()}
@@ -59,17 +58,17 @@ def put(con: duckdb.DuckDBPyConnection, row: dict[str, Any]) -> None:
         raise
 
 
-def put_many(con: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]]) -> None:
+def put_many(con: Warehouse, rows: list[dict[str, Any]]) -> None:
     """Replace the rows of one replay's policies with ``rows`` (the copy kept in the user's warehouse)."""
     for row in rows:
         put(con, row)
 
 
-def rows_of(con: duckdb.DuckDBPyConnection, replay_id: str) -> list[dict[str, Any]]:
+def rows_of(con: Warehouse, replay_id: str) -> list[dict[str, Any]]:
     return query_rows(con, f"select * from {TABLE} where replay_id = ? order by policy, period", [replay_id])
 
 
-def drift_report_with(con: duckdb.DuckDBPyConnection, batch_id: str) -> dict[str, Any] | None:
+def drift_report_with(con: Warehouse, batch_id: str) -> dict[str, Any] | None:
     """The newest drift report whose checked batches include ``batch_id`` (the first made after it landed).
 
     Replay homes are DuckDB files, so the JSON list is searched with DuckDB's functions.
@@ -85,7 +84,7 @@ def drift_report_with(con: duckdb.DuckDBPyConnection, batch_id: str) -> dict[str
     return {**rows[0], "batch_ids": json.loads(rows[0]["batch_ids"])}
 
 
-def merged_into(con: duckdb.DuckDBPyConnection, batch_id: str) -> str | None:
+def merged_into(con: Warehouse, batch_id: str) -> str | None:
     """The model version ``batch_id`` was merged into (None while it is buffered)."""
     rows = con.execute("select model_version from ops.training_batches where batch_id = ?", [batch_id]).fetchall()
     return str(rows[0][0]) if rows else None
