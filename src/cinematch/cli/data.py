@@ -10,7 +10,7 @@ import click
 from cinematch.cli.app import Ctx, cli, command, emit, out, table
 from cinematch.core.errors import BadInput
 from cinematch.datasets.formats import ALL_FORMATS
-from cinematch.ingest.bronze import KINDS, buffer_status, ingest_file
+from cinematch.ingest.bronze import KINDS, BufferStatus, buffer_status, ingest_file
 from cinematch.ingest.landing import ingest_landing
 from cinematch.storage.warehouse import describe, read_session, warehouse_exists, write_session
 
@@ -81,14 +81,7 @@ def ingest_cmd(ctx: Ctx, file: Path | None, batch_id: str | None, kind: str, fmt
 def status_cmd(ctx: Ctx) -> None:
     """Buffer status: total records, batches, ingestion history, quarantined rows."""
     if not warehouse_exists(ctx.settings):
-        doc: dict[str, Any] = {
-            "total_records": 0,
-            "quarantined_records": 0,
-            "movies": 0,
-            "n_batches": 0,
-            "batches": [],
-            "quarantine_reasons": [],
-        }
+        doc = BufferStatus.empty()
     else:
         with read_session(ctx.settings) as con:
             doc = buffer_status(con)

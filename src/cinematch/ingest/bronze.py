@@ -283,7 +283,24 @@ def _lost_race(con: Warehouse, batch_id: str, kind: str, checksum: str, source_f
     )
 
 
-def buffer_status(con: Warehouse) -> dict[str, Any]:
+@dataclass(eq=False)
+class BufferStatus(Result):
+    """The bronze buffer: totals, every batch's audit row (oldest first) and the quarantine reasons."""
+
+    total_records: int
+    quarantined_records: int
+    movies: int
+    n_batches: int
+    batches: list[dict[str, Any]]
+    quarantine_reasons: list[dict[str, Any]]
+
+    @classmethod
+    def empty(cls) -> BufferStatus:
+        """The status of a home with no warehouse yet."""
+        return cls(0, 0, 0, 0, [], [])
+
+
+def buffer_status(con: Warehouse) -> BufferStatus:
     """Totals and ingestion history (the original `check_buffer_status`)."""
     total_row = con.execute("select count(*) from bronze.ratings_buffer").fetchone()
     quarantined_row = con.execute("select count(*) from bronze.quarantine").fetchone()
@@ -301,11 +318,4 @@ def buffer_status(con: Warehouse) -> dict[str, Any]:
     reasons = query_rows(
         con, "select reason, count(*) as n from bronze.quarantine group by reason order by n desc, reason"
     )
-    return {
-        "total_records": total,
-        "quarantined_records": quarantined,
-        "movies": movies,
-        "n_batches": len(batches),
-        "batches": batches,
-        "quarantine_reasons": reasons,
-    }
+    return BufferStatus(total, quarantined, movies, len(batches), batches, reasons)

@@ -72,7 +72,7 @@ def buffer_status() -> dict[str, Any]:
     from cinematch.ingest.bronze import buffer_status as status
 
     with task_session("buffer_status") as (_, con):
-        doc = status(con)
+        doc = dict(status(con))  # the task's own shape: the newest batches only
     doc["latest_batches"] = [{k: b[k] for k in ("batch_id", "kind", "record_count", "status")}
                              for b in doc.pop("batches")[-5:]]  # fmt: skip
     doc.pop("quarantine_reasons", None)
