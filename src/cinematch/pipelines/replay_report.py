@@ -8,7 +8,7 @@ from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
-from cinematch.pipelines.report import CSS, fig, html_table
+from cinematch.pipelines.html_parts import CSS, fig, html_table
 from cinematch.serving.charts import BLUE, GREEN, GREY, ORANGE, PURPLE, RED, line_chart
 
 COLORS = (BLUE, ORANGE, GREEN, PURPLE, GREY, RED)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
@@ -13,44 +12,14 @@ from typing import Any
 from cinematch.core.results import Result
 from cinematch.core.settings import Settings
 from cinematch.drift.histograms import HALF_STAR_BINS
+from cinematch.pipelines.html_parts import CSS, fig, html_table
 from cinematch.recommender.registry import same_rows
 from cinematch.serving.charts import AMBER, BLUE, GREEN, ORANGE, RED, grouped_bars, hbars, line_chart
 from cinematch.storage.audit import utcnow
 from cinematch.storage.protocol import Warehouse
 from cinematch.storage.warehouse import query_rows
 
-CSS = """
-body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1340px;color:#222}
-h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #ddd}
-.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(640px,1fr));gap:14px}
-svg.plot{width:100%;height:auto;background:#fff;border:1px solid #e3e3e3;border-radius:6px}
-svg text{font-family:system-ui,sans-serif} .tick{font-size:11px;fill:#555} .label{font-size:11px;fill:#333}
-.legend{font-size:11px;fill:#333} .axis{stroke:#bbb} .grid-line{stroke:#eee}
-table{border-collapse:collapse;font-size:12.5px;margin:6px 0} td,th{border:1px solid #ddd;padding:3px 7px;text-align:left}
-th{background:#f4f4f4} figure{margin:0} figcaption{font-weight:600;margin:0 0 4px} .fail{color:#b00;font-weight:600} .ok{color:#2a7a2a} .muted{color:#777}
-"""
-
 BIN_LABELS = [f"{b:g}" for b in HALF_STAR_BINS]
-
-
-def fig(svg: str) -> str:
-    """The SVG's <title> as a visible caption above the plot."""
-    m = re.search(r"<title>(.*?)</title>", svg)
-    return f"<figure><figcaption>{m.group(1) if m else ''}</figcaption>{svg}</figure>"
-
-
-def html_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
-    head = "".join(f"<th>{escape(c)}</th>" for c in columns)
-    body = []
-    for r in rows:
-        cells = []
-        for c in columns:
-            v = r.get(c)
-            text = f"{v:.4g}" if isinstance(v, float) else ("" if v is None else str(v))
-            cls = ' class="fail"' if c == "passed" and v is False else (' class="ok"' if c == "passed" else "")
-            cells.append(f"<td{cls}>{escape(text)}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
 
 
 def _tables(con: Warehouse) -> set[str]:
@@ -150,6 +119,20 @@ def _trending(con: Warehouse) -> str:
                  [r["trending_score"] for r in rows])  # fmt: skip
 
 
+def _replay_section(con: Warehouse) -> str:
+    """The latest `cinematch replay`: its verdict, the policies side by side and the plots per period."""
+    from cinematch.pipelines.replay_report import replay_html
+    from cinematch.pipelines.replay_run import summarize, verdict
+    from cinematch.storage.replay_rows import latest_replay
+
+    rows = latest_replay(con)
+    if not rows:
+        return ""
+    policies = list(dict.fromkeys(r["policy"] for r in rows))
+    summary = [summarize(p, [r for r in rows if r["policy"] == p]) for p in policies]
+    return replay_html(rows[0]["replay_id"], rows, summary, verdict(summary))
+
+
 def write_report(con: Warehouse, settings: Settings, path: Path | None = None) -> Path:
     """Write the HTML report (atomically) and return its path."""
     tables = _tables(con)
@@ -168,6 +151,7 @@ def write_report(con: Warehouse, settings: Settings, path: Path | None = None) -
 <h2>Buffer</h2><div class="grid">{fig(_buffer_section(con))}</div>
 <h2>Quality gates (latest ETL run)</h2><p>{len(quality)} checks, {failed} failing</p>
 {html_table(quality, ["layer", "table", "check", "severity", "passed", "offending_rows"]) if quality else ""}
+{_replay_section(con) if "ops.replay_periods" in tables else ""}
 </body></html>
 """
     path = path or settings.reports_dir / f"report_{generated:%Y%m%dT%H%M%S}.html"

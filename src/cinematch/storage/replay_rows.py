@@ -68,6 +68,15 @@ def rows_of(con: Warehouse, replay_id: str) -> list[dict[str, Any]]:
     return query_rows(con, f"select * from {TABLE} where replay_id = ? order by policy, period", [replay_id])
 
 
+def latest_replay(con: Warehouse) -> list[dict[str, Any]]:
+    """Every row of the replay recorded last (empty before the first replay)."""
+    return query_rows(
+        con,
+        f"""select * from {TABLE} where replay_id = (select replay_id from {TABLE} order by recorded_at desc limit 1)
+            order by policy, period""",
+    )
+
+
 def drift_report_with(con: Warehouse, batch_id: str) -> dict[str, Any] | None:
     """The newest drift report whose checked batches include ``batch_id`` (the first made after it landed).
 
