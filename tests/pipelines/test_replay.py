@@ -228,3 +228,23 @@ def test_a_replay_killed_midway_finishes_identically(
                 got[key] == pytest.approx(ref[key], rel=1e-9) if isinstance(ref[key], float) else got[key] == ref[key]
             )
             assert same, (got["period"], key, got[key], ref[key])
+
+
+def test_demo_tells_the_story_on_a_real_history(history: tuple[Path, Path, datetime], cli) -> None:
+    ratings, movies, _ = history
+    last = pc.max(pq.read_table(ratings)["rated_at"]).as_py()
+    result = cli("demo", "--ratings", ratings, "--movies", movies, "--json", timeout=600)
+    assert result.code == 0, result.stderr[-2000:]
+    doc = json.loads(result.stdout)
+    assert doc["policies"] == ["drift"] and len(doc["periods"]) == 3
+    first = datetime.fromisoformat(doc["periods"][0]["period_start"])
+    # three whole weeks ending with the history's last day
+    assert first == datetime.combine(last.date(), datetime.min.time()) + timedelta(days=1 - 21)
+    assert (
+        sum(p["n_ratings"] for p in doc["periods"])
+        == pc.sum(pc.greater_equal(pq.read_table(ratings)["rated_at"], pa.scalar(first, pa.timestamp("us")))).as_py()
+    )
+    assert all(p["ndcg_at_10"] is not None for p in doc["periods"]) and doc["verdict"]
+    refused = cli("demo", "--movies", movies)
+    assert refused.code == 2 and "--movies goes with --ratings" in refused.stderr
+    assert "Traceback" not in refused.stderr

@@ -12,6 +12,7 @@ import click
 
 from cinematch.cli.app import Ctx, cli, command, emit, out, table
 from cinematch.core.errors import BadInput
+from cinematch.core.settings import Settings
 from cinematch.storage.warehouse import write_session
 
 if TYPE_CHECKING:
@@ -105,8 +106,11 @@ def simulate_cmd(ctx: Ctx, weeks: int, seed: int, scale: str) -> None:
 
 
 @command(cli, "demo")
-def demo_cmd(ctx: Ctx) -> None:
-    """The main job: the 3-week simulation end to end on generated data, then where to look."""
+@click.option("--ratings", type=click.Path(path_type=Path), default=None,
+              help="Tell the story on this real rating history (its last 3 weeks) instead of generated data.")  # fmt: skip
+@click.option("--movies", type=click.Path(path_type=Path), default=None, help="The history's movies file.")
+def demo_cmd(ctx: Ctx, ratings: Path | None, movies: Path | None) -> None:
+    """The main job: the 3-week simulation end to end (generated data, or a real history), then where to look."""
     from cinematch.core.settings import get_settings
     from cinematch.pipelines.simulate import demo_home, simulate
 
@@ -114,6 +118,11 @@ def demo_cmd(ctx: Ctx) -> None:
     settings = get_settings(home=home)
     say: Callable[[str], None] = (lambda line: None) if ctx.json else out.print
     say(f"CineMatch demo in {home}")
+    if ratings is not None:
+        _history_demo(ctx, settings, ratings, movies, say)
+        return
+    if movies is not None:
+        raise BadInput("--movies goes with --ratings (the history whose movies they are)")
     doc = simulate(settings, say=say)
     from cinematch.pipelines.report import write_report
     from cinematch.storage.warehouse import query_rows, read_session
@@ -144,6 +153,29 @@ def demo_cmd(ctx: Ctx) -> None:
             out.print(f"report: {report}")
         out.print(f"API: CINEMATCH_HOME={home} .venv/bin/cinematch serve   (then open http://127.0.0.1:8000/)")
         out.print(f'SQL: CINEMATCH_HOME={home} .venv/bin/cinematch sql "select * from gold.trending_movies limit 5"')
+
+    emit(ctx, doc, human)
+
+
+def _history_demo(ctx: Ctx, settings: Settings, ratings: Path, movies: Path | None, say: Callable[[str], None]) -> None:
+    """The demo's story on a real history: its last 3 weeks replayed week by week under the drift policy."""
+    from cinematch.pipelines.replay_policy import parse_policy
+    from cinematch.pipelines.replay_run import last_weeks_start, run_replay
+
+    for path, option in ((ratings, "--ratings"), (movies, "--movies")):
+        if path is not None and not path.is_file():
+            raise BadInput(f"{option} {path}: no such file; give the path of the history's file")
+    start = last_weeks_start(ratings)
+    say(f"the last 3 weeks of {ratings.name} from {start:%Y-%m-%d}, one batch a week, retraining on drift")
+    doc = run_replay(settings, ratings, movies, start, "7d", [parse_policy("drift")], say)
+
+    def human() -> None:
+        out.print(table("weeks", doc["periods"], ["period", "period_start", "n_ratings", "ndcg_at_10",
+                                                   "hit_rate_at_10", "rmse", "drift_score", "decision", "retrained"]))  # fmt: skip
+        out.print(doc["verdict"])
+        out.print(f"report: {doc['report']}")
+        home = Path(doc["folder"]) / "drift"
+        out.print(f"API: CINEMATCH_HOME={home} .venv/bin/cinematch serve   (the replayed home)")
 
     emit(ctx, doc, human)
 

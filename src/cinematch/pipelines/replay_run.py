@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +85,19 @@ def verdict(summary: list[dict[str, Any]]) -> str:
         ndcg = "n/a" if s["mean_ndcg_at_10"] is None else f"{s['mean_ndcg_at_10']:.4f}"
         parts.append(f"{s['policy']}: mean NDCG@10 {ndcg} over {s['scored_periods']} periods, {s['retrains']} retrains")
     return "; ".join(parts)
+
+
+def last_weeks_start(ratings: Path, weeks: int = 3) -> datetime:
+    """The UTC midnight that leaves ``weeks`` whole weeks up to the history's last day (the demo's start)."""
+    import pyarrow.compute as pc
+
+    from cinematch.datasets.periods import as_utc
+    from cinematch.datasets.ratings import read_ratings
+
+    table, _ = read_ratings(ratings)
+    last = as_utc(pc.max(table.column("rated_at")).as_py())
+    midnight = datetime.combine(last.date(), datetime.min.time(), tzinfo=last.tzinfo)
+    return midnight + timedelta(days=1 - 7 * weeks)
 
 
 def run_replay(
