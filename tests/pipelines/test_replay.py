@@ -248,3 +248,27 @@ def test_demo_tells_the_story_on_a_real_history(history: tuple[Path, Path, datet
     refused = cli("demo", "--movies", movies)
     assert refused.code == 2 and "--movies goes with --ratings" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_an_ml100k_history_with_an_empty_week(history: tuple[Path, Path, datetime], tmp_path: Path) -> None:
+    """The same history as ml-100k u.data (tab-separated, epoch seconds) with week 2 cut out: that period is
+    empty (scored as nothing, no batch, no retrain) and the replay goes on."""
+    ratings, movies, start = history
+    table = pq.read_table(ratings)
+    cut = pc.and_(pc.greater_equal(table["rated_at"], pa.scalar(start + timedelta(days=7), pa.timestamp("us"))),
+                  pc.less(table["rated_at"], pa.scalar(start + timedelta(days=14), pa.timestamp("us"))))  # fmt: skip
+    kept = table.filter(pc.invert(cut))
+    seconds = pc.divide(kept["rated_at"].cast(pa.int64()), 1_000_000).to_numpy()
+    lines = np.column_stack([kept["user_id"].to_numpy(), kept["movie_id"].to_numpy(),
+                             kept["rating"].to_numpy(), seconds])  # fmt: skip
+    path = tmp_path / "u.data"
+    np.savetxt(path, lines, fmt=["%d", "%d", "%g", "%d"], delimiter="\t")
+    settings = Settings(home=tmp_path / "home", api_key=None)
+    run = run_replay(settings, path, movies, start, "7d", [parse_policy("always")], report=False)
+    assert run["n_base"] == table.num_rows - 1_500 * WEEKS and run["n_invalid"] == 0
+    periods = run["periods"]
+    assert [p["n_ratings"] for p in periods] == [1_500, 0, 1_500, 1_500]
+    empty = periods[1]
+    assert (empty["n_users"], empty["ndcg_at_10"], empty["rmse"], empty["retrained"]) == (0, None, None, False)
+    assert [p["retrained"] for p in periods] == [True, False, True, True]
+    assert "report" not in run and run["summary"][0]["scored_periods"] == 3
