@@ -31,6 +31,7 @@ from cinematch.drift.check import check_drift
 from cinematch.ingest.bronze import ingest_file
 from cinematch.lakehouse.etl import run_etl
 from cinematch.pipelines.replay_policy import parse_policies, parse_policy
+from cinematch.pipelines.replay_report import tradeoff_plot
 from cinematch.pipelines.replay_run import ReplayRun, run_replay, summarize, verdict
 from cinematch.pipelines.report import write_report
 from cinematch.recommender import registry
@@ -272,3 +273,21 @@ def test_an_ml100k_history_with_an_empty_week(history: tuple[Path, Path, datetim
     assert (empty["n_users"], empty["ndcg_at_10"], empty["rmse"], empty["retrained"]) == (0, None, None, False)
     assert [p["retrained"] for p in periods] == [True, False, True, True]
     assert "report" not in run and run["summary"][0]["scored_periods"] == 3
+
+
+def test_the_sweep_trade_off_plot() -> None:
+    def policy(name: str, ndcg: float, retrains: int) -> dict[str, Any]:
+        return {"policy": name, "mean_ndcg_at_10": ndcg, "retrains": retrains}
+
+    summary = [
+        policy("drift", 0.18, 2),
+        policy("always", 0.2, 8),
+        policy("drift@2", 0.16, 1),
+        policy("drift@0.5", 0.19, 4),
+    ]
+    svg = tradeoff_plot(summary, default_threshold=1.0)
+    assert svg is not None and "share of always-retrain" in svg
+    # ordered by threshold (plain drift retrains at the settings' 1.0), values as shares of always-retrain
+    assert svg.index(">drift@0.5<") < svg.index(">drift<") < svg.index(">drift@2<")
+    assert "drift@0.5 mean NDCG@10: 95%" in svg and "drift@2 retrains: 12%" in svg
+    assert tradeoff_plot(summary[:2]) is None  # one drift policy: nothing to trade off

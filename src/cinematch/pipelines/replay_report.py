@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from cinematch.pipelines.html_parts import CSS, fig, html_table
-from cinematch.serving.charts import BLUE, GREEN, GREY, ORANGE, PURPLE, RED, line_chart
+from cinematch.serving.charts import BLUE, GREEN, GREY, ORANGE, PURPLE, RED, fmt_pct, line_chart
 
 COLORS = (BLUE, ORANGE, GREEN, PURPLE, GREY, RED)
 TABLE_COLUMNS = ["policy", "periods", "scored_periods", "mean_ndcg_at_10", "mean_hit_rate_at_10", "mean_rmse",
@@ -45,20 +45,54 @@ def replay_plots(rows: list[dict[str, Any]]) -> list[str]:
     return plots
 
 
-def replay_html(replay_id: str, rows: list[dict[str, Any]], summary: list[dict[str, Any]], verdict: str) -> str:
+def tradeoff_plot(summary: list[dict[str, Any]], default_threshold: float = 1.0) -> str | None:
+    """The drift thresholds' quality/cost trade-off (with --sweep): per drift policy, its mean NDCG@10 and its
+    retrains as shares of always-retrain's (of the best and the most among the policies without `always`)."""
+
+    def threshold(policy: str) -> float:  # plain `drift` retrains at the settings' score
+        return float(policy.split("@", 1)[1]) if "@" in policy else default_threshold
+
+    drifts = sorted((s for s in summary if s["policy"].split("@")[0] == "drift"), key=lambda s: threshold(s["policy"]))
+    if len(drifts) < 2:
+        return None
+    always = next((s for s in summary if s["policy"] == "always"), None)
+    ndcg_ref = (always or max(summary, key=lambda s: s["mean_ndcg_at_10"] or 0))["mean_ndcg_at_10"] or 0.0
+    retrain_ref = (always or max(summary, key=lambda s: s["retrains"]))["retrains"]
+    ndcg = [s["mean_ndcg_at_10"] / ndcg_ref if ndcg_ref and s["mean_ndcg_at_10"] is not None else None for s in drifts]
+    retrains = [s["retrains"] / retrain_ref if retrain_ref else None for s in drifts]
+    base = "always-retrain" if always else "the best policy"
+    return line_chart(f"Drift threshold trade-off: share of {base}'s NDCG@10 and retrains",
+                      [s["policy"] for s in drifts],
+                      [("mean NDCG@10", ndcg, BLUE), ("retrains", retrains, ORANGE)], fmt=fmt_pct)  # fmt: skip
+
+
+def replay_html(
+    replay_id: str,
+    rows: list[dict[str, Any]],
+    summary: list[dict[str, Any]],
+    verdict: str,
+    default_threshold: float = 1.0,
+) -> str:
     """The replay's section: verdict, summary table and plots."""
+    tradeoff = tradeoff_plot(summary, default_threshold)
+    plots = replay_plots(rows) + ([tradeoff] if tradeoff else [])
     return (f"<h2>Replay {escape(replay_id)}</h2><p><b>{escape(verdict)}</b></p>"
             f"{html_table(summary, TABLE_COLUMNS)}"
-            f"<div class=\"grid\">{''.join(map(fig, replay_plots(rows)))}</div>")  # fmt: skip
+            f"<div class=\"grid\">{''.join(map(fig, plots))}</div>")  # fmt: skip
 
 
 def write_replay_report(
-    path: Path, replay_id: str, rows: list[dict[str, Any]], summary: list[dict[str, Any]], verdict: str
+    path: Path,
+    replay_id: str,
+    rows: list[dict[str, Any]],
+    summary: list[dict[str, Any]],
+    verdict: str,
+    default_threshold: float = 1.0,
 ) -> Path:
     """A self-contained HTML file for one replay (written atomically)."""
     html = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>CineMatch replay {escape(replay_id)}'
             f"</title><style>{CSS}</style></head><body><h1>CineMatch replay</h1>"
-            f"{replay_html(replay_id, rows, summary, verdict)}</body></html>\n")  # fmt: skip
+            f"{replay_html(replay_id, rows, summary, verdict, default_threshold)}</body></html>\n")  # fmt: skip
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(html, encoding="utf-8")
     os.replace(tmp, path)

@@ -129,7 +129,11 @@ def run_replay(
     if report:
         from cinematch.pipelines.replay_report import write_replay_report
 
-        path = str(write_replay_report(plan.folder / "report.html", plan.replay_id, rows, summary, line))
+        path = str(
+            write_replay_report(
+                plan.folder / "report.html", plan.replay_id, rows, summary, line, settings.drift_retrain_score
+            )
+        )
     log_event(log, "replay_done", replay_id=plan.replay_id, policies=len(policies), periods=len(plan.periods),
               seconds=round(time.perf_counter() - t0, 2))  # fmt: skip
     return ReplayRun(

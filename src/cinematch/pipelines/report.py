@@ -119,7 +119,7 @@ def _trending(con: Warehouse) -> str:
                  [r["trending_score"] for r in rows])  # fmt: skip
 
 
-def _replay_section(con: Warehouse) -> str:
+def _replay_section(con: Warehouse, settings: Settings) -> str:
     """The latest `cinematch replay`: its verdict, the policies side by side and the plots per period."""
     from cinematch.pipelines.replay_report import replay_html
     from cinematch.pipelines.replay_run import summarize, verdict
@@ -130,7 +130,7 @@ def _replay_section(con: Warehouse) -> str:
         return ""
     policies = list(dict.fromkeys(r["policy"] for r in rows))
     summary = [summarize(p, [r for r in rows if r["policy"] == p]) for p in policies]
-    return replay_html(rows[0]["replay_id"], rows, summary, verdict(summary))
+    return replay_html(rows[0]["replay_id"], rows, summary, verdict(summary), settings.drift_retrain_score)
 
 
 def write_report(con: Warehouse, settings: Settings, path: Path | None = None) -> Path:
@@ -151,7 +151,7 @@ def write_report(con: Warehouse, settings: Settings, path: Path | None = None) -
 <h2>Buffer</h2><div class="grid">{fig(_buffer_section(con))}</div>
 <h2>Quality gates (latest ETL run)</h2><p>{len(quality)} checks, {failed} failing</p>
 {html_table(quality, ["layer", "table", "check", "severity", "passed", "offending_rows"]) if quality else ""}
-{_replay_section(con) if "ops.replay_periods" in tables else ""}
+{_replay_section(con, settings) if "ops.replay_periods" in tables else ""}
 </body></html>
 """
     path = path or settings.reports_dir / f"report_{generated:%Y%m%dT%H%M%S}.html"
