@@ -33,7 +33,7 @@ from cinematch.recommender import registry
 from cinematch.recommender.training import params_from_settings
 from cinematch.recommender.training_set import unmerged_batches
 from cinematch.serving.publish import publish
-from cinematch.storage import replay_rows
+from cinematch.storage import records, replay_rows
 from cinematch.storage.protocol import Warehouse
 from cinematch.storage.warehouse import write_session
 
@@ -126,7 +126,7 @@ def _decide(con: Warehouse, settings: Settings, policy: Policy, period: PeriodFi
     """Drift check, then the policy's retrain (or the one a killed run already made for this period)."""
     drift = _drift(con, settings, period.batch_id)
     out: dict[str, Any] = {"drift_score": drift.get("score"), "decision": drift.get("decision")}
-    merged = replay_rows.merged_into(con, period.batch_id)
+    merged = records.merged_batches(con).get(period.batch_id)
     if merged is not None:  # trained before a kill: the version it was merged into is this period's retrain
         out.update(retrained=True, new_version=merged, promoted=registry.champion_alias(settings) == merged,
                    train_seconds=None)  # fmt: skip

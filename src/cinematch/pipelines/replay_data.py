@@ -26,13 +26,24 @@ MANIFEST = "manifest.json"
 
 @dataclass(frozen=True)
 class PeriodFile:
-    """Period ``number`` (1-based): its UTC bounds, its batch file (None when it holds no rating) and size."""
+    """A period's UTC bounds, its batch file (None when it holds no rating) and size."""
 
-    number: int
-    start: datetime
-    end: datetime
+    bounds: Period
     path: Path | None
     n_ratings: int
+
+    @property
+    def number(self) -> int:
+        """1-based, as the batch ids and the rows count periods."""
+        return self.bounds.index + 1
+
+    @property
+    def start(self) -> datetime:
+        return self.bounds.start
+
+    @property
+    def end(self) -> datetime:
+        return self.bounds.end
 
     @property
     def batch_id(self) -> str:
@@ -73,7 +84,7 @@ def _write(table: pa.Table, path: Path) -> None:
 
 def _plan(folder: Path, doc: dict[str, Any], ratings: Path, movies: Path | None, every: Every) -> ReplayPlan:
     periods = [
-        PeriodFile(p["number"], datetime.fromisoformat(p["start"]), datetime.fromisoformat(p["end"]),
+        PeriodFile(Period(p["number"] - 1, datetime.fromisoformat(p["start"]), datetime.fromisoformat(p["end"])),
                    folder / "data" / p["file"] if p["file"] else None, p["n_ratings"])
         for p in doc["periods"]
     ]  # fmt: skip

@@ -91,9 +91,3 @@ def drift_report_with(con: Warehouse, batch_id: str) -> dict[str, Any] | None:
     if not rows:
         return None
     return {**rows[0], "batch_ids": json.loads(rows[0]["batch_ids"])}
-
-
-def merged_into(con: Warehouse, batch_id: str) -> str | None:
-    """The model version ``batch_id`` was merged into (None while it is buffered)."""
-    rows = con.execute("select model_version from ops.training_batches where batch_id = ?", [batch_id]).fetchall()
-    return str(rows[0][0]) if rows else None
