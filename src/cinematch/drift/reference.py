@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,6 +13,7 @@ import numpy as np
 
 from cinematch.core.errors import BadInput
 from cinematch.drift.histograms import HALF_STAR_BINS, N_BINS, compact_ids
+from cinematch.storage.files import atomic_write
 
 __all__ = ["MOVIE_IDS_FILE", "REFERENCE_JSON", "SCHEMA_VERSION", "USER_IDS_FILE", "ReferenceStats"]
 
@@ -20,18 +21,6 @@ SCHEMA_VERSION = 1
 REFERENCE_JSON = "reference.json"
 USER_IDS_FILE = "user_ids.npy"
 MOVIE_IDS_FILE = "movie_ids.npy"
-
-
-def _atomic_write(path: Path, write: Any) -> None:
-    # a concurrent `drift check` must never read a half-written reference
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @dataclass(eq=False)
@@ -112,11 +101,11 @@ class ReferenceStats:
         root.mkdir(parents=True, exist_ok=True)
         for name, ids in ((USER_IDS_FILE, self.user_ids), (MOVIE_IDS_FILE, self.movie_ids)):
             if ids is not None:
-                _atomic_write(root / name, lambda fh, a=ids: np.save(fh, a, allow_pickle=False))
+                atomic_write(root / name, functools.partial(np.save, arr=ids, allow_pickle=False))
             else:
                 (root / name).unlink(missing_ok=True)  # a stale file would be read back by load()
         payload = json.dumps(self.to_dict(), indent=2, sort_keys=True).encode()
-        _atomic_write(root / REFERENCE_JSON, lambda fh: fh.write(payload))
+        atomic_write(root / REFERENCE_JSON, lambda fh: fh.write(payload))
         return root / REFERENCE_JSON
 
     @classmethod

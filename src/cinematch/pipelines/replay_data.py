@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -18,6 +17,7 @@ from cinematch.core.settings import Settings
 from cinematch.datasets.periods import Every, Period, as_utc, split_periods
 from cinematch.datasets.ratings import read_ratings
 from cinematch.ingest.bronze import file_checksum
+from cinematch.storage.files import atomic_write, atomic_write_text
 
 log = get_logger(__name__)
 
@@ -77,9 +77,7 @@ def replay_id(ratings: Path, movies: Path | None, start: datetime, every: Every)
 
 def _write(table: pa.Table, path: Path) -> None:
     """Write atomically: a kill leaves no half file under the final name."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda fh: pq.write_table(table, fh))
 
 
 def _plan(folder: Path, doc: dict[str, Any], ratings: Path, movies: Path | None, every: Every) -> ReplayPlan:
@@ -114,9 +112,7 @@ def prepare(settings: Settings, ratings: Path, movies: Path | None, start: datet
     doc = {"replay_id": rid, "ratings": str(ratings), "movies": str(movies) if movies else None,
            "start": as_utc(start).isoformat(), "every": str(every), "n_base": split.base.num_rows,
            "n_invalid": n_invalid, "periods": entries}  # fmt: skip
-    tmp = manifest.with_name(f".{MANIFEST}.tmp")
-    tmp.write_text(json.dumps(doc, indent=1))
-    os.replace(tmp, manifest)
+    atomic_write_text(manifest, json.dumps(doc, indent=1))
     log_event(log, "replay_prepared", replay_id=rid, base=split.base.num_rows, periods=len(entries),
               invalid=n_invalid)  # fmt: skip
     return _plan(folder, doc, ratings, movies, every)

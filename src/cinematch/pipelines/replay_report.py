@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from html import escape
 from itertools import accumulate
 from pathlib import Path
@@ -10,6 +9,7 @@ from typing import Any
 
 from cinematch.pipelines.html_parts import CSS, fig, html_table
 from cinematch.serving.charts import BLUE, GREEN, GREY, ORANGE, PURPLE, RED, fmt_pct, line_chart
+from cinematch.storage.files import atomic_write_text
 
 COLORS = (BLUE, ORANGE, GREEN, PURPLE, GREY, RED)
 TABLE_COLUMNS = ["policy", "periods", "scored_periods", "mean_ndcg_at_10", "mean_hit_rate_at_10", "mean_rmse",
@@ -93,7 +93,5 @@ def write_replay_report(
     html = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>CineMatch replay {escape(replay_id)}'
             f"</title><style>{CSS}</style></head><body><h1>CineMatch replay</h1>"
             f"{replay_html(replay_id, rows, summary, verdict, default_threshold)}</body></html>\n")  # fmt: skip
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(html, encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, html)
     return path

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
@@ -16,6 +15,7 @@ from cinematch.pipelines.html_parts import CSS, fig, html_table
 from cinematch.recommender.registry import same_rows
 from cinematch.serving.charts import AMBER, BLUE, GREEN, ORANGE, RED, grouped_bars, hbars, line_chart
 from cinematch.storage.audit import utcnow
+from cinematch.storage.files import atomic_write_text
 from cinematch.storage.protocol import Warehouse
 from cinematch.storage.warehouse import query_rows
 
@@ -156,13 +156,8 @@ def write_report(con: Warehouse, settings: Settings, path: Path | None = None) -
 """
     path = path or settings.reports_dir / f"report_{generated:%Y%m%dT%H%M%S}.html"
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(html, encoding="utf-8")
-    os.replace(tmp, path)
-    latest = path.parent / "latest.html"
-    tmp_latest = path.parent / ".latest.html.tmp"
-    tmp_latest.write_text(html, encoding="utf-8")
-    os.replace(tmp_latest, latest)
+    atomic_write_text(path, html)
+    atomic_write_text(path.parent / "latest.html", html)
     return path
 
 
