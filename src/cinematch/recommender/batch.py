@@ -14,13 +14,17 @@ Each row's ``because`` holds up to two movie ids of the user's history (comma-se
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import pyarrow as pa
 import scipy.sparse as sp
 
 from cinematch.core.log import get_logger, timed
-from cinematch.recommender.interactions import epoch_seconds, histories, lookup
-from cinematch.recommender.ranker import Ranker
+from cinematch.recommender import list_cache
+from cinematch.recommender.interactions import Histories, epoch_seconds, histories, lookup
+from cinematch.recommender.ranker import Ranker, fill_cold
 
 log = get_logger(__name__)
 
@@ -85,19 +89,47 @@ def new_movie_slot(
     return out
 
 
+def _model_lists(
+    ranker: Ranker, ratings: pa.Table, hist: Histories, n: int, cache: Path | None, info: dict[str, Any]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ranker's own lists for every user of ``hist``: stored ones where the history is unchanged."""
+    users = hist.user_ids
+    if cache is None:
+        return ranker.recommend(hist, users, n, because=True)
+    prints = list_cache.fingerprints(ratings, users)
+    stored = list_cache.load(cache, n)
+    if stored is None:
+        ids, scores, because = ranker.recommend(hist, users, n, because=True)
+    else:
+        ok, pos = stored.reusable(users, prints)
+        ids, scores, because = stored.ids[pos], stored.scores[pos], stored.because[pos]
+        todo = np.flatnonzero(~ok)
+        if len(todo):
+            ids[todo], scores[todo], because[todo] = ranker.recommend(hist, users[todo], n, because=True)
+        info.update(reused=int(ok.sum()))
+    list_cache.save(cache, list_cache.Lists(users, prints, ids, scores, because))
+    return ids, scores, because
+
+
 def top_n_table(
     ranker: Ranker,
     ratings: pa.Table,
     n: int,
     genres: dict[str, np.ndarray] | None = None,
     placeholders: np.ndarray | None = None,
+    cache: Path | None = None,
 ) -> pa.Table:
-    """``user_id, rank, movie_id, score, because`` for every user of ``ratings`` (their current histories)."""
+    """``user_id, rank, movie_id, score, because`` for every user of ``ratings`` (their current histories).
+
+    With ``cache`` (a file of this ranker's version), only users whose history changed since the stored
+    lists are scored again (``list_cache``); the cold-start list and the new-movie slot, which depend on
+    everyone's ratings, are applied to every user each time.
+    """
     users = np.unique(ratings.column("user_id").to_numpy().astype(np.int64))
     with timed(log, "batch_recommendations", users=len(users), model=ranker.name) as info:
         hist = histories(ratings, ranker.item_ids, users)
-        fallback = popular_recent(ratings, n, placeholders)
-        ids, scores, because = ranker.recommend(hist, users, n, because=True, fallback=fallback)
+        ids, scores, because = _model_lists(ranker, ratings, hist, n, cache, info)
+        fill_cold(ids, scores, np.diff(hist.binary.indptr) == 0, popular_recent(ratings, n, placeholders))
         if genres:
             extra = new_movie_slot(ratings, users, ranker.item_ids, genres)
             put = (extra >= 0) & (np.diff(hist.binary.indptr) > 0)

@@ -91,6 +91,7 @@ class EASE:
         self.params = params
         self.item_ids = np.asarray(item_ids, dtype=np.int64)
         self.weights = weights  # dense float32 (n x n); column j holds the weights of the inputs of item j
+        self.stored: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # the arrays it was loaded from
 
     @property
     def n_items(self) -> int:
@@ -151,7 +152,9 @@ class EASE:
         weights = np.zeros((n, n), dtype=np.float32)
         cols = np.broadcast_to(np.arange(n)[:, None], rows.shape)
         weights[rows.astype(np.int64), cols] = values.astype(np.float32) * scale[:, None]
-        return cls(params, item_ids, weights)
+        model = cls(params, item_ids, weights)
+        model.stored = (rows, values, scale)  # saving it again writes these, not a second compaction
+        return model
 
     def compacted(self) -> EASE:
         """The model exactly as ``save`` then ``load`` gives it back: what is evaluated is what is served."""
@@ -161,7 +164,7 @@ class EASE:
         """Each item's ``keep_per_item`` largest input weights (by magnitude), float16 with a float32 scale."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        rows, values, scale = self._compact()
+        rows, values, scale = self.stored if self.stored is not None else self._compact()
         np.save(directory / "ease_item_ids.npy", self.item_ids, allow_pickle=False)
         np.save(directory / "ease_rows.npy", rows, allow_pickle=False)
         np.save(directory / "ease_values.npy", values, allow_pickle=False)

@@ -174,12 +174,8 @@ class Ranker:
             else:
                 with ThreadPoolExecutor(threads) as pool:
                     list(pool.map(block, blocks))
-        if fallback is not None and len(fallback):
-            cold = counts == 0
-            take = min(n, len(fallback))
-            out_ids[cold] = -1
-            out_ids[np.ix_(np.flatnonzero(cold), np.arange(take))] = np.asarray(fallback[:take], np.int64)[None, :]
-            out_scores[cold] = np.nan
+        if fallback is not None:
+            fill_cold(out_ids, out_scores, counts == 0, fallback)
         return out_ids, out_scores, out_because
 
     def _because(
@@ -246,6 +242,16 @@ class Ranker:
             model: EASE | IALS = IALS.load(directory / kind) if kind == "ials" else EASE.load(directory / kind)
             comps.append(Component(kind, model, float(spec["weight"])))
         return cls(comps, float(meta.get("rating_weight", 0.0)), meta.get("info", {}))
+
+
+def fill_cold(ids: np.ndarray, scores: np.ndarray, cold: np.ndarray, fallback: np.ndarray) -> None:
+    """In place: the rows ``cold`` (users without a history in the catalogue) get ``fallback`` with NaN scores."""
+    if not len(fallback):
+        return
+    take = min(ids.shape[1], len(fallback))
+    ids[cold] = -1
+    ids[np.ix_(np.flatnonzero(cold), np.arange(take))] = np.asarray(fallback[:take], np.int64)[None, :]
+    scores[cold] = np.nan
 
 
 def _top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:

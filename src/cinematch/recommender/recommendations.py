@@ -75,6 +75,7 @@ def write_recommendations(
 
     With a ranking model (``ranker``, or the version's stored one) lists come from each user's current
     history: everything in silver, including ratings held out for evaluation or ingested after training.
+    Only users whose history changed since the version's last lists are scored again (``HOME/cache/lists``).
     Versions without a ranking model rank with their ALS model as before.
     """
     n = n or settings.top_n
@@ -84,7 +85,8 @@ def write_recommendations(
     else:
         ratings = con.sql("select user_id, movie_id, rating, rated_at from silver.ratings").to_arrow_table()
         genres, placeholders = _genres(con)
-        table = top_n_table(ranker, ratings, n, genres, placeholders)
+        cache = settings.home_dir / "cache" / "lists" / f"{version}-top{n}.npz"
+        table = top_n_table(ranker, ratings, n, genres, placeholders, cache=cache)
     con.register("_recs", table)
     try:
         con.execute("delete from serving.recommendations")
