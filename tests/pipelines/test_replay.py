@@ -199,6 +199,22 @@ def test_a_hand_made_replay_gives_the_same_period_metrics(
         assert (row["decision"], row["drift_score"]) == (drift["decision"], pytest.approx(drift["score"]))
 
 
+def processes_with(home: str) -> list[int]:
+    """Pids of live processes whose environment names ``home`` as CINEMATCH_HOME (a replay and its workers)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+            state = next(x for x in (entry / "status").read_text().splitlines() if x.startswith("State:"))
+        except (OSError, StopIteration):
+            continue
+        if f"CINEMATCH_HOME={home}".encode() in environ and "zombie" not in state:
+            found.append(int(entry.name))
+    return found
+
+
 def test_a_replay_killed_midway_finishes_identically(
     history: tuple[Path, Path, datetime], compared: tuple[Settings, ReplayRun], tmp_path: Path
 ) -> None:
@@ -206,7 +222,8 @@ def test_a_replay_killed_midway_finishes_identically(
     _, reference = compared
     env = {**os.environ, "CINEMATCH_HOME": str(tmp_path / "home"), "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
     args = [sys.executable, "-m", "cinematch", "replay", "--ratings", str(ratings), "--movies", str(movies),
-            "--start", f"{start:%Y-%m-%d}", "--every", "7d", "--policy", "always"]  # fmt: skip
+            "--start", f"{start:%Y-%m-%d}", "--every", "7d", "--policy", "always", "--policy", "never",
+            "--workers", "2"]  # fmt: skip
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     assert proc.stdout is not None
     for line in proc.stdout:  # period 2 is done: kill while period 3 is ingested, checked or trained
@@ -216,13 +233,18 @@ def test_a_replay_killed_midway_finishes_identically(
             break
     proc.wait(timeout=600)
     assert proc.returncode == -signal.SIGKILL
+    # the policies' worker processes die with the replay: nothing keeps writing into its homes
+    deadline = time.monotonic() + 10
+    while (left := processes_with(env["CINEMATCH_HOME"])) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not left
     done = subprocess.run([*args, "--json"], capture_output=True, text=True, env=env, timeout=900)
     assert done.returncode == 0, done.stderr[-2000:]
 
     rerun = json.loads(done.stdout)
     assert rerun["replay_id"] == reference["replay_id"]  # same history, start and period length
-    want = rows_of(reference, "always")
-    assert len(rerun["periods"]) == len(want) == WEEKS
+    want = rows_of(reference, "always") + rows_of(reference, "never")
+    assert len(rerun["periods"]) == len(want) == 2 * WEEKS
     for got, ref in zip(rerun["periods"], want, strict=True):
         for key in METRICS:
             same = (

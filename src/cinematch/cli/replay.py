@@ -30,6 +30,8 @@ def _existing(path: Path, option: str) -> Path:
 @click.option("--compare", is_flag=True, help="Also run drift, always, never and every:4 and judge them.")
 @click.option("--sweep", "sweep", default="",
               help="Comma-separated drift retrain scores to run as drift@SCORE policies (a trade-off curve).")  # fmt: skip
+@click.option("--workers", "workers", type=click.IntRange(min=1), default=None,
+              help="Policies played at once, each in its own process (default: one per core).")  # fmt: skip
 def replay_cmd(
     ctx: Ctx,
     ratings: Path,
@@ -39,6 +41,7 @@ def replay_cmd(
     policies: tuple[str, ...],
     compare: bool,
     sweep: str,
+    workers: int | None,
 ) -> None:
     """Replay a rating history through ingest → ETL → drift → retrain → publish, scoring each next period."""
     from cinematch.pipelines.replay_policy import parse_policies
@@ -49,9 +52,9 @@ def replay_cmd(
     except ValueError:
         raise BadInput(f"--sweep {sweep!r}: give comma-separated numbers, e.g. 0.5,1,2") from None
     chosen = parse_policies(policies, compare, thresholds)
-    say: Callable[[str], None] = (lambda line: None) if ctx.json else out.print
+    say: Callable[[str], None] | None = None if ctx.json else out.print  # --json: stdout holds the document only
     doc = run_replay(ctx.settings, _existing(ratings, "--ratings"), _existing(movies, "--movies") if movies else None,
-                     start, every, chosen, say)  # fmt: skip
+                     start, every, chosen, say, workers=workers)  # fmt: skip
 
     def human() -> None:
         out.print(table("policies", doc["summary"]))

@@ -13,9 +13,10 @@ from cinematch.core.log import get_logger, log_event
 from cinematch.core.results import Result, optional
 from cinematch.core.settings import Settings
 from cinematch.datasets.periods import parse_every
-from cinematch.pipelines.replay import build_base, replay_policy
+from cinematch.pipelines.replay import build_base
 from cinematch.pipelines.replay_data import prepare
 from cinematch.pipelines.replay_policy import Policy
+from cinematch.pipelines.replay_workers import default_workers, play_policies
 from cinematch.storage import replay_rows
 from cinematch.storage.warehouse import write_session
 
@@ -109,17 +110,21 @@ def run_replay(
     policies: list[Policy],
     say: Callable[[str], None] | None = None,
     report: bool = True,
+    workers: int | None = None,
 ) -> ReplayRun:
-    """Replay ``ratings`` from ``start`` in periods of ``every`` under each policy (see pipelines/replay.py)."""
+    """Replay ``ratings`` from ``start`` in periods of ``every`` under each policy (see pipelines/replay.py).
+
+    ``workers`` policies play at once in their own processes (default: one per core, see replay_workers).
+    """
+    echo = say is not None
     say = say or (lambda line: None)
     t0 = time.perf_counter()
     plan = prepare(settings, ratings, movies, start, parse_every(every))
     say(f"replay {plan.replay_id}: {plan.n_base:,} base ratings, {len(plan.periods)} periods of {plan.every} "
         f"from {plan.start:%Y-%m-%d}" + (f" ({plan.n_invalid:,} invalid rows skipped)" if plan.n_invalid else ""))  # fmt: skip
     build_base(settings, plan, say)
-    rows: list[dict[str, Any]] = []
-    for policy in policies:
-        rows += replay_policy(settings, plan, policy, say)
+    workers = default_workers(len(policies)) if workers is None else workers
+    rows = play_policies(settings, plan, policies, say, workers, echo)
     with write_session(settings, "replay") as con:
         replay_rows.put_many(con, rows)
     summary = [summarize(p.name, [r for r in rows if r["policy"] == p.name]) for p in policies]

@@ -1,0 +1,70 @@
+"""The replay's policies side by side: one process per policy at a time, as many at once as there are workers.
+
+Policies share nothing but the base and the history's files (each plays in its own home with its own
+warehouse), so they run in separate processes (``spawn``: no DuckDB or BLAS thread state is inherited).
+The costliest policies start first (always-retrain, then drift, then fixed cadences, then never), so a
+long one does not start last on an otherwise idle machine. A worker dies with the replay process (Linux
+``PR_SET_PDEATHSIG``): a replay killed with SIGKILL leaves no policy running, and a rerun continues
+every policy from its stored rows exactly as a sequential one does.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import sys
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+from cinematch.core.settings import Settings
+from cinematch.pipelines.replay import replay_policy
+from cinematch.pipelines.replay_data import ReplayPlan
+from cinematch.pipelines.replay_policy import Policy
+
+_PR_SET_PDEATHSIG = 1
+
+
+def default_workers(policies: int) -> int:
+    """One worker per core, never more than there are policies."""
+    return max(1, min(policies, os.cpu_count() or 1))
+
+
+def _cost(policy: Policy) -> tuple[int, int]:
+    """Sort key, costliest first: always, drift, every:N (small N first), never."""
+    rank = {"always": 0, "drift": 1, "every": 2, "never": 3}.get(policy.kind, 2)
+    return rank, policy.every or 0
+
+
+def _die_with_parent() -> None:
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() == 1:  # the parent died before the call: do not start orphaned work
+            os._exit(1)
+
+
+def _play(settings: Settings, plan: ReplayPlan, policy: Policy, echo: bool) -> list[dict[str, Any]]:
+    say: Callable[[str], None] = (lambda line: print(line, flush=True)) if echo else (lambda line: None)
+    return replay_policy(settings, plan, policy, say)
+
+
+def play_policies(
+    settings: Settings,
+    plan: ReplayPlan,
+    policies: list[Policy],
+    say: Callable[[str], None],
+    workers: int,
+    echo: bool,
+) -> list[dict[str, Any]]:
+    """Every policy's period rows, in the order of ``policies``; ``workers`` > 1 plays them in parallel."""
+    if workers <= 1 or len(policies) <= 1:
+        return [row for policy in policies for row in replay_policy(settings, plan, policy, say)]
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(min(workers, len(policies)), mp_context=context, initializer=_die_with_parent) as pool:
+        futures = {p.name: pool.submit(_play, settings, plan, p, echo) for p in sorted(policies, key=_cost)}
+        done = {name: future.result() for name, future in futures.items()}
+    return [row for policy in policies for row in done[policy.name]]
