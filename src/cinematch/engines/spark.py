@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +36,7 @@ from cinematch.lakehouse import gold as gold_layer
 from cinematch.lakehouse import incremental, silver
 from cinematch.lakehouse.compute import EtlScope, SilverBuild
 from cinematch.storage import lake, sqlgen
+from cinematch.storage.audit import naive_utc
 from cinematch.storage.protocol import Warehouse
 from cinematch.storage.warehouse import batch_table
 
@@ -224,12 +225,6 @@ def _load(
             con.unregister("_spark_out")
 
 
-def _naive_utc(value: datetime | None) -> datetime | None:
-    if value is None or value.tzinfo is None:
-        return value
-    return value.astimezone(UTC).replace(tzinfo=None)
-
-
 class SparkCompute:
     """The lakehouse compute on Spark (``lakehouse/compute.py``), for one run of ``lakehouse.etl.run_etl``.
 
@@ -254,7 +249,7 @@ class SparkCompute:
         self._spark_seconds: float | None = None
 
     def logical_date(self, as_of: datetime | None) -> datetime | None:
-        return _naive_utc(as_of)
+        return naive_utc(as_of)
 
     def prepare(self, con: Warehouse, scope: EtlScope) -> None:
         self._location = location = LakeLocation.from_settings(scope.settings)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from cinematch.core.errors import BadInput, CineMatchError
 from cinematch.core.log import get_logger, log_event, timed
 from cinematch.lakehouse import incremental
 from cinematch.lakehouse.sql import gold as gold_sql
+from cinematch.storage.audit import naive_utc
 from cinematch.storage.protocol import Warehouse
 
 log = get_logger(__name__)
@@ -46,13 +47,6 @@ def load_sql(name: str) -> str:
 def _sql_params(sql: str) -> set[str]:
     # DuckDB rejects values for parameters a statement does not use, so pass only the ones the model names.
     return set(_PARAM_RE.findall(_LINE_COMMENT_RE.sub("", sql)))
-
-
-def _naive_utc(as_of: datetime | None) -> datetime | None:
-    # silver timestamps are naive UTC; an aware value would otherwise be cast via the session time zone.
-    if as_of is None or as_of.tzinfo is None:
-        return as_of
-    return as_of.astimezone(UTC).replace(tzinfo=None)
 
 
 def _require_silver(con: Warehouse) -> None:
@@ -111,7 +105,7 @@ def build_gold(
     if not math.isfinite(prior_weight) or prior_weight < 0:
         raise BadInput(f"prior_weight must be a finite number >= 0, got {prior_weight!r}")
     _require_silver(con)
-    as_of = _naive_utc(as_of)
+    as_of = naive_utc(as_of)  # silver timestamps are naive UTC
     if as_of is None:
         # Resolved once here so every model and the log agree; the SQL's own default covers direct use.
         as_of = con.execute("select max(rated_at) from silver.ratings").fetchall()[0][0]

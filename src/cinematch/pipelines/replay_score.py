@@ -14,8 +14,9 @@ from cinematch.pipelines.replay_data import PeriodFile, ReplayPlan, read_period
 from cinematch.recommender import registry
 from cinematch.recommender.prequential import score_ratings, score_served
 from cinematch.serving.layout import current_views
+from cinematch.storage.audit import naive_utc
 from cinematch.storage.protocol import Warehouse
-from cinematch.storage.replay_rows import RowKey, naive_utc
+from cinematch.storage.replay_rows import RowKey
 
 K = 10
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, overload
 
 from cinematch.core.log import get_logger
 from cinematch.storage.protocol import Warehouse
@@ -16,6 +16,20 @@ log = get_logger(__name__)
 def utcnow() -> datetime:
     """Naive UTC now (the warehouse stores naive UTC timestamps)."""
     return datetime.now(UTC).replace(tzinfo=None)
+
+
+@overload
+def naive_utc(moment: datetime) -> datetime: ...
+@overload
+def naive_utc(moment: None) -> None: ...
+def naive_utc(moment: datetime | None) -> datetime | None:
+    """``moment`` as naive UTC (what the warehouse stores); a naive value is taken to be UTC already.
+
+    An aware value passed to the warehouse as it is would be cast through the session's time zone.
+    """
+    if moment is None or moment.tzinfo is None:
+        return moment
+    return moment.astimezone(UTC).replace(tzinfo=None)
 
 
 def new_run_id() -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from cinematch.storage.audit import utcnow
@@ -23,11 +23,6 @@ class RowKey:
     period: int
     start: datetime
     end: datetime
-
-
-def naive_utc(moment: datetime) -> datetime:
-    """The warehouse stores naive UTC timestamps."""
-    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
 
 
 def get(con: Warehouse, key: RowKey) -> dict[str, Any] | None:
@@ -59,9 +54,24 @@ def put(con: Warehouse, row: dict[str, Any]) -> None:
 
 
 def put_many(con: Warehouse, rows: list[dict[str, Any]]) -> None:
-    """Replace the rows of one replay's policies with ``rows`` (the copy kept in the user's warehouse)."""
-    for row in rows:
-        put(con, row)
+    """Replace the rows of one replay's policies with ``rows`` (the copy kept in the user's warehouse), at once."""
+    if not rows:
+        return
+    cols = columns(con)
+    now = utcnow()
+    values = [
+        {**dict.fromkeys(cols), **{k: v for k, v in row.items() if k in cols}, "recorded_at": now} for row in rows
+    ]
+    con.execute("begin transaction")
+    try:
+        for key in {(v["replay_id"], v["policy"]) for v in values}:
+            con.execute(f"delete from {TABLE} where replay_id = ? and policy = ?", list(key))
+        con.executemany(f"insert into {TABLE} ({', '.join(cols)}) values ({', '.join('?' for _ in cols)})",
+                        [[v[c] for c in cols] for v in values])  # fmt: skip
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
 
 
 def rows_of(con: Warehouse, replay_id: str) -> list[dict[str, Any]]:
