@@ -18,12 +18,23 @@ def _existing(path: Path, option: str) -> Path:
     return path
 
 
+def _moment(ctx: click.Context, param: click.Parameter, value: str) -> datetime:
+    """An ISO 8601 date, or date and time with an optional UTC offset (``2020-01-08``, ``2020-01-08T12:00:00``,
+    ``2020-01-08T12:00:00+02:00``, ``...Z``); the replay converts it to UTC, a naive one being UTC already."""
+    try:
+        return datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO date or time; use e.g. 2020-01-08, "
+                                 "2020-01-08T12:00:00 (UTC) or 2020-01-08T12:00:00+02:00", ctx, param) from None  # fmt: skip
+
+
 @command(cli, "replay")
 @click.option("--ratings", "ratings", type=click.Path(path_type=Path), required=True,
               help="The rating history (any format `ingest` reads).")  # fmt: skip
 @click.option("--movies", "movies", type=click.Path(path_type=Path), default=None, help="Its movies file.")
-@click.option("--start", "start", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]), required=True,
-              help="Everything before this UTC date is the base; each period after it one batch.")  # fmt: skip
+@click.option("--start", "start", metavar="DATE", callback=_moment, required=True,
+              help="Everything before this moment is the base; each period after it one batch. An ISO date or "
+                   "time; with an offset (+02:00, Z) it is converted to UTC, without one it is UTC.")  # fmt: skip
 @click.option("--every", default="7d", show_default=True, help="Period length: <N>d or <N>mo (calendar months).")
 @click.option("--policy", "policies", multiple=True,
               help="drift (default), drift@SCORE, always, never or every:N; repeat to run several.")  # fmt: skip
