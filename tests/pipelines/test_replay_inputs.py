@@ -82,7 +82,7 @@ def test_start_with_a_time_and_an_offset_gives_utc_bounds(tmp_path: Path, rng: n
     n_base, n_later = 5_000, 900
     users, movies = unique_pairs(rng, n_base + n_later + 12, 250, 160)
     lo = int(start.timestamp())
-    # whole seconds: training rejects sub-second rated_at (recommender/interactions.py epoch_seconds, reported)
+    # whole seconds here; sub-second times are covered by tests/recommender/test_subsecond_times.py
     seconds = np.concatenate([
         lo - rng.integers(1, 40 * 86_400, size=n_base),  # the base: 40 days before the start
         lo + rng.integers(0, 3 * 86_400, size=n_later),  # three daily periods

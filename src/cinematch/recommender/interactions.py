@@ -24,7 +24,10 @@ def epoch_seconds(table: pa.Table) -> np.ndarray:
     """``rated_at`` as int64 seconds since the epoch (timestamps of any unit, or plain numbers)."""
     col = table.column("rated_at")
     if pa.types.is_timestamp(col.type):
-        seconds: np.ndarray = col.cast(pa.timestamp("s")).cast(pa.int64()).to_numpy(zero_copy_only=False)
+        # floor of the unit's ticks: a cast to timestamp[s] refuses sub-second values (it would lose data)
+        ticks = col.cast(pa.int64()).to_numpy(zero_copy_only=False).astype(np.int64)
+        per_second = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}[col.type.unit]
+        seconds: np.ndarray = np.floor_divide(ticks, per_second)
         return seconds
     return np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.int64)
 
