@@ -207,3 +207,31 @@ def test_the_ranking_search_runs_first_then_is_reused_until_asked(warehouse) -> 
     assert again["ranking"]["choice"]["weights"] == ranking["choice"]["weights"]
     tuned = train_warehouse(con, home, params_from_settings(home, **SMALL), tune=True)
     assert registry.load_metadata(home, tuned["version"])["ranking"]["tuned"]
+
+
+def test_a_ranking_model_is_read_once_until_another_is_loaded_or_its_files_change(home: Settings) -> None:
+    from tests.recommender.test_ranking_models import block_ratings
+
+    from cinematch.recommender.als import ALSModel
+    from cinematch.recommender.ease import EASE, EASEParams
+    from cinematch.recommender.interactions import histories
+    from cinematch.recommender.ranker import Component, Ranker
+
+    table = block_ratings()
+    hist = histories(table)
+    als = ALSModel.fit(table["user_id"].to_numpy(), table["movie_id"].to_numpy(), table["rating"].to_numpy(),
+                       params_from_settings(home, rank=2, iterations=1))  # fmt: skip
+    versions = []
+    for l2 in (2.0, 5.0):
+        ranker = Ranker([Component("ease", EASE.fit(hist.binary, hist.item_ids, EASEParams(l2=l2)).compacted())])
+        versions.append(registry.new_version())
+        registry.save_version(home, als, {}, versions[-1], ranker)
+    first = registry.load_ranker(home, versions[0])
+    assert registry.load_ranker(home, versions[0]) is first  # the matrices are not read again
+    second = registry.load_ranker(home, versions[1])
+    assert second is not first and second.components[0].model.params.l2 == 5.0
+    again = registry.load_ranker(home, versions[0])
+    assert again is not first and again.components[0].model.params.l2 == 2.0  # one entry: read again
+    meta = registry.model_dir(home, versions[0]) / registry.RANKING_DIR / "ranker.json"
+    meta.write_text(meta.read_text())  # the files changed (a new mtime): read again
+    assert registry.load_ranker(home, versions[0]) is not again

@@ -17,6 +17,7 @@ from cinematch.core.results import Result
 from cinematch.core.settings import Settings
 from cinematch.recommender.als import META_FILE as ALS_META
 from cinematch.recommender.als import ALSModel
+from cinematch.recommender.ranker import META as RANKER_META
 from cinematch.recommender.ranker import Ranker
 from cinematch.storage.audit import utcnow
 from cinematch.storage.protocol import Warehouse
@@ -124,17 +125,34 @@ def load_model(settings: Settings, version: str) -> ALSModel:
         ) from None
 
 
+# The ranking model loaded last, by its folder and its files' identity: a process that trains, compares and
+# publishes period after period (a replay, a DAG run in one worker) reads each version's matrices once, not at
+# every step. One entry only: an EASE model holds an items x items matrix.
+_last_ranker: tuple[tuple[str, int, int], Ranker] | None = None
+
+
+def _ranker_key(path: Path) -> tuple[str, int, int]:
+    meta = (path / RANKER_META).stat()
+    return str(path.resolve()), meta.st_mtime_ns, meta.st_ino
+
+
 def load_ranker(settings: Settings, version: str) -> Ranker | None:
     """The version's ranking model, or None for versions from before ranking models (their ALS ranks)."""
+    global _last_ranker
     path = model_dir(settings, version) / RANKING_DIR
     if not path.exists():
         return None
     try:
-        return Ranker.load(path)
+        key = _ranker_key(path)
+        if _last_ranker is not None and _last_ranker[0] == key:
+            return _last_ranker[1]
+        ranker = Ranker.load(path)
     except (BadInput, OSError, ValueError, KeyError) as exc:
         raise CineMatchError(
             f"ranking model of {version} cannot be loaded ({exc}); run `cinematch models rollback` or retrain"
         ) from None
+    _last_ranker = (key, ranker)
+    return ranker
 
 
 def register(con: Warehouse, settings: Settings, version: str, metadata: dict[str, Any], status: str) -> None:
