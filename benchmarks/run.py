@@ -83,6 +83,11 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[tuple[str, str, str]]]] = {
         ("implicit / CineMatch, s/iteration", "scale.implicit.s_per_iter/scale.implicit.own_s_per_iter", "x"),
         ("EASE at its bound, fit+compact peak", "scale.ease.peak_rss_gb", "GB"),
     ]),
+    "replay": ("bench_replay.py", [], [
+        ("T1 ml-small compare (target 300 s)", "ml.wall_seconds", "s"),
+        ("T2 generated drift (target 600 s)", "generated.wall_seconds", "s"),
+        ("  peak RSS (target 12 GB)", "generated.peak_rss_gb", "GB"),
+    ]),
 }  # fmt: skip
 
 
