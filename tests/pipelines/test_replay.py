@@ -104,6 +104,7 @@ def test_compare_on_a_known_drift_week(compared: tuple[Settings, ReplayRun]) -> 
     _, run = compared
     assert run["policies"] == ["drift", "always", "never", "every:4"]
     assert len(run["periods"]) == 4 * WEEKS
+    assert 0 < run["base_seconds"] < run["seconds"]  # this run built the base
     assert all({"ndcg_at_10", "hit_rate_at_10"} <= set(p) for p in run["periods"])
     drift = rows_of(run, "drift")
     retrained = [p["period"] for p in drift if p["retrained"]]
@@ -243,6 +244,7 @@ def test_a_replay_killed_midway_finishes_identically(
 
     rerun = json.loads(done.stdout)
     assert rerun["replay_id"] == reference["replay_id"]  # same history, start and period length
+    assert rerun["base_seconds"] < 1  # built before the kill: the rerun only finds it
     want = rows_of(reference, "always") + rows_of(reference, "never")
     assert len(rerun["periods"]) == len(want) == 2 * WEEKS
     for got, ref in zip(rerun["periods"], want, strict=True):

@@ -45,6 +45,7 @@ class ReplayRun(Result):
     summary: list[dict[str, Any]]
     verdict: str
     seconds: float
+    base_seconds: float  # building the base home with its tuned first model (0 when an earlier run built it)
     report: str | None = optional()
 
 
@@ -122,7 +123,9 @@ def run_replay(
     plan = prepare(settings, ratings, movies, start, parse_every(every))
     say(f"replay {plan.replay_id}: {plan.n_base:,} base ratings, {len(plan.periods)} periods of {plan.every} "
         f"from {plan.start:%Y-%m-%d}" + (f" ({plan.n_invalid:,} invalid rows skipped)" if plan.n_invalid else ""))  # fmt: skip
+    t_base = time.perf_counter()
     build_base(settings, plan, say)
+    base_seconds = round(time.perf_counter() - t_base, 2)
     workers = default_workers(len(policies)) if workers is None else workers
     rows = play_policies(settings, plan, policies, say, workers, echo)
     with write_session(settings, "replay") as con:
@@ -144,5 +147,6 @@ def run_replay(
     return ReplayRun(
         replay_id=plan.replay_id, folder=str(plan.folder), start=plan.start, every=str(plan.every),
         n_base=plan.n_base, n_invalid=plan.n_invalid, policies=[p.name for p in policies], periods=periods,
-        summary=summary, verdict=line, seconds=round(time.perf_counter() - t0, 2), report=path,
+        summary=summary, verdict=line, seconds=round(time.perf_counter() - t0, 2), base_seconds=base_seconds,
+        report=path,
     )  # fmt: skip
