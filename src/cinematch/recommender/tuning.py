@@ -7,7 +7,8 @@ Search (``full``): EASE λ over 4 values and session EASE λ over 4 values (both
 seeded random search of ``IALS_TRIALS`` configurations from a 4 x 4 x 4 x 4 grid of iALS factors,
 regularisation, confidence α and iterations, then blend weights of the best of each family (4 x 4 x 2,
 including every single model). The candidate with the best validation NDCG is refitted on all training data
-(EASE λ scaled by the ratio of interactions, since XᵀX grows with them). Without ``full``, the previous
+(EASE λ scaled by the ratio of interactions, since XᵀX grows with them). Training data above
+``search_max_ratings`` is searched on a seeded sample of whole users (``search_sample``). Without ``full``, the previous
 choice is refitted as it is. Every candidate's validation score is returned for the version's metadata.
 """
 
@@ -21,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from cinematch.core.log import get_logger, log_event
 from cinematch.recommender.ease import EASE, EASEParams
@@ -59,6 +61,7 @@ class RankingConfig:
     ease_min_support: int = 1
     keep_per_item: int = 1024
     seed: int = 42
+    search_max_ratings: int = 1_000_000  # above it the search runs on a seeded sample of whole users
     ials: IALSParams = field(default_factory=IALSParams)
 
 
@@ -192,6 +195,25 @@ def _blend_scores(val: _Validation, models: dict[str, EASE | IALS], grid: list[B
 KIND_ORDER = ("ease", "session_ease", "ials")
 
 
+def search_sample(train: pa.Table, max_ratings: int, seed: int) -> pa.Table:
+    """``train`` itself when it holds at most ``max_ratings``, else the ratings of a seeded random order of whole
+    users taken while their ratings add up to at most ``max_ratings`` (at least one user).
+
+    Every candidate of the search is fitted on this sample, so its cost stops growing with the data; the chosen
+    EASE λ is then scaled to the whole training set by the ratio of interactions, as for the validation part.
+    """
+    if train.num_rows <= max_ratings:
+        return train
+    users, counts = np.unique(train.column("user_id").to_numpy(), return_counts=True)
+    order = np.random.default_rng(seed).permutation(len(users))
+    keep = max(1, int(np.searchsorted(np.cumsum(counts[order]), max_ratings, side="right")))
+    chosen = pa.array(np.sort(users[order[:keep]]))
+    sample = train.filter(pc.is_in(train.column("user_id"), value_set=chosen))
+    log_event(log, "ranking_search_sample", ratings=sample.num_rows, of=train.num_rows, users=keep,
+              of_users=len(users))  # fmt: skip
+    return sample
+
+
 def search(
     train: pa.Table, item_ids: np.ndarray, ease_ok: bool, config: RankingConfig, progress: Callable[[str], None]
 ) -> tuple[Choice, list[dict[str, Any]], int]:
@@ -200,7 +222,8 @@ def search(
     Each family's parameters are chosen on one validation fold; the blend weights on the mean NDCG of two
     folds (the best of each family refitted on the second), which halves the noise of that last choice.
     """
-    folds = [_Validation(train, item_ids, VALIDATION_SEED), _Validation(train, item_ids, VALIDATION_SEED + 1)]
+    sample = search_sample(train, config.search_max_ratings, config.seed)
+    folds = [_Validation(sample, item_ids, VALIDATION_SEED), _Validation(sample, item_ids, VALIDATION_SEED + 1)]
     val = folds[0]
     candidates: list[dict[str, Any]] = []
     best: dict[str, tuple[float, dict[str, Any], EASE | IALS]] = {}

@@ -1,0 +1,44 @@
+"""The ranking search on large training data: candidates are fitted on a seeded sample of whole users, and the
+chosen EASE λ is scaled back to the whole training set."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+from tests.conftest import make_ratings
+
+from cinematch.recommender.tuning import RankingConfig, search_sample, select
+
+
+def test_small_data_is_searched_whole() -> None:
+    table = make_ratings(np.random.default_rng(1), n=500)
+    assert search_sample(table, 500, seed=3) is table
+
+
+def test_the_sample_is_whole_users_within_the_bound_and_seeded() -> None:
+    table = make_ratings(np.random.default_rng(2), n=3_000, users=100, movies=90)
+    sample = search_sample(table, 1_000, seed=3)
+    assert 0 < sample.num_rows <= 1_000
+    users = np.unique(sample["user_id"].to_numpy())
+    every = table.filter(pa.compute.is_in(table["user_id"], value_set=pa.array(users)))
+    assert every.num_rows == sample.num_rows  # each chosen user comes with all their ratings
+    # no other user would still fit: the sample stops at the first user that would cross the bound
+    assert sample.num_rows > 1_000 - np.bincount(table["user_id"].to_numpy()).max()
+    again = search_sample(table, 1_000, seed=3)
+    assert again.equals(sample)
+    other = search_sample(table, 1_000, seed=4)
+    assert set(np.unique(other["user_id"].to_numpy())) != set(users)
+
+
+def test_a_search_above_the_bound_runs_on_the_sample_and_scales_lambda() -> None:
+    table = make_ratings(np.random.default_rng(5), n=6_000, users=150, movies=120)
+    whole = select(table, RankingConfig(seed=3, search_max_ratings=100_000))
+    sampled = select(table, RankingConfig(seed=3, search_max_ratings=2_000))
+    assert whole.catalogue["validation_train_rows"] > 4_000
+    assert sampled.catalogue["validation_train_rows"] <= 2_000
+    assert sampled.candidates and sampled.ranker.n_items == whole.ranker.n_items  # the whole catalogue is served
+    for kind, params in sampled.choice.params.items():
+        if kind != "ials":  # λ chosen on the sample's validation part, scaled by the interactions' ratio
+            ratio = table.num_rows / sampled.catalogue["validation_train_rows"]
+            grid = [c["params"]["l2"] for c in sampled.candidates if c["model"] == kind]
+            assert any(abs(params["l2"] - round(l2 * ratio, 3)) < 1e-6 for l2 in grid)
