@@ -42,3 +42,11 @@ def test_a_search_above_the_bound_runs_on_the_sample_and_scales_lambda() -> None
             ratio = table.num_rows / sampled.catalogue["validation_train_rows"]
             grid = [c["params"]["l2"] for c in sampled.candidates if c["model"] == kind]
             assert any(abs(params["l2"] - round(l2 * ratio, 3)) < 1e-6 for l2 in grid)
+
+
+def test_a_full_search_without_ease_candidates_chooses_ials() -> None:
+    """A catalogue above the EASE bound (25M generated ratings: 62,500 movies) leaves iALS alone in the search."""
+    table = make_ratings(np.random.default_rng(6), n=3_000, users=100, movies=90)
+    selection = select(table, RankingConfig(seed=3, ease_max_items=10))
+    assert selection.ranker.name == "ials" and selection.catalogue["ease_candidate"] is False
+    assert {c["model"] for c in selection.candidates} == {"ials"}

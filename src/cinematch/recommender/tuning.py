@@ -173,7 +173,7 @@ def _blend_grid(kinds: set[str]) -> list[Blend]:
             continue
         out.append((beta, we, ws if "session_ease" in kinds else 0.0, wi if "ials" in kinds else 0.0))
     out += [(0.0, 0.0, 0.0, 1.0)] if "ials" in kinds else []
-    return sorted(set(out))
+    return sorted({b for b in out if any(b[1:])})  # a blend needs a model: iALS alone has no all-zero weights
 
 
 def _blend_scores(val: _Validation, models: dict[str, EASE | IALS], grid: list[Blend]) -> dict[Blend, float]:
