@@ -107,6 +107,9 @@ def _model_lists(
         if len(todo):
             ids[todo], scores[todo], because[todo] = ranker.recommend(hist, users[todo], n, because=True)
         info.update(reused=int(ok.sum()))
+        if not len(todo) and len(stored.users) == len(users):  # the file already holds exactly these lists
+            list_cache.keep_only(cache)
+            return ids, scores, because
     list_cache.save(cache, list_cache.Lists(users, prints, ids, scores, because))
     return ids, scores, because
 

@@ -87,6 +87,11 @@ def save(path: Path, lists: Lists) -> None:
     np.savez(buffer, format=np.int64(FORMAT), users=lists.users, fingerprints=lists.fingerprints, ids=lists.ids,
              scores=lists.scores, because=lists.because)  # fmt: skip
     atomic_write(path, lambda fh: fh.write(buffer.getbuffer()))
+    keep_only(path)
+
+
+def keep_only(path: Path) -> None:
+    """Remove the other versions' files beside ``path``: only the current version's lists are kept."""
     for other in path.parent.glob("*.npz"):
         if other != path:
             other.unlink(missing_ok=True)

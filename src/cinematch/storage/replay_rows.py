@@ -37,16 +37,24 @@ def columns(con: Warehouse) -> list[str]:
     return [d[0] for d in con.execute(f"select * from {TABLE} limit 0").description or ()]
 
 
+def _record(cols: list[str], row: dict[str, Any], now: datetime) -> list[Any]:
+    """``row``'s values in the order of ``cols`` (missing ones None), stamped ``recorded_at``."""
+    values = {**dict.fromkeys(cols), **{k: v for k, v in row.items() if k in cols}, "recorded_at": now}
+    return [values[c] for c in cols]
+
+
+def _insert(cols: list[str]) -> str:
+    return f"insert into {TABLE} ({', '.join(cols)}) values ({', '.join('?' for _ in cols)})"
+
+
 def put(con: Warehouse, row: dict[str, Any]) -> None:
     """Insert or replace one row (keyed by replay, policy and period) in one transaction."""
     cols = columns(con)
-    values = {**dict.fromkeys(cols), **{k: v for k, v in row.items() if k in cols}, "recorded_at": utcnow()}
     con.execute("begin transaction")
     try:
         con.execute(f"delete from {TABLE} where replay_id = ? and policy = ? and period = ?",
-                    [values["replay_id"], values["policy"], values["period"]])  # fmt: skip
-        con.execute(f"insert into {TABLE} ({', '.join(cols)}) values ({', '.join('?' for _ in cols)})",
-                    [values[c] for c in cols])  # fmt: skip
+                    [row["replay_id"], row["policy"], row["period"]])  # fmt: skip
+        con.execute(_insert(cols), _record(cols, row, utcnow()))
         con.execute("commit")
     except BaseException:
         con.execute("rollback")
@@ -59,15 +67,11 @@ def put_many(con: Warehouse, rows: list[dict[str, Any]]) -> None:
         return
     cols = columns(con)
     now = utcnow()
-    values = [
-        {**dict.fromkeys(cols), **{k: v for k, v in row.items() if k in cols}, "recorded_at": now} for row in rows
-    ]
     con.execute("begin transaction")
     try:
-        for key in {(v["replay_id"], v["policy"]) for v in values}:
+        for key in {(row["replay_id"], row["policy"]) for row in rows}:
             con.execute(f"delete from {TABLE} where replay_id = ? and policy = ?", list(key))
-        con.executemany(f"insert into {TABLE} ({', '.join(cols)}) values ({', '.join('?' for _ in cols)})",
-                        [[v[c] for c in cols] for v in values])  # fmt: skip
+        con.executemany(_insert(cols), [_record(cols, row, now) for row in rows])
         con.execute("commit")
     except BaseException:
         con.execute("rollback")
