@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
-EXTRAS ?= dev,serve,airflow,postgres,spark,airflow-spark
+EXTRAS ?= dev,serve,airflow,postgres,spark,airflow-spark,mlflow
 comma := ,
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
