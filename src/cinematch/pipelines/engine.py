@@ -15,6 +15,7 @@ from cinematch.lakehouse import etl
 from cinematch.lakehouse.compute import InProcessCompute, LakehouseCompute
 from cinematch.recommender import comparison, training
 from cinematch.recommender.als_params import ALSParams
+from cinematch.recommender.fit_cache import CachedTrainer
 from cinematch.recommender.trainer import LOCAL, Trainer
 from cinematch.storage.protocol import Warehouse
 
@@ -64,9 +65,18 @@ def train_warehouse(
     progress: Callable[[int, float], None] | None = None,
     tune: bool = False,
     note: Callable[[str], None] | None = None,
+    fits: CachedTrainer | None = None,
 ) -> training.TrainingRun:
-    """Train, evaluate, register and maybe promote on the configured engine (recommender/training.py)."""
-    return training.train_warehouse(con, settings, params, merge, progress, tune, note, trainer_for(settings))
+    """Train, evaluate, register and maybe promote on the configured engine (recommender/training.py).
+
+    ``fits``: a trainer that keeps and reuses fits (``cached_trainer``), as the policies of a replay share them.
+    """
+    return training.train_warehouse(con, settings, params, merge, progress, tune, note, fits or trainer_for(settings))
+
+
+def cached_trainer(settings: Settings, folder: Path) -> CachedTrainer:
+    """The configured engine's trainer with its fits kept in ``folder`` (recommender/fit_cache.py)."""
+    return CachedTrainer(trainer_for(settings), folder)
 
 
 def train_files(
