@@ -184,8 +184,13 @@ class Views:
             summary = self.query("select * from user_summary where user_id = ?", [user_id])
             if not summary:
                 return UserData(None, [], [], self._population())
-            recent = self.query("select * exclude (user_id) from user_ratings where user_id = ? order by position",
-                                [user_id])  # fmt: skip
+            recent = self.query(
+                """select r.position, r.movie_id, coalesce(m.title, 'Unknown movie ' || r.movie_id) as title,
+                          coalesce(m.genres, cast([] as varchar[])) as genres, r.rating, r.rated_at, r.batch_id
+                   from user_ratings r left join movie_details m using (movie_id)
+                   where r.user_id = ? order by r.position""",
+                [user_id],
+            )
             genres = self.query("select * exclude (user_id) from user_genres where user_id = ? "
                                 "order by n_ratings desc, genre", [user_id])  # fmt: skip
         except duckdb.CatalogException:  # a views file published before the user views existed

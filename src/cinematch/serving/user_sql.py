@@ -5,8 +5,8 @@ Tables of a views file (besides those of :mod:`cinematch.serving.view_sql`):
 - ``user_summary``       one row per known user: ratings count, mean, first and last rating time. A user is known
                          when they have a rating in ``silver.ratings`` or a row in ``silver.users`` (viewing data;
                          those users may have no rating yet: a cold start).
-- ``user_ratings``       every user's ``RECENT_RATINGS`` newest ratings with titles, genres and batch, newest first
-                         (``position`` 1 = newest).
+- ``user_ratings``       every user's ``RECENT_RATINGS`` newest ratings (movie, rating, time, batch), newest first
+                         (``position`` 1 = newest); titles and genres come from ``movie_details``.
 - ``user_genres``        per user and genre over the whole history: ratings, mean rating and ``share`` = the genre's
                          part of the user's genre-tagged ratings (a movie with two genres counts once for each, so
                          the shares of a user sum to 1).
@@ -41,22 +41,22 @@ def user_view_sql(alias: str, has_users: bool) -> dict[str, tuple[str, list[Any]
     return {
         "user_summary": (summary, []),
         "user_ratings": (
-            f"""with recent as (
-                    select user_id, movie_id, rating, rated_at, batch_id,
-                           row_number() over (partition by user_id order by rated_at desc, movie_id desc) as position
-                    from silver.ratings
-                    qualify position <= {RECENT_RATINGS})
-                select r.user_id, cast(r.position as integer) as position, r.movie_id,
-                       coalesce(m.title, 'Unknown movie ' || r.movie_id) as title,
-                       coalesce(m.genres, cast([] as varchar[])) as genres, r.rating, r.rated_at, r.batch_id
-                from recent r left join silver.movies m using (movie_id)
-                order by r.user_id, r.position""",
+            # ids only, sorted: titles and genres are joined from movie_details when a user is read (sorting
+            # the wide rows cost as much again as the window at 5M ratings)
+            f"""select user_id,
+                       cast(row_number() over (partition by user_id order by rated_at desc, movie_id desc) as integer)
+                           as position,
+                       movie_id, rating, rated_at, batch_id
+                from silver.ratings
+                qualify position <= {RECENT_RATINGS}
+                order by user_id, position""",
             [],
         ),
         "user_genres": (
             # explode the (small) catalogue, not the ratings, then one hash join and one aggregation
-            # (a genre listed twice for one movie counts once)
-            """with movie_genres as (select movie_id, unnest(list_distinct(genres)) as genre from silver.movies),
+            # (a genre listed twice for one movie counts once; PostgreSQL has no list_distinct)
+            """with movie_genres as (
+                    select distinct movie_id, genre from (select movie_id, unnest(genres) as genre from silver.movies) g),
                 counts as (
                     select r.user_id, g.genre, count(*) as n_ratings, avg(r.rating) as avg_rating
                     from silver.ratings r join movie_genres g using (movie_id)
