@@ -64,9 +64,10 @@ class Settings(BaseSettings):
     promotion_tolerance: float = 0.0  # RMSE: the challenger's may be at most (1 + this) x the champion's
     # top-10 NDCG: the 95% lower bound of (challenger - champion) over users must be >= -this
     promotion_ndcg_tolerance: float = Field(default=0.01, ge=0)
-    # ranking models: EASE is a candidate while the catalogue (movies with >= ease_min_support ratings) fits
+    # ranking models: EASE is a candidate while the catalogue (movies with >= ease_min_support ratings) fits.
+    # Support 2 leaves out movies rated once (on ml-latest-small a third of them; see README "Ranking models")
     ease_max_items: int = Field(default=20_000, ge=2)
-    ease_min_support: int = Field(default=1, ge=1)
+    ease_min_support: int = Field(default=2, ge=1)
     ease_keep_per_item: int = Field(default=1024, ge=1)  # largest weights kept per movie in a stored model
     # the ranking search fits its candidates on a seeded sample of whole users above this many training ratings
     ranking_search_max_ratings: int = Field(default=1_000_000, ge=1_000)
