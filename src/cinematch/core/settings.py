@@ -39,6 +39,13 @@ class Settings(BaseSettings):
         description="URL that failures, retrain decisions and promotions are posted to",
     )
 
+    # OpenLineage for CLI runs (cinematch.pipelines.lineage_emit; Airflow runs use the provider's own transport):
+    # http(s)://host:port (a Marquez-style endpoint) or file:///path/events.jsonl; unset: OPENLINEAGE_CONFIG if
+    # set, else no lineage (and the openlineage package is never imported). See docs/lineage.md.
+    openlineage_url: str | None = Field(default=None, description="where CLI runs send OpenLineage events")
+    openlineage_namespace: str = "cinematch"  # the job namespace of CLI runs
+    openlineage_timeout_seconds: float = Field(default=2.0, gt=0)  # per event; a down endpoint costs this once
+
     # ingestion
     lock_timeout_seconds: float = 120.0
     # a batch whose quarantined rows are a larger share of its records than this is refused whole
