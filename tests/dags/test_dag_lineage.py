@@ -14,10 +14,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.dags.conftest import DAGS_FOLDER, POOL
 from tests.openlineage_schema import validate_event
 
 pytestmark = pytest.mark.airflow
+
+# not imported from conftest.py: a second import of it (as tests.dags.conftest) would point AIRFLOW_HOME at a new,
+# unmigrated folder for every test after it
+DAGS_FOLDER = Path(__file__).resolve().parents[2] / "dags"
+POOL = "cinematch_warehouse"
 
 RUN = f"""
 import json, sys
