@@ -17,6 +17,7 @@ import math
 import os
 import threading
 import urllib.parse
+from importlib import metadata as dist_metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -151,8 +152,6 @@ class Warmup:
             if self.client is not None:
                 from mlflow.utils.requirements_utils import warn_dependency_requirement_mismatches
 
-                from cinematch.pipelines.mlflow_log import requirements
-
                 warn_dependency_requirement_mismatches(requirements())
         except Exception as exc:  # only a warm-up: the real call repeats it and reports
             log_event(log, "mlflow_warmup_failed", level=logging.DEBUG, error=type(exc).__name__)
@@ -171,6 +170,18 @@ class Warmup:
             )
         self.done.wait()  # local work only (bounded); running it twice at once would only double it
         return self.client
+
+
+def requirements() -> list[str]:
+    """The packages the pyfunc needs where it is loaded, pinned to this environment's versions (no inference:
+    MLflow would otherwise inspect the model in a subprocess at every training)."""
+    out = []
+    for name in ("cinematch", "numpy", "scipy", "pandas", "pyarrow", "mlflow"):
+        try:
+            out.append(f"{name}=={dist_metadata.version(name)}")
+        except dist_metadata.PackageNotFoundError:
+            out.append(name)
+    return out
 
 
 def experiment_id(client: MlflowClient, name: str) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 import warnings
-from importlib import metadata as dist_metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +20,7 @@ from cinematch.pipelines.mlflow_client import (
     TRAINING_EXPERIMENT,
     VERSION_TAG,
     experiment_id,
+    requirements,
 )
 
 if TYPE_CHECKING:
@@ -92,18 +92,6 @@ def _log_values(client: MlflowClient, run_id: str, params: dict[str, str], metri
     client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics.items()],
                      params=[Param(k, v) for k, v in params.items()],
                      tags=[RunTag(k, v) for k, v in tags.items()], synchronous=True)  # fmt: skip
-
-
-def requirements() -> list[str]:
-    """The packages the pyfunc needs where it is loaded, pinned to this environment's versions (no inference:
-    MLflow would otherwise inspect the model in a subprocess at every training)."""
-    out = []
-    for name in ("cinematch", "numpy", "scipy", "pandas", "pyarrow", "mlflow"):
-        try:
-            out.append(f"{name}=={dist_metadata.version(name)}")
-        except dist_metadata.PackageNotFoundError:
-            out.append(name)
-    return out
 
 
 def signature() -> ModelSignature:
