@@ -92,6 +92,7 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[tuple[str, str, str]]]] = {
         ("training on 1M, MLflow off", "off_median_s", "s"),
         ("same training, MLflow on", "on_median_s", "s"),
         ("overhead ratio (target 1.10)", "overhead_ratio", "x"),
+        ("  mirror after training, median", "mirror_median_s", "s"),
     ]),
 }  # fmt: skip
 

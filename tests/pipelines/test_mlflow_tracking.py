@@ -276,3 +276,38 @@ def test_a_replay_never_logs_to_mlflow_nor_moves_the_alias(server, tmp_path) -> 
     exp = client.get_experiment_by_name("cinematch-training")
     tagged = client.search_runs([exp.experiment_id]) if exp else []
     assert not replay_versions & {r.data.tags.get("cinematch_version") for r in tagged}
+
+
+def test_a_server_that_never_answers_costs_the_timeout_and_one_warning(tmp_path, caplog) -> None:
+    """A blackholed MLflow (connections accepted, never answered): the wall-clock guard gives up on time."""
+    import socket
+
+    require(_mlflow_installed(), "mlflow (pip install -e '.[mlflow]')")
+    from cinematch.pipelines import mlflow_sync
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # the kernel completes the handshakes; nobody ever reads or answers
+        uri = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        settings = Settings(home=tmp_path / "home", mlflow_tracking_uri=uri, mlflow_timeout_seconds=2.0)
+        caplog.set_level(logging.WARNING, logger="cinematch")
+        t0 = time.perf_counter()
+        mlflow_sync.after_champion_change(settings, "version_20260101T000000_000000Z")
+        seconds = time.perf_counter() - t0
+    assert 1.5 < seconds < 3.5
+    warnings = [r.getMessage() for r in caplog.records if "mlflow_unavailable" in r.getMessage()]
+    # the guard's deadline or the request's own timeout (both 2 s here), whichever fires first
+    assert len(warnings) == 1 and ("did not answer within 2 s" in warnings[0] or "ReadTimeout" in warnings[0])
+    assert json.loads((settings.home_dir / "mlflow" / "pending.json").read_text())["alias"] is True
+
+
+def test_cli_train_json_is_one_document_and_shows_no_credentials(server, tmp_path, batches) -> None:
+    settings = home_with(tmp_path, None, batches[0])
+    uri = server.uri.replace("http://", "http://cm:pw1234secret@")  # basic auth the open server ignores
+    env = {**os.environ, "CINEMATCH_HOME": str(settings.home), "CINEMATCH_MLFLOW_TRACKING_URI": uri}
+    out = subprocess.run([sys.executable, "-m", "cinematch", "train", "--json", "--rank", "4", "--iterations", "2"],
+                         capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)  # MLflow's run links would land on stdout: they are suppressed
+    assert len(registered(server.uri)[doc["version"]]) == 1 and champion_alias(server.uri) == doc["version"]
+    assert "pw1234secret" not in out.stdout + out.stderr

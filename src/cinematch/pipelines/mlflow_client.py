@@ -74,7 +74,12 @@ def connect(settings: Settings) -> MlflowClient:
     that mirrors to one server wants. The run links MLflow prints on stdout would hold the URI's credentials
     (and break ``--json`` output), so they are suppressed.
     """
-    import mlflow
+    try:
+        import mlflow
+    except ImportError:
+        raise MlflowUnavailable(
+            "CINEMATCH_MLFLOW_TRACKING_URI is set but mlflow is not installed: pip install 'cinematch[mlflow]'"
+        ) from None
 
     timeout = settings.mlflow_timeout_seconds
     os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(max(1, math.ceil(timeout)))
@@ -164,6 +169,8 @@ class Warmup:
             raise MlflowUnavailable(
                 f"MLflow at {shown_uri(self.settings)} did not answer within {self.settings.mlflow_timeout_seconds:g} s"
             )
+        if isinstance(self.error, MlflowUnavailable):  # e.g. the extra is not installed
+            raise self.error
         if self.client is None:
             raise MlflowUnavailable(
                 f"MLflow at {shown_uri(self.settings)} is unreachable: {safe_text(self.settings, str(self.error))}"
@@ -222,7 +229,7 @@ def add_pending(
         doc["versions"].append(version)
     if drift is not None:
         doc["drift"].append(drift)
-    doc["alias"] = doc["alias"] or alias or version is not None  # a new version may have moved the champion
+    doc["alias"] = doc["alias"] or alias
     write_pending(settings, doc)
 
 

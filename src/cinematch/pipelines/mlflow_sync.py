@@ -50,7 +50,7 @@ def after_training(
             mlflow_log.set_champion_alias(client, champion)
     except Exception as exc:  # MLflow's own errors, the network's, a missing extra: all only delay the mirror
         mc.give_up(settings, f"training run {version}", exc)
-        mc.add_pending(settings, version=version, alias=registered)
+        mc.add_pending(settings, version=version, alias=registered)  # a registered version may have moved the champion
 
 
 def after_champion_change(settings: Settings, champion: str | None) -> None:
