@@ -41,11 +41,11 @@ BUFFER = Asset(data_tasks.BUFFER_ASSET_URI)
     },
 )
 def buffer_ingestion_weekly() -> None:
-    @task(pool=dag_tasks.POOL)
+    @task(pool=dag_tasks.POOL, **dag_tasks.lineage("ingest"))
     def ingest_batch(params: dict | None = None) -> dict:
         return data_tasks.ingest_batch(file=params["file"], batch_id=params["batch_id"], kind=params["kind"])
 
-    @task(pool=dag_tasks.POOL)
+    @task(pool=dag_tasks.POOL, **dag_tasks.lineage("buffer_status"))
     def check_buffer_status(ingested: dict) -> dict:
         return data_tasks.buffer_status()
 

@@ -36,15 +36,15 @@ from cinematch.pipelines import alerts, data_tasks, drift_tasks, model_tasks, ru
     default_args=steps.default_args(),
 )
 def drift_detection_retrain_pipeline() -> None:
-    @task(pool=steps.POOL)
+    @task(pool=steps.POOL, **steps.lineage("etl"))
     def process_new_data() -> dict:
         return data_tasks.build_silver_gold()
 
-    @task(pool=steps.POOL)
+    @task(pool=steps.POOL, **steps.lineage("find_model"))
     def find_current_model(processed: dict) -> dict:
         return model_tasks.current_model()
 
-    @task(pool=steps.POOL)
+    @task(pool=steps.POOL, **steps.lineage("drift"))
     def detect_drift(current: dict) -> dict:
         return drift_tasks.check_drift(expected_version=current["version"])
 
@@ -56,15 +56,15 @@ def drift_detection_retrain_pipeline() -> None:
     def skip_retrain(drift: dict) -> dict:
         return {"retrained": False, "decision": drift["decision"], "score": drift["score"]}
 
-    @task(pool=steps.POOL)
+    @task(pool=steps.POOL, **steps.lineage("retrain"))
     def merge_and_retrain(drift: dict) -> dict:
         return alerts.announce_training(drift_tasks.merge_and_retrain(drift["batch_ids"]))
 
-    @task(pool=steps.POOL)
+    @task(pool=steps.POOL, **steps.lineage("find_model"))
     def find_latest_model(trained: dict) -> dict:
         return model_tasks.latest_model()
 
-    @task(pool=steps.POOL)
+    @task(pool=steps.POOL, **steps.lineage("test_model"))
     def test_model(latest: dict) -> dict:
         return model_tasks.test_model(latest["version"])
 
@@ -81,7 +81,7 @@ def drift_detection_retrain_pipeline() -> None:
     decide(drift) >> [skipped, trained]
     tested = test_model(find_latest_model(trained))
     summary = validate_run(drift, skipped, trained, tested)
-    notify(summary, steps.publish_views(summary))
+    notify(summary, steps.publish(summary))
 
 
 drift_detection_retrain_pipeline()

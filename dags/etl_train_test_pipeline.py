@@ -35,11 +35,11 @@ from cinematch.pipelines import alerts, data_tasks, model_tasks
     },
 )
 def etl_train_test_pipeline() -> None:
-    @task(pool=steps.POOL)
+    @task(pool=steps.POOL, **steps.lineage("etl"))
     def run_etl() -> dict:
         return data_tasks.build_silver_gold()
 
-    @task(pool=steps.POOL)
+    @task(pool=steps.POOL, **steps.lineage("train"))
     def train_model(params: dict | None = None) -> dict:
         return alerts.announce_training(model_tasks.train_model(force=params["force_train"]))
 

@@ -46,8 +46,8 @@ SPARK = {"conn_id": "spark_default", "application": spark_submit.JOB, "pool": st
 )
 def etl_train_test_pipeline_spark() -> None:
     run_etl = SparkSubmitOperator(task_id="run_etl", name="cinematch-etl", application_args=["etl", "--tag", RUN_TAG],
-                                  **SPARK)  # fmt: skip
-    train_model = SparkSubmitOperator(task_id="train_model", name="cinematch-train", **SPARK,
+                                  **SPARK, **steps.lineage("etl"))  # fmt: skip
+    train_model = SparkSubmitOperator(task_id="train_model", name="cinematch-train", **SPARK, **steps.lineage("train"),
                                       application_args=["train", "--tag", RUN_TAG,
                                                         "--force={{ params.force_train }}"])  # fmt: skip
 

@@ -40,11 +40,11 @@ from cinematch.pipelines import alerts, data_tasks, run_checks
     },
 )
 def medallion_pipeline() -> None:
-    @task(pool=steps.POOL)
+    @task(pool=steps.POOL, **steps.lineage("ingest"))
     def ingest_raw(params: dict | None = None) -> dict:
         return data_tasks.ingest_batch(file=params["file"], batch_id=params["batch_id"])
 
-    @task(pool=steps.POOL)
+    @task(pool=steps.POOL, **steps.lineage("etl"))
     def build_silver_gold(ingested: dict, logical_date: datetime | None = None) -> dict:
         return data_tasks.build_silver_gold(logical_date)
 
@@ -58,7 +58,7 @@ def medallion_pipeline() -> None:
 
     ingested = ingest_raw()
     summary = validate_run(ingested, build_silver_gold(ingested))
-    notify(summary, steps.publish_views(summary))
+    notify(summary, steps.publish(summary))
 
 
 medallion_pipeline()

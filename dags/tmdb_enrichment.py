@@ -37,11 +37,11 @@ from cinematch.pipelines import alerts, data_tasks
     },
 )
 def tmdb_enrichment() -> None:
-    @task(pool=steps.POOL)
+    @task(pool=steps.POOL, **steps.lineage("tmdb"))
     def fetch_tmdb(params: dict | None = None) -> dict:
         return data_tasks.fetch_tmdb(links=params["links"], limit=params["limit"])
 
-    @task(pool=steps.POOL)
+    @task(pool=steps.POOL, **steps.lineage("etl"))
     def build_silver_gold(fetched: dict, logical_date: datetime | None = None) -> dict:
         return data_tasks.build_silver_gold(logical_date)
 
@@ -50,7 +50,7 @@ def tmdb_enrichment() -> None:
         return alerts.notify("tmdb_enrichment", built, run_id, published)
 
     built = build_silver_gold(fetch_tmdb())
-    notify(built, steps.publish_views(built))
+    notify(built, steps.publish(built))
 
 
 tmdb_enrichment()

@@ -1,4 +1,4 @@
-"""The Airflow glue: the pool, default_args and failure alert of every DAG, and the task groups DAGs share.
+"""The Airflow glue: the pool, default_args, failure alert and lineage of every DAG, and the task groups DAGs share.
 
 The DAG files and this module are the only places that import Airflow; each task is one call into
 ``cinematch.pipelines`` (the same steps the CLI runs).
@@ -71,13 +71,64 @@ def model_steps(dag_id: str, built: Any, train: Any, trained: Any) -> None:
     (the same as ``trained`` when it returns its result itself).
     """
     # The XComArgs are typed Any: each task is called with an XComArg and receives the dict it resolves to.
-    futures: Any = create_futures(built)
+    futures: Any = create_futures.override(**lineage("futures"))(built)
     needs_training(futures) >> train
-    latest: Any = find_latest_model(trained)
-    tested: Any = test_model(latest)
+    latest: Any = find_latest_model.override(**lineage("find_model"))(trained)
+    tested: Any = test_model.override(**lineage("test_model"))(latest)
     summary: Any = validate_run(built, trained, tested, dag_id=dag_id)
-    published: Any = publish_views(summary)
-    notify(summary, published, dag_id=dag_id)
+    notify(summary, publish(summary), dag_id=dag_id)
+
+
+def publish(summary: Any) -> Any:
+    """The ``publish_views`` task with its lineage (declared at each parse: the names follow ``CINEMATCH_*``)."""
+    return publish_views.override(**lineage("publish"))(summary)
+
+
+def lineage(step: str) -> dict[str, Any]:
+    """``inlets``/``outlets`` (and the ``post_execute`` that completes them) of a task running ``step``.
+
+    ``step`` is one of ``cinematch.pipelines.lineage.STEPS``; pass the result as keyword arguments of ``@task``
+    or an operator. Warehouse tables are airflow ``Table`` entities and files ``File`` entities, which the
+    OpenLineage provider translates into datasets of the same names the CLI emits (``cinematch://`` assets it
+    cannot translate), and which cost nothing to import at parse time. After a successful run the hook swaps the
+    outlets for OpenLineage datasets with the COMPLETE facets: the gold tables' column lineage and the model
+    version the task returned (only when the provider is enabled). Names follow this parse's ``CINEMATCH_*``.
+    """
+    from airflow.providers.common.compat.lineage.entities import File, Table
+
+    from cinematch.core.settings import get_settings
+    from cinematch.pipelines.lineage import DatasetRef, step_datasets
+
+    try:
+        inputs, outputs = step_datasets(step, get_settings())
+    except Exception as exc:  # e.g. a malformed CINEMATCH_DATABASE_URL: the DAG still parses, the tasks say why
+        log.warning("no lineage declared for %s: %s: %s", step, type(exc).__name__, exc)
+        return {}
+
+    def entity(ref: DatasetRef) -> Any:
+        if ref.database is not None:
+            return Table(cluster=ref.namespace, database=ref.database, name=ref.key)
+        return File(url=ref.url or "")
+
+    def complete(context: Any, result: Any = None) -> None:
+        try:
+            from airflow.providers.openlineage.conf import is_disabled
+
+            if is_disabled():
+                return
+            from cinematch.pipelines.lineage import complete_outputs
+
+            done = complete_outputs(outputs, get_settings(), result)
+            pairs = list(zip(task_outlets, done, strict=True))
+            # the provider reads the outlets again for the COMPLETE event: each declared one (equal by value, in
+            # case the task was copied) becomes its dataset with facets; other outlets (assets) stay
+            outlets = context["task"].outlets
+            outlets[:] = [next((d for e, d in pairs if e == o), o) for o in outlets]
+        except Exception as exc:  # lineage must never fail a task that succeeded
+            log.warning("lineage facets of %s not added: %s: %s", step, type(exc).__name__, exc)
+
+    task_outlets = [entity(r) for r in outputs]
+    return {"inlets": [entity(r) for r in inputs], "outlets": task_outlets, "post_execute": complete}
 
 
 def alert_failure(context: Any) -> None:

@@ -18,7 +18,7 @@ from cinematch.lakehouse.etl import run_etl
 from cinematch.recommender import registry
 from cinematch.recommender.als import ALSModel
 from cinematch.recommender.als_params import ALSParams
-from cinematch.recommender.evaluation import compare
+from cinematch.recommender.evaluation import compare, evaluate_version
 from cinematch.recommender.ials import IALS, IALSParams
 from cinematch.recommender.interactions import histories
 from cinematch.recommender.ranker import Component, Ranker
@@ -76,6 +76,21 @@ def test_both_versions_score_the_same_rows_from_the_same_histories(tasteful) -> 
     same = compare((als, ranker), (als, ranker), train, test)
     assert same["ndcg_diff"] == 0 and same["ndcg_diff_low"] == 0 and same["ndcg_diff_high"] == 0
     assert same["challenger_ndcg"] == same["champion_ndcg"] > 0 and same["eval_rows"] == test.num_rows
+
+
+def test_the_challenger_lists_from_evaluation_give_the_same_comparison(tasteful) -> None:
+    """train_warehouse hands compare the lists evaluate_version scored; the decision must not change by it."""
+    train, test = stable_split(tasteful["ratings"])
+    good, bad = _als(train, rank=8, iterations=8), _als(train, rank=2, iterations=1, reg=5.0)
+    ranker = select(train, RankingConfig(), full=False).ranker
+    hist = histories(train, ranker.item_ids)
+    weak = Ranker([Component("ials", IALS.fit(hist.binary, hist.item_ids, IALSParams(factors=2, iterations=2)))])
+    _, _, lists = evaluate_version(good, ranker, train, test)
+    reused = compare((good, ranker), (bad, weak), train, test, challenger_lists=lists)
+    assert reused == compare((good, ranker), (bad, weak), train, test)
+    assert reused["challenger_ndcg"] != reused["champion_ndcg"]
+    with pytest.raises(ValueError, match="challenger lists"):
+        compare((good, ranker), (bad, weak), train, test, challenger_lists=lists[:, :5])
 
 
 def _warehouse(settings: Settings, tables, tmp_path: Path) -> None:

@@ -79,12 +79,24 @@ def _cycle(settings: Settings, data: Path) -> dict:
             out["drift"].append({k: d[k] for k in ("kl_divergence", "mean_shift", "median_shift", "score",
                                                    "decision", "n_current")} | {"retrained": cycle["retrained"]})  # fmt: skip
         out["publish"] = publish(con, settings)["counts"]
+        out["user_views"] = _user_views(settings)
         out["counts"] = {t: con.execute(f"select count(*) from {t}").fetchall()[0][0] for t in COUNTED}
         out["gold"] = {g: con.sql(f"select * from gold.{g}").to_arrow_table() for g in GOLD}
         out["status"] = buffer_status(con)
         out["retention"] = [(t["table"], t["rows"]) for t in apply_retention(con, settings, dry_run=False)["tables"]]
         out["after_retention"] = {t: con.execute(f"select count(*) from {t}").fetchall()[0][0] for t in COUNTED}
     return out
+
+
+def _user_views(settings: Settings) -> dict[str, list[tuple]]:
+    """The user page's views of the published file, floats rounded (PostgreSQL and DuckDB sum in other orders)."""
+    from cinematch.serving.read import ViewStore
+
+    views = ViewStore(settings).get()
+    assert views is not None
+    tables = ("user_summary", "user_ratings", "user_genres", "population_genres")
+    return {t: [tuple(round(v, 9) if isinstance(v, float) else v for v in row.values())
+                for row in views.query(f"select * from {t} order by all")] for t in tables}  # fmt: skip
 
 
 def _assert_same_table(name: str, a: pa.Table, b: pa.Table) -> None:
@@ -114,6 +126,7 @@ def test_full_cycle_matches_duckdb(pg_url: str, dataset: Path, tmp_path: Path) -
     assert pg["counts"] == duck["counts"]
     assert pg["etl"] == duck["etl"]
     assert pg["publish"] == duck["publish"]
+    assert pg["user_views"] == duck["user_views"] and all(duck["user_views"].values())
     for key, value in duck["train"].items():
         assert pg["train"][key] == pytest.approx(value, rel=1e-9), key
     assert [d["decision"] for d in pg["drift"]] == [d["decision"] for d in duck["drift"]]

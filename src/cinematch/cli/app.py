@@ -36,6 +36,7 @@ class Ctx:
         self.json = as_json
         self.debug = debug
         self._settings: Settings | None = None
+        self.result: Any = None  # the document emit() printed: the run's result, for its lineage event
 
     @property
     def settings(self) -> Settings:
@@ -91,6 +92,7 @@ def to_json(doc: Any) -> str:
 
 def emit(ctx: Ctx, doc: Any, human: Callable[[], None] | None = None) -> None:
     """Print exactly one JSON document under --json, else the human rendering."""
+    ctx.result = doc
     if ctx.json:
         sys.stdout.write(to_json(doc) + "\n")
     elif human is not None:
@@ -120,7 +122,19 @@ def command(
         @functools.wraps(fn)
         def wrapper(*args: Any, json_: bool, debug: bool, **kw: Any) -> Any:
             configure("DEBUG" if debug else None)
-            return fn(Ctx(json_, debug), *args, **kw)
+            ctx = Ctx(json_, debug)
+            if not (os.environ.get("CINEMATCH_OPENLINEAGE_URL") or os.environ.get("OPENLINEAGE_CONFIG")):
+                return fn(ctx, *args, **kw)
+            # OpenLineage START/COMPLETE/FAIL of the commands that read or write the warehouse (docs/lineage.md):
+            # only when configured is anything of it imported
+            from cinematch.pipelines.lineage_emit import command_run
+
+            path = (name or fn.__name__) if group.name == "cli" else f"{group.name} {name}"
+            with command_run(lambda: ctx.settings, path, kw) as run:
+                value = fn(ctx, *args, **kw)
+                if run is not None:
+                    run.result = ctx.result
+                return value
 
         wrapper = click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")(wrapper)
         wrapper = click.option("--json", "json_", is_flag=True, help="Print one JSON document on stdout.")(wrapper)

@@ -44,6 +44,13 @@ class Settings(BaseSettings):
     # how long a training waits for an unreachable MLflow before it warns and carries on (catch up: sync-mlflow)
     mlflow_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
 
+    # OpenLineage for CLI runs (cinematch.pipelines.lineage_emit; Airflow runs use the provider's own transport):
+    # http(s)://host:port (a Marquez-style endpoint) or file:///path/events.jsonl; unset: OPENLINEAGE_CONFIG if
+    # set, else no lineage (and the openlineage package is never imported). See docs/lineage.md.
+    openlineage_url: str | None = Field(default=None, description="where CLI runs send OpenLineage events")
+    openlineage_namespace: str = "cinematch"  # the job namespace of CLI runs
+    openlineage_timeout_seconds: float = Field(default=2.0, gt=0)  # per event; a down endpoint costs this once
+
     # ingestion
     lock_timeout_seconds: float = 120.0
     # a batch whose quarantined rows are a larger share of its records than this is refused whole
@@ -69,9 +76,10 @@ class Settings(BaseSettings):
     promotion_tolerance: float = 0.0  # RMSE: the challenger's may be at most (1 + this) x the champion's
     # top-10 NDCG: the 95% lower bound of (challenger - champion) over users must be >= -this
     promotion_ndcg_tolerance: float = Field(default=0.01, ge=0)
-    # ranking models: EASE is a candidate while the catalogue (movies with >= ease_min_support ratings) fits
+    # ranking models: EASE is a candidate while the catalogue (movies with >= ease_min_support ratings) fits.
+    # Support 2 leaves out movies rated once (on ml-latest-small a third of them; see README "Ranking models")
     ease_max_items: int = Field(default=20_000, ge=2)
-    ease_min_support: int = Field(default=1, ge=1)
+    ease_min_support: int = Field(default=2, ge=1)
     ease_keep_per_item: int = Field(default=1024, ge=1)  # largest weights kept per movie in a stored model
     # the ranking search fits its candidates on a seeded sample of whole users above this many training ratings
     ranking_search_max_ratings: int = Field(default=1_000_000, ge=1_000)

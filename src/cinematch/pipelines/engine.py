@@ -16,6 +16,7 @@ from cinematch.lakehouse.compute import InProcessCompute, LakehouseCompute
 from cinematch.pipelines import mlflow_sync
 from cinematch.recommender import comparison, training
 from cinematch.recommender.als_params import ALSParams
+from cinematch.recommender.fit_cache import CachedTrainer
 from cinematch.recommender.trainer import LOCAL, Trainer
 from cinematch.storage.protocol import Warehouse
 
@@ -65,15 +66,22 @@ def train_warehouse(
     progress: Callable[[int, float], None] | None = None,
     tune: bool = False,
     note: Callable[[str], None] | None = None,
+    fits: CachedTrainer | None = None,
 ) -> training.TrainingRun:
     """Train, evaluate, register and maybe promote on the configured engine (recommender/training.py).
 
+    ``fits``: a trainer that keeps and reuses fits (``cached_trainer``), as the policies of a replay share them.
     With MLflow on, the run, the registered version and the champion alias are mirrored (never fails the run).
     """
     warm = mlflow_sync.prepare(settings)
-    run = training.train_warehouse(con, settings, params, merge, progress, tune, note, trainer_for(settings))
+    run = training.train_warehouse(con, settings, params, merge, progress, tune, note, fits or trainer_for(settings))
     mlflow_sync.after_training(settings, run.version, registered=True, champion=run.champion_version, warm=warm)
     return run
+
+
+def cached_trainer(settings: Settings, folder: Path) -> CachedTrainer:
+    """The configured engine's trainer with its fits kept in ``folder`` (recommender/fit_cache.py)."""
+    return CachedTrainer(trainer_for(settings), folder)
 
 
 def train_files(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ from cinematch.core.log import get_logger, log_event
 from cinematch.core.results import Result, optional
 from cinematch.core.settings import Settings
 from cinematch.datasets.periods import parse_every
-from cinematch.pipelines.replay import build_base
+from cinematch.pipelines.replay import FITS, build_base
 from cinematch.pipelines.replay_data import prepare
 from cinematch.pipelines.replay_policy import Policy
 from cinematch.pipelines.replay_workers import default_workers, play_policies
@@ -128,6 +129,7 @@ def run_replay(
     base_seconds = round(time.perf_counter() - t_base, 2)
     workers = default_workers(len(policies)) if workers is None else workers
     rows = play_policies(settings, plan, policies, say, workers, echo)
+    shutil.rmtree(plan.folder / FITS, ignore_errors=True)  # shared fits serve only a replay in progress
     with write_session(settings, "replay") as con:
         replay_rows.put_many(con, rows)
     summary = [summarize(p.name, [r for r in rows if r["policy"] == p.name]) for p in policies]

@@ -5,11 +5,13 @@ warehouse), so they run in separate processes (``spawn``: no DuckDB or BLAS thre
 The costliest policies start first (always-retrain, then drift, then fixed cadences, then never), so a
 long one does not start last on an otherwise idle machine. A worker dies with the replay process (Linux
 ``PR_SET_PDEATHSIG``): a replay killed with SIGKILL leaves no policy running, and a rerun continues
-every policy from its stored rows exactly as a sequential one does.
+every policy from its stored rows exactly as a sequential one does. A worker left without a policy fits
+ahead for the scheduled policies still playing (pipelines/replay_prefetch.py).
 """
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import signal
@@ -18,10 +20,14 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
+from cinematch.core.log import get_logger, log_event
 from cinematch.core.settings import Settings
 from cinematch.pipelines.replay import replay_policy
 from cinematch.pipelines.replay_data import ReplayPlan
 from cinematch.pipelines.replay_policy import Policy
+from cinematch.pipelines.replay_prefetch import prefetch, scheduled
+
+log = get_logger(__name__)
 
 _PR_SET_PDEATHSIG = 1
 
@@ -66,5 +72,16 @@ def play_policies(
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(min(workers, len(policies)), mp_context=context, initializer=_die_with_parent) as pool:
         futures = {p.name: pool.submit(_play, settings, plan, p, echo) for p in sorted(policies, key=_cost)}
+        if any(scheduled(p) for p in policies):  # queued last: it starts on the first worker left without a policy
+            pool.submit(_prefetch, settings, plan, policies)
         done = {name: future.result() for name, future in futures.items()}
     return [row for policy in policies for row in done[policy.name]]
+
+
+def _prefetch(settings: Settings, plan: ReplayPlan, policies: list[Policy]) -> int:
+    """pipelines/replay_prefetch.py; a failure there costs only time (each policy fits what it lacks)."""
+    try:
+        return prefetch(settings, plan, policies)
+    except Exception as exc:  # the policies do not depend on it
+        log_event(log, "replay_prefetch_failed", logging.WARNING, error=type(exc).__name__, detail=str(exc)[:200])
+        return 0

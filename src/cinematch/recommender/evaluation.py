@@ -35,19 +35,18 @@ def popular_items(train: pa.Table) -> tuple[np.ndarray, np.ndarray]:
     return ids[order], counts[order]
 
 
-def served_lists(
-    als: ALSModel, ranker: Ranker | None, train: pa.Table, users: np.ndarray, k: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """(top-k ids, because ids) per user from ``train``'s histories; users without history get most-popular.
+def served_lists(als: ALSModel, ranker: Ranker | None, train: pa.Table, users: np.ndarray, k: int) -> np.ndarray:
+    """The top-k ids per user from ``train``'s histories; users without history get most-popular.
 
-    Versions from before ranking models (``ranker`` None) rank with their ALS model, as they were served.
+    Versions from before ranking models (``ranker`` None) rank with their ALS model, as they were served. The
+    explanations are not computed: scoring reads the ids only, and the served lists get theirs at publish.
     """
     if ranker is None:
         ids, _ = als.recommend(users, k, exclude_seen=True)
-        return ids, np.full((*ids.shape, 2), -1, np.int64)
+        return ids
     hist = histories(train, ranker.item_ids)
-    ids, _, because = ranker.recommend(hist, users, k, because=True, fallback=popular_items(train)[0])
-    return ids, because
+    ids, _, _ = ranker.recommend(hist, users, k, because=False, fallback=popular_items(train)[0])
+    return ids
 
 
 def _baseline(train: pa.Table, users: np.ndarray, k: int) -> np.ndarray:
@@ -76,7 +75,7 @@ def evaluate_version(
     a relevant test item; coverage and popularity are over every list.
     """
     users = np.unique(_col(test, "user_id", np.int64))
-    ids, _ = served_lists(als, ranker, train, users, k)
+    ids = served_lists(als, ranker, train, users, k)
     predicted, _ = als.predict(_col(test, "user_id", np.int64), _col(test, "movie_id", np.int64))
     truth = _col(test, "rating", np.float64)
     ranking = _ranking(train, test, users, ids, k, threshold)
@@ -102,13 +101,21 @@ def compare(
     test: pa.Table,
     k: int = 10,
     threshold: float = 4.0,
+    challenger_lists: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Both versions on the same held-out rows from the same histories: NDCG@k, RMSE and the paired bootstrap."""
+    """Both versions on the same held-out rows from the same histories: NDCG@k, RMSE and the paired bootstrap.
+
+    ``challenger_lists``: the challenger's top-k for the sorted test users when already computed (the lists
+    ``evaluate_version`` returns for the same ``train``, ``test`` and k), so they are not scored twice.
+    """
     users = np.unique(_col(test, "user_id", np.int64))
     tu, ti, tr = _col(test, "user_id", np.int64), _col(test, "movie_id", np.int64), _col(test, "rating", np.float64)
     per_user = []
-    for als, ranker in (challenger, champion):
-        ids, _ = served_lists(als, ranker, train, users, k)
+    for i, (als, ranker) in enumerate((challenger, champion)):
+        given = challenger_lists if i == 0 and challenger_lists is not None else None
+        if given is not None and given.shape != (len(users), k):
+            raise ValueError(f"challenger lists of shape {given.shape} for {len(users)} test users at k={k}")
+        ids = given if given is not None else served_lists(als, ranker, train, users, k)
         per_user.append(per_user_ndcg(users, ids, tu, ti, tr, k, threshold))
     (u1, a), (u2, b) = per_user
     if not np.array_equal(u1, u2) or len(a) == 0:

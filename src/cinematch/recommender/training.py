@@ -180,12 +180,12 @@ def train_warehouse(
     selection = fit_ranker(train, settings, previous, tune, note, trainer)
     seconds = time.perf_counter() - t0
     k, threshold = settings.top_n, settings.relevance_threshold
-    metrics, _, _ = evaluate_version(model, selection.ranker, train, test, k, threshold)
+    metrics, _, lists = evaluate_version(model, selection.ranker, train, test, k, threshold)
 
     champion_rmse, ranking = None, None
     if current is not None:
         champ = (registry.load_model(settings, current["version"]), registry.load_ranker(settings, current["version"]))
-        ranking = compare((model, selection.ranker), champ, train, test, k, threshold)
+        ranking = compare((model, selection.ranker), champ, train, test, k, threshold, challenger_lists=lists)
         champion_rmse = ranking["champion_rmse_same_rows"]
     version = registry.new_version()
     promotion = registry.decide_promotion(metrics["rmse"], champion_rmse, settings.promotion_tolerance,

@@ -58,7 +58,7 @@ class RankingConfig:
     """What bounds the search: catalogue size for EASE, stored weights, seed, iALS defaults."""
 
     ease_max_items: int = 20_000
-    ease_min_support: int = 1
+    ease_min_support: int = 2
     keep_per_item: int = 1024
     seed: int = 42
     search_max_ratings: int = 1_000_000  # above it the search runs on a seeded sample of whole users

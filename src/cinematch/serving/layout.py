@@ -21,7 +21,8 @@ __all__ = ["CURRENT", "PREFIX", "VIEW_TABLES", "current_views", "new_views_path"
 CURRENT = "CURRENT"
 PREFIX = "views_"
 VIEW_TABLES = ("recommendations", "fallback", "trending", "genres", "models", "drift", "buffer",
-               "rating_distribution", "content_performance", "movie_details", "meta")  # fmt: skip
+               "rating_distribution", "content_performance", "movie_details", "meta", "user_summary",
+               "user_ratings", "user_genres", "population_genres")  # fmt: skip
 
 
 def new_views_path(settings: Settings, now: datetime | None = None) -> Path:

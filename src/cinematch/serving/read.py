@@ -19,7 +19,7 @@ from cinematch.core.settings import Settings
 from cinematch.serving.layout import CURRENT, VIEW_TABLES, current_views
 from cinematch.storage.warehouse import query_rows
 
-__all__ = ["RecommendationIndex", "ViewStore", "Views"]
+__all__ = ["RecommendationIndex", "UserData", "ViewStore", "Views"]
 
 log = get_logger(__name__)
 
@@ -85,6 +85,16 @@ class RecommendationIndex:
             out.append({"movie_id": movie, "title": title, "genres": genres, "score": score, "rank": rank,
                         "because": self._because(why)})  # fmt: skip
         return out
+
+
+@dataclass(frozen=True)
+class UserData:
+    """One user's rows of the user views: ``summary`` is None for a user the views do not know."""
+
+    summary: dict[str, Any] | None
+    recent: list[dict[str, Any]]  # newest first
+    genres: list[dict[str, Any]]  # the user's genre mix, largest first
+    population: list[dict[str, Any]]  # every user's genre mix, largest first
 
 
 @dataclass
@@ -167,6 +177,29 @@ class Views:
             return self.query("select * from content_performance order by views_rank")[:limit]
         except duckdb.CatalogException:  # a views file published before content performance existed
             return []
+
+    def user_profile(self, user_id: int) -> UserData:
+        """What the published views hold about one user (all empty for an unknown user or views from before them)."""
+        try:
+            summary = self.query("select * from user_summary where user_id = ?", [user_id])
+            if not summary:
+                return UserData(None, [], [], self._population())
+            recent = self.query(
+                """select r.position, r.movie_id, coalesce(m.title, 'Unknown movie ' || r.movie_id) as title,
+                          coalesce(m.genres, cast([] as varchar[])) as genres, r.rating, r.rated_at, r.batch_id
+                   from user_ratings r left join movie_details m using (movie_id)
+                   where r.user_id = ? order by r.position""",
+                [user_id],
+            )
+            genres = self.query("select * exclude (user_id) from user_genres where user_id = ? "
+                                "order by n_ratings desc, genre", [user_id])  # fmt: skip
+        except duckdb.CatalogException:  # a views file published before the user views existed
+            return UserData(None, [], [], [])
+        return UserData(summary[0], recent, genres, self._population())
+
+    def _population(self) -> list[dict[str, Any]]:
+        # one row per genre: cheap to read; the caller caches the whole profile document
+        return self.query("select * from population_genres order by n_ratings desc, genre")
 
     def table(self, name: str) -> list[dict[str, Any]]:
         if name not in VIEW_TABLES:

@@ -20,6 +20,8 @@ Tables of a views file:
 - ``content_performance``  ``gold.content_performance`` (per movie: views, unique viewers, watch time, completion
                        rate from viewing sessions) with genres; empty before any sessions are loaded.
 - ``meta``             one row: published_at, model_version, the model's batch_ids, counts.
+- ``user_summary``, ``user_ratings``, ``user_genres``, ``population_genres``: the user page's views
+                       (:mod:`cinematch.serving.user_sql`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from __future__ import annotations
 from typing import Any
 
 from cinematch.recommender.batch import RECENT_DAYS
+from cinematch.serving.user_sql import user_view_sql
 
 __all__ = ["ALIAS", "FALLBACK_SIZE", "TRENDING_SIZE", "view_sql"]
 
@@ -40,8 +43,9 @@ _PERFORMANCE_COLUMNS = (
 )
 
 
-def view_sql(version: str | None, latest: str | None, has_performance: bool = True) -> dict[str, tuple[str, list[Any]]]:
-    """One ``select`` per view table (run against the warehouse, written into the attached views file)."""
+def view_sql(version: str | None, latest: str | None, has_performance: bool = True,
+             has_users: bool = False) -> dict[str, tuple[str, list[Any]]]:  # fmt: skip
+    """One ``select`` per view table (run against the warehouse, written into the attached views file, in order)."""
     v = ALIAS
     recs_filter = "r.model_version = ?" if version else "false"
     return {
@@ -184,4 +188,5 @@ def view_sql(version: str | None, latest: str | None, has_performance: bool = Tr
                   from silver.movies where false""",
             [],
         ),
+        **user_view_sql(v, has_users),
     }

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from fastapi import FastAPI, Header, Path, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -20,7 +20,7 @@ from cinematch import __version__
 from cinematch.core.log import get_logger, kv, log_event
 from cinematch.core.settings import Settings
 from cinematch.serving.read import Views, ViewStore
-from cinematch.web import dashboard
+from cinematch.web import dashboard, user_page
 from cinematch.web.documents import (
     content_performance_doc,
     drift_doc,
@@ -30,6 +30,7 @@ from cinematch.web.documents import (
     models_doc,
     movie_details_doc,
     movie_performance_doc,
+    profile_doc,
     recommendation_doc,
     trending_doc,
 )
@@ -50,6 +51,7 @@ from cinematch.web.schemas import (
     RecommendationResponse,
     ReloadResponse,
     TrendingResponse,
+    UserProfileResponse,
     Window,
 )
 
@@ -179,6 +181,13 @@ def create_app(settings: Settings, store: ViewStore | None = None) -> FastAPI:
             body = views.remember(key, encode(doc))
         return JSONBytes(body)
 
+    @app.get("/users/{user_id}/profile", response_model=UserProfileResponse, responses=_errors(404, 422, 503),
+             tags=["users"])  # fmt: skip
+    async def user_profile(user_id: Annotated[PlainInt, Path(ge=INT64_MIN, le=INT64_MAX)]) -> Response:
+        """The user page as JSON: recent ratings, genre mix against every user, the top-10 with `because`, scores,
+        model version and training batches; 404 for a user the published views do not know."""
+        return await cached(current(), ("profile", user_id), profile_doc, user_id)
+
     @app.get("/movies/trending", response_model=TrendingResponse, responses=_errors(422, 503), tags=["movies"])
     async def trending(
         window: Annotated[Window, Query(description="trending window")] = "7d",
@@ -255,5 +264,38 @@ def create_app(settings: Settings, store: ViewStore | None = None) -> FastAPI:
         if page is None:
             page = views.remember(("dashboard",), (await run_in_threadpool(_dashboard, views)).encode())
         return HTMLResponse(page, headers=dashboard.HEADERS)
+
+    def _user_html(views: Views, user_id: int) -> tuple[int, bytes]:
+        try:
+            return 200, user_page.render(profile_doc(views, user_id)).encode()
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+            message = f"User {user_id} is not known: the published views hold no rating or profile of this id."
+            return 404, user_page.message_page(f"user {user_id}", message, str(user_id)).encode()
+
+    @app.get("/users", response_class=RedirectResponse, status_code=303, responses=_errors(422), tags=["dashboard"])
+    async def find_user(
+        user_id: Annotated[PlainInt, Query(ge=INT64_MIN, le=INT64_MAX, description="the id typed into the search box")],
+    ) -> Response:
+        """The dashboard's search box submits here: a redirect (303) to the user page `/users/{user_id}`."""
+        return RedirectResponse(f"/users/{user_id}", status_code=303)
+
+    @app.get("/users/{user_id}", response_class=HTMLResponse, tags=["dashboard"],
+             responses={404: {"description": "unknown user (an HTML page saying so)"}, 422: _errors(422)[422],
+                        503: {"description": NOT_READY}})  # fmt: skip
+    async def user_html(user_id: Annotated[PlainInt, Path(ge=INT64_MIN, le=INT64_MAX)]) -> Response:
+        """The user page: recent ratings, top-10 with `because` and scores, genre mix plot, model and batches."""
+        views = store.poll()
+        if views is None:
+            return HTMLResponse(user_page.message_page("not ready", NOT_READY), status_code=503,
+                                headers=dashboard.HEADERS)  # fmt: skip
+        key = ("user_page", user_id)
+        hit = views.cached(key)
+        if hit is None:
+            hit = await run_in_threadpool(_user_html, views, user_id)
+            if hit[0] == 200:  # unknown ids are not cached: fuzzing must not evict the pages people open
+                views.remember(key, hit)
+        return HTMLResponse(hit[1], status_code=hit[0], headers=dashboard.HEADERS)
 
     return app

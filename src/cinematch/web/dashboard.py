@@ -26,10 +26,11 @@ from cinematch.serving.charts import (
 )  # fmt: skip
 from cinematch.web.schemas import DriftResponse, GenresResponse, ModelsResponse, TrendingResponse
 
-# The page makes no request of its own: the policy states it, and the browser enforces it.
+# The page makes no request of its own: the policy states it, and the browser enforces it. The one form, the user
+# search, submits to this server only.
 HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; "
-    "form-action 'none'; frame-ancestors 'none'",
+    "form-action 'self'; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
 }
 N_PLOTS = 5
@@ -117,7 +118,7 @@ def trending_plot(windows: list[TrendingResponse]) -> tuple[str, str]:
 # --------------------------------------------------------------------------------------------- the page
 
 
-def _table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+def html_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     head = "".join(f"<th>{esc(c)}</th>" for c in columns)
     body = "".join("<tr>" + "".join(f"<td>{esc(v)}</td>" for v in r) + "</tr>" for r in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
@@ -126,17 +127,30 @@ def _table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 def _pair(same: dict[str, Any], metric: str) -> str:
     """'this version / its champion' on the same held-out rows, or '–' (a first model was compared with nothing)."""
     a, b = same[f"{metric}_same_rows"], same[f"champion_{metric}_same_rows"]
-    return f"{_fmt(a)} / {_fmt(b)}" if a is not None and b is not None else "–"
+    return f"{fmt_value(a)} / {fmt_value(b)}" if a is not None and b is not None else "–"
 
 
-def _fmt(value: Any, digits: int = 4) -> str:
+def fmt_value(value: Any, digits: int = 4) -> str:
     if value is None:
         return "–"
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
-def _template() -> Template:
-    return Template(resources.files("cinematch.web").joinpath("templates/dashboard.html").read_text(encoding="utf-8"))
+def template(name: str) -> Template:
+    return Template(resources.files("cinematch.web").joinpath(f"templates/{name}").read_text(encoding="utf-8"))
+
+
+def style() -> str:
+    """The pages' shared stylesheet, inlined (the policy allows no stylesheet request)."""
+    return resources.files("cinematch.web").joinpath("templates/style.css").read_text(encoding="utf-8")
+
+
+def search_form(value: str = "") -> str:
+    """The user search: a plain GET form to ``/users``, which redirects to ``/users/{id}`` (no script needed)."""
+    return ('<form class="search" method="get" action="/users" role="search">'
+            '<label for="user-search">User id</label>'
+            f'<input id="user-search" name="user_id" type="text" inputmode="numeric" pattern="-?[0-9]{{1,19}}" '
+            f'required placeholder="e.g. 42" value="{esc(value)}"><button type="submit">Show</button></form>')  # fmt: skip
 
 
 def render(meta: dict[str, Any], distribution: list[dict[str, Any]], drift: DriftResponse, models: ModelsResponse, buffer: list[dict[str, Any]],
@@ -155,7 +169,7 @@ def render(meta: dict[str, Any], distribution: list[dict[str, Any]], drift: Drif
         ("latest batch", meta.get("latest_batch") or "none"),
         ("last drift decision", f"{last.decision} ({last.score:.2f})" if last and last.score is not None else "–"),
     ]
-    models_table = _table(
+    models_table = html_table(
         [
             "version",
             "status",
@@ -171,9 +185,9 @@ def render(meta: dict[str, Any], distribution: list[dict[str, Any]], drift: Drif
             [
                 m.version + (" *" if m.is_champion else ""),
                 m.status,
-                _fmt(m.metrics.get("rmse")),
-                _fmt(m.metrics.get("ndcg_at_10")),
-                _fmt(m.metrics.get("precision_at_10")),
+                fmt_value(m.metrics.get("rmse")),
+                fmt_value(m.metrics.get("ndcg_at_10")),
+                fmt_value(m.metrics.get("precision_at_10")),
                 _pair(same_rows(m.promotion), "ndcg"),
                 _pair(same_rows(m.promotion), "rmse"),
                 len(m.batch_ids),
@@ -182,20 +196,22 @@ def render(meta: dict[str, Any], distribution: list[dict[str, Any]], drift: Drif
             for m in reversed(models.models)
         ],
     )
-    genres_table = _table(
+    genres_table = html_table(
         ["genre", "ratings", "mean", f"latest month ({genres.latest_month or '–'})", "share"],
         [
             [
                 g.genre,
                 f"{g.n_ratings:,}",
-                _fmt(g.avg_rating, 2),
+                fmt_value(g.avg_rating, 2),
                 f"{g.latest_n_ratings:,}",
                 fmt_pct(g.latest_share or 0.0),
             ]
             for g in genres.genres[:10]
         ],
     )
-    return _template().substitute(
+    return template("dashboard.html").substitute(
+        style=style(),
+        search=search_form(),
         views_version=esc(meta.get("views_version", "")),
         cards="".join(
             f'<div class="card"><div class="k">{esc(k)}</div><div class="v">{esc(v)}</div></div>' for k, v in cards

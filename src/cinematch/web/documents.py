@@ -14,15 +14,20 @@ from cinematch.web.schemas import (
     ContentPerformanceResponse,
     DriftReport,
     DriftResponse,
+    GenreShare,
     GenresResponse,
     HealthResponse,
     ModelInfo,
     ModelsResponse,
     MovieDetails,
     MoviePerformanceResponse,
+    RatedMovie,
     RecommendationResponse,
     TrendingResponse,
+    UserProfileResponse,
 )
+
+PROFILE_K = 10
 
 
 def encode(model: BaseModel) -> bytes:
@@ -40,6 +45,46 @@ def recommendation_doc(views: Views, user_id: int, k: int, rows: list[dict[str, 
         model_version=meta["model_version"],
         generated_at=meta["published_at"] if fallback else meta["generated_at"],
         batch_ids=meta["model_batch_ids"],
+        views_version=views.version,
+    )
+
+
+def _explanation(user_id: int, doc: RecommendationResponse, n_ratings: int) -> str:
+    fallback = "the fallback list of popular, recent movies, the same for every such user"
+    if doc.model_version is None:
+        return f"No champion model is published yet: user {user_id}, like everyone, gets {fallback}."
+    if not doc.fallback:
+        return (f"A personal list from model {doc.model_version}, trained on {len(doc.batch_ids)} ratings batches; "
+                f"each movie names the user's rated movies that contributed most to its score (because).")  # fmt: skip
+    if n_ratings == 0:
+        return f"User {user_id} has no ratings yet (cold start), so they get {fallback}."
+    return f"Model {doc.model_version} has no personal list for user {user_id}, so they get {fallback}."
+
+
+def profile_doc(views: Views, user_id: int) -> UserProfileResponse:
+    """The user page's document; 404 for a user with neither a rating, a viewing profile nor a list."""
+    data = views.user_profile(user_id)
+    rows = views.user_recommendations(user_id, PROFILE_K)
+    if data.summary is None and not rows:
+        raise ApiError(404, "not found", f"user {user_id} is not known: no ratings or profile in the published views")
+    summary = data.summary or {"n_ratings": 0, "avg_rating": None, "first_rated_at": None, "last_rated_at": None}
+    recs = recommendation_doc(views, user_id, PROFILE_K, rows)
+    mine = {g["genre"]: g for g in data.genres}
+    mix = [GenreShare(genre=p["genre"], n_ratings=mine.get(p["genre"], {}).get("n_ratings", 0),
+                      avg_rating=mine.get(p["genre"], {}).get("avg_rating"),
+                      share=mine.get(p["genre"], {}).get("share", 0.0), population_share=p["share"])
+           for p in data.population]  # fmt: skip
+    mix.sort(key=lambda g: (-g.share, -g.population_share, g.genre))
+    return UserProfileResponse(
+        user_id=user_id,
+        n_ratings=summary["n_ratings"],
+        avg_rating=summary["avg_rating"],
+        first_rated_at=summary["first_rated_at"],
+        last_rated_at=summary["last_rated_at"],
+        recent_ratings=[RatedMovie(**r) for r in data.recent],
+        genre_mix=mix,
+        recommendations=recs,
+        explanation=_explanation(user_id, recs, summary["n_ratings"]),
         views_version=views.version,
     )
 

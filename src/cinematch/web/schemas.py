@@ -66,6 +66,43 @@ class RecommendationResponse(BaseModel):
     views_version: str
 
 
+class RatedMovie(BaseModel):
+    """One of the user's own ratings."""
+
+    movie_id: int
+    title: str
+    genres: list[str]
+    rating: float
+    rated_at: datetime
+    batch_id: str = Field(description="the ratings batch it arrived in")
+
+
+class GenreShare(BaseModel):
+    genre: str
+    n_ratings: int = Field(description="the user's ratings of movies with this genre")
+    avg_rating: float | None = Field(description="the user's mean rating in this genre")
+    share: float = Field(description="the genre's part of the user's genre-tagged ratings (sums to 1 over genres)")
+    population_share: float = Field(description="the same share over every user's ratings")
+
+
+class UserProfileResponse(BaseModel):
+    """One user: recent ratings, genre mix against the population, and the top-10 with its lineage."""
+
+    user_id: int
+    n_ratings: int
+    avg_rating: float | None
+    first_rated_at: datetime | None
+    last_rated_at: datetime | None
+    recent_ratings: list[RatedMovie] = Field(description="the newest ratings first (at most 20)")
+    genre_mix: list[GenreShare] = Field(description="every genre, the user's largest share first")
+    recommendations: RecommendationResponse = Field(
+        description="the top-10 as `/recommendations/{user_id}` serves it: items with `because` and score, "
+        "`fallback`, and the model version and training batches behind the list"
+    )
+    explanation: str = Field(description="why the user gets this list, in one sentence")
+    views_version: str
+
+
 class TrendingMovie(BaseModel):
     rank: int
     movie_id: int

@@ -1,0 +1,159 @@
+"""Fits shared by the policies of one replay: the same training rows and settings give the same models once.
+
+A replay plays several policies over one history, and their retrains often train on exactly the same rows:
+always-retrain and a fixed cadence meet every N periods, and a worker with no policy left fits ahead for a
+policy still playing (pipelines/replay_prefetch.py). ``CachedTrainer`` wraps a trainer and keeps each fit in a
+folder under a key that is a SHA-256 of everything the fit reads: the training rows in a canonical order
+(user, movie, time, rating), the parameters, the ranking choice and configuration, the engine and CineMatch's
+version. A hit is therefore the model the fit would have given, bit for bit: rows are also sorted into that
+order before fitting, so a fit never depends on the order in which a warehouse returned them.
+
+Each entry records the seconds its fit took. A policy that reuses a fit is charged those seconds instead of
+the load (``charged_seconds``), so the replay's compute comparison between policies stays honest. A search
+(tuning) is not cached: a replay tunes once, on the base.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from cinematch import __version__
+from cinematch.core.log import get_logger, log_event
+from cinematch.recommender.als import ALSModel
+from cinematch.recommender.als_params import ALSParams
+from cinematch.recommender.ranker import Ranker
+from cinematch.recommender.trainer import Trainer
+from cinematch.recommender.tuning import Choice, RankingConfig, Selection
+
+log = get_logger(__name__)
+
+ENTRY = "fit.json"  # written last: an entry without it is incomplete (a killed writer) and is not read
+_KEY_COLUMNS = ("user_id", "movie_id", "rated_at", "rating")
+
+
+def canonical(table: pa.Table) -> pa.Table:
+    """The rows sorted by user, movie, time and rating: the order every cached fit sees."""
+    return table.sort_by([(name, "ascending") for name in _KEY_COLUMNS])
+
+
+def rows_digest(table: pa.Table) -> str:
+    """SHA-256 of a canonical table's key columns (values and order), as hex."""
+    digest = hashlib.sha256()
+    for name in _KEY_COLUMNS:
+        column = table.column(name)
+        if pa.types.is_timestamp(column.type):
+            column = column.cast(pa.timestamp("us")).cast(pa.int64())
+        values = np.ascontiguousarray(column.to_numpy(zero_copy_only=False))
+        digest.update(name.encode() + str(values.dtype).encode() + values.tobytes())
+    return digest.hexdigest()
+
+
+class CachedTrainer:
+    """A trainer whose fits are kept in ``folder`` and reused by key; see the module docstring."""
+
+    def __init__(self, inner: Trainer, folder: Path) -> None:
+        self.inner = inner
+        self.folder = Path(folder)
+        self.hits = 0
+        self.fit_seconds_reused = 0.0  # what the reused fits took when they were made
+        self.load_seconds = 0.0  # what loading them took here
+
+    @property
+    def engine(self) -> str:
+        return self.inner.engine
+
+    @property
+    def charged_seconds(self) -> float:
+        """Seconds to add to a measured wall time so that reused fits cost what fitting them did."""
+        return max(0.0, self.fit_seconds_reused - self.load_seconds)
+
+    def _key(self, kind: str, table: pa.Table, settings: dict[str, Any]) -> str:
+        spec = json.dumps({"kind": kind, "engine": self.engine, "cinematch": __version__, **settings},
+                          sort_keys=True, default=str)  # fmt: skip
+        return hashlib.sha256((spec + rows_digest(table)).encode()).hexdigest()[:40]
+
+    def _entry(self, kind: str, key: str) -> Path:
+        return self.folder / f"{kind}-{key}"
+
+    def _read(self, path: Path) -> dict[str, Any] | None:
+        try:
+            doc: dict[str, Any] = json.loads((path / ENTRY).read_text())
+        except (OSError, ValueError):
+            return None
+        return doc
+
+    def _put(self, path: Path, save: Callable[[Path], None], doc: dict[str, Any]) -> None:
+        """Write an entry into a private folder, then rename it into place; a concurrent writer's copy wins."""
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        save(tmp)
+        (tmp / ENTRY).write_text(json.dumps(doc, sort_keys=True, default=str) + "\n")
+        try:
+            os.rename(tmp, path)
+            return
+        except OSError:  # another process stored the same fit first, or a damaged entry is in the way
+            if self._read(path) is None:
+                shutil.rmtree(path, ignore_errors=True)
+                try:
+                    os.rename(tmp, path)
+                    return
+                except OSError:
+                    pass
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    def _hit(self, kind: str, key: str, doc: dict[str, Any], started: float) -> None:
+        self.hits += 1
+        self.fit_seconds_reused += float(doc["seconds"])
+        self.load_seconds += time.perf_counter() - started
+        log_event(log, "fit_reused", kind=kind, key=key[:12], fit_seconds=round(float(doc["seconds"]), 3),
+                  load_seconds=round(time.perf_counter() - started, 3))  # fmt: skip
+
+    def fit_ratings(
+        self, table: pa.Table, params: ALSParams, progress: Callable[[int, float], None] | None
+    ) -> ALSModel:
+        table = canonical(table)
+        key = self._key("als", table, {"params": asdict(params)})
+        path, started = self._entry("als", key), time.perf_counter()
+        doc = self._read(path)
+        if doc is not None:
+            model = ALSModel.load(path)
+            self._hit("als", key, doc, started)
+            return model
+        model = self.inner.fit_ratings(table, params, progress)
+        self._put(path, model.save, {"seconds": time.perf_counter() - started})
+        return model
+
+    def fit_ranking(
+        self,
+        train: pa.Table,
+        config: RankingConfig,
+        previous: dict[str, Any] | None,
+        full: bool,
+        progress: Callable[[str], None] | None,
+    ) -> Selection:
+        if full or previous is None:
+            return self.inner.fit_ranking(train, config, previous, full, progress)
+        train = canonical(train)
+        key = self._key("ranking", train, {"config": asdict(config), "previous": previous})
+        path, started = self._entry("ranking", key), time.perf_counter()
+        doc = self._read(path)
+        if doc is not None:
+            ranker = Ranker.load(path)
+            self._hit("ranking", key, doc, started)
+            return Selection(ranker, Choice.from_dict(doc["choice"]), [], doc["catalogue"], float(doc["seconds"]))
+        selection = self.inner.fit_ranking(train, config, previous, full, progress)
+        doc = {"seconds": time.perf_counter() - started, "choice": selection.choice.as_dict(),
+               "catalogue": selection.catalogue}  # fmt: skip
+        self._put(path, selection.ranker.save, doc)
+        return selection

@@ -1,0 +1,79 @@
+"""The ``select`` of the per-user serving views behind the user page (``/users/{id}``), run at publish time.
+
+Tables of a views file (besides those of :mod:`cinematch.serving.view_sql`):
+
+- ``user_summary``       one row per known user: ratings count, mean, first and last rating time. A user is known
+                         when they have a rating in ``silver.ratings`` or a row in ``silver.users`` (viewing data;
+                         those users may have no rating yet: a cold start).
+- ``user_ratings``       every user's ``RECENT_RATINGS`` newest ratings (movie, rating, time, batch), newest first
+                         (``position`` 1 = newest); titles and genres come from ``movie_details``.
+- ``user_genres``        per user and genre over the whole history: ratings, mean rating and ``share`` = the genre's
+                         part of the user's genre-tagged ratings (a movie with two genres counts once for each, so
+                         the shares of a user sum to 1).
+- ``population_genres``  the same per genre over every user (``share`` sums to 1), summed from ``user_genres``.
+
+Every table is sorted by ``user_id`` so a point lookup reads one DuckDB row group, not the table.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["RECENT_RATINGS", "user_view_sql"]
+
+RECENT_RATINGS = 20  # the user page shows the newest ratings; older ones only count in the genre mix
+
+
+def user_view_sql(alias: str, has_users: bool) -> dict[str, tuple[str, list[Any]]]:
+    """One ``select`` per user view; ``population_genres`` reads ``user_genres`` of the file being written."""
+    rated = """select user_id, count(*) as n_ratings, avg(rating) as avg_rating, min(rated_at) as first_rated_at,
+                      max(rated_at) as last_rated_at
+               from silver.ratings group by user_id"""
+    summary = (
+        f"""with rated as ({rated}), viewers as (select distinct user_id from silver.users)
+            select coalesce(r.user_id, u.user_id) as user_id, coalesce(r.n_ratings, 0) as n_ratings, r.avg_rating,
+                   r.first_rated_at, r.last_rated_at
+            from rated r full outer join viewers u on r.user_id = u.user_id
+            order by 1"""
+        if has_users
+        else f"select * from ({rated}) as rated order by user_id"
+    )
+    return {
+        "user_summary": (summary, []),
+        "user_ratings": (
+            # ids only, sorted: titles and genres are joined from movie_details when a user is read (sorting
+            # the wide rows cost as much again as the window at 5M ratings)
+            f"""select user_id,
+                       cast(row_number() over (partition by user_id order by rated_at desc, movie_id desc) as integer)
+                           as position,
+                       movie_id, rating, rated_at, batch_id
+                from silver.ratings
+                qualify position <= {RECENT_RATINGS}
+                order by user_id, position""",
+            [],
+        ),
+        "user_genres": (
+            # explode the (small) catalogue, not the ratings, then one hash join and one aggregation
+            # (a genre listed twice for one movie counts once; PostgreSQL has no list_distinct)
+            """with movie_genres as (
+                    select distinct movie_id, genre from (select movie_id, unnest(genres) as genre from silver.movies) g),
+                counts as (
+                    select r.user_id, g.genre, count(*) as n_ratings, avg(r.rating) as avg_rating
+                    from silver.ratings r join movie_genres g using (movie_id)
+                    group by r.user_id, g.genre)
+                select user_id, genre, n_ratings, avg_rating,
+                       n_ratings / sum(n_ratings) over (partition by user_id) as share
+                from counts
+                order by user_id, n_ratings desc, genre""",
+            [],
+        ),
+        "population_genres": (
+            f"""select genre, cast(sum(n_ratings) as bigint) as n_ratings,
+                       sum(avg_rating * n_ratings) / sum(n_ratings) as avg_rating, count(*) as n_users,
+                       sum(n_ratings) / sum(sum(n_ratings)) over () as share
+                from {alias}.user_genres
+                group by genre
+                order by n_ratings desc, genre""",
+            [],
+        ),
+    }
