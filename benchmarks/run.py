@@ -88,6 +88,12 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[tuple[str, str, str]]]] = {
         ("T2 generated drift (target 600 s)", "generated.wall_seconds", "s"),
         ("  peak RSS (target 12 GB)", "generated.peak_rss_gb", "GB"),
     ]),
+    "mlflow": ("bench_mlflow.py", [], [
+        ("training on 1M, MLflow off", "off_median_s", "s"),
+        ("same training, MLflow on", "on_median_s", "s"),
+        ("overhead ratio (target 1.10)", "overhead_ratio", "x"),
+        ("  mirror after training, median", "mirror_median_s", "s"),
+    ]),
 }  # fmt: skip
 
 

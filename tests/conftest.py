@@ -30,7 +30,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     """A fresh CINEMATCH_HOME for the test (also exported for subprocesses)."""
     path = tmp_path / "home"
     monkeypatch.setenv("CINEMATCH_HOME", str(path))
-    for var in ("CINEMATCH_DATABASE_URL", "CINEMATCH_ENGINE", "CINEMATCH_API_KEY"):
+    for var in ("CINEMATCH_DATABASE_URL", "CINEMATCH_ENGINE", "CINEMATCH_API_KEY", "CINEMATCH_MLFLOW_TRACKING_URI"):
         monkeypatch.delenv(var, raising=False)
     return Settings(home=path)
 

@@ -155,13 +155,16 @@ def _one_line(message: str) -> str:
 
 def _secrets() -> list[str | None]:
     """Every configured secret value, to scrub from whatever the error convention prints."""
+    from urllib.parse import urlsplit
+
     from cinematch.core.secrets import password_of
 
     values = [
         os.environ.get(name) for name in ("CINEMATCH_DATABASE_URL", "CINEMATCH_API_KEY", "CINEMATCH_TMDB_API_KEY")
     ]
     url = values[0]
-    return [*values, password_of(url) if url else None]
+    mlflow_uri = os.environ.get("CINEMATCH_MLFLOW_TRACKING_URI") or ""  # http://user:pass@host: its password
+    return [*values, password_of(url) if url else None, urlsplit(mlflow_uri).password if "://" in mlflow_uri else None]
 
 
 def _print_error(message: str, debug: bool) -> None:

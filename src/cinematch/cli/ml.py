@@ -1,4 +1,4 @@
-"""Model commands: train, predict, models list|promote|rollback."""
+"""Model commands: train, predict, models list|promote|rollback|sync-mlflow."""
 
 from __future__ import annotations
 
@@ -136,7 +136,7 @@ def predict_cmd(ctx: Ctx, pairs: Path, out_file: Path) -> None:
 
 @cli.group("models")
 def models() -> None:
-    """The model registry: list, promote, rollback."""
+    """The model registry: list, promote, rollback, sync-mlflow."""
 
 
 @command(models, "list")
@@ -192,3 +192,20 @@ def models_rollback(ctx: Ctx) -> None:
     with write_session(ctx.settings, "models rollback") as con:
         doc = rollback_champion(con, ctx.settings)
     emit(ctx, doc, lambda: out.print(f"champion: {doc.champion} (rolled back from {doc.previous})"))
+
+
+@command(models, "sync-mlflow")
+def models_sync_mlflow(ctx: Ctx) -> None:
+    """Catch MLflow up: register the versions it lacks, log pending drift checks, move its champion alias."""
+    from cinematch.pipelines.mlflow_sync import sync
+
+    if warehouse_exists(ctx.settings):  # a read never creates the warehouse
+        with read_session(ctx.settings) as con:
+            doc = sync(con, ctx.settings)
+    else:
+        doc = sync(None, ctx.settings)
+    alias = f"{doc.champion} (MLflow version {doc.champion_mlflow_version})" if doc.champion else "none"
+    emit(ctx, doc, lambda: out.print(
+        f"mlflow: {len(doc.registered)} version(s) registered, {doc.already_registered} already there, "
+        f"{len(doc.without_files)} without model files, {len(doc.file_runs)} file run(s), {doc.drift_runs} drift "
+        f"run(s) logged; champion alias: {alias}; {doc.tracking_uri}"))  # fmt: skip

@@ -72,6 +72,9 @@ def drift_cmd(ctx: Ctx, reference: Path | None, current: Path | None) -> None:
 
         with write_session(ctx.settings, "drift") as con:
             doc = check_drift(con, ctx.settings)
+        from cinematch.pipelines.mlflow_sync import after_drift
+
+        after_drift(ctx.settings, doc)  # a run of the MLflow drift experiment (when MLflow is on)
         alerts.post_drift(doc, "cli", ctx.settings)  # the warehouse check's decision drives retraining
 
     def human() -> None:

@@ -6,6 +6,7 @@ import logging
 import os
 import sys
 import time
+import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -51,7 +52,10 @@ class _ScrubSecrets(logging.Filter):
         names = ("CINEMATCH_DATABASE_URL", "CINEMATCH_API_KEY", "CINEMATCH_TMDB_API_KEY")
         values = [os.environ.get(n) for n in names]
         url = values[0]
-        self.secrets = sorted({v for v in [*values, password_of(url) if url else None] if v}, key=len, reverse=True)
+        mlflow_uri = os.environ.get("CINEMATCH_MLFLOW_TRACKING_URI") or ""
+        mlflow_pw = urllib.parse.urlsplit(mlflow_uri).password if "://" in mlflow_uri else None
+        found = [*values, password_of(url) if url else None, mlflow_pw]
+        self.secrets = sorted({v for v in found if v}, key=len, reverse=True)
 
     def filter(self, record: logging.LogRecord) -> bool:
         if self.secrets:

@@ -150,6 +150,8 @@ def configured_secrets(settings: Settings) -> list[str]:
     if url:
         values.append(password_of(url))
         values.append(urllib.parse.urlsplit(url).password if "://" in url else None)
+    mlflow_uri = settings.mlflow_tracking_uri.get_secret_value() if settings.mlflow_tracking_uri else ""
+    values.append(urllib.parse.urlsplit(mlflow_uri).password if "://" in mlflow_uri else None)
     found = {v for v in values if v and len(v) >= 3}
     found |= {urllib.parse.quote(v, safe="") for v in found} | {urllib.parse.quote_plus(v) for v in found}
     return sorted(found, key=len, reverse=True)

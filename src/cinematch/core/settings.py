@@ -38,6 +38,11 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("CINEMATCH_ALERT_WEBHOOK", "CINEMATCH_ALERT_WEBHOOK_URL"),
         description="URL that failures, retrain decisions and promotions are posted to",
     )
+    # MLflow tracking server (the `mlflow` extra): unset, MLflow is off and never imported. May hold credentials
+    # (http://user:pass@host), hence a secret; shown only redacted. See docs/mlflow.md.
+    mlflow_tracking_uri: SecretStr | None = Field(default=None, description="MLflow tracking server URI")
+    # how long a training waits for an unreachable MLflow before it warns and carries on (catch up: sync-mlflow)
+    mlflow_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
 
     # OpenLineage for CLI runs (cinematch.pipelines.lineage_emit; Airflow runs use the provider's own transport):
     # http(s)://host:port (a Marquez-style endpoint) or file:///path/events.jsonl; unset: OPENLINEAGE_CONFIG if

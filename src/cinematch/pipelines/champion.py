@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from cinematch.core.errors import CineMatchError
 from cinematch.core.settings import Settings
+from cinematch.pipelines import mlflow_sync
 from cinematch.recommender import registry
 from cinematch.recommender.recommendations import write_recommendations
 from cinematch.storage.protocol import Warehouse
@@ -43,6 +44,7 @@ def _commit_and_publish(
     """After the transaction: the alias, then the views of the new champion."""
     con.execute("commit")
     registry.write_alias(con, settings)
+    mlflow_sync.after_champion_change(settings, change.champion)  # MLflow's alias follows (when MLflow is on)
     return ChampionUpdate(champion=change.champion, previous=change.previous, action=change.action,
                           reason=change.reason, recommendations=recommendations,
                           published=publish_champion(con, settings))  # fmt: skip

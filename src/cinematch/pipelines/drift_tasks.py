@@ -42,6 +42,9 @@ def check_drift(expected_version: str | None = None) -> dict[str, Any]:
         if expected_version and champ["version"] != expected_version:
             log_event(log, "champion_changed", expected=expected_version, actual=champ["version"])
         doc = drift_check(con, settings)
+    from cinematch.pipelines.mlflow_sync import after_drift
+
+    after_drift(settings, doc)
     return json_ref({k: doc.get(k) for k in DRIFT_KEYS})
 
 

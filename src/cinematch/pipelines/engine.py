@@ -13,6 +13,7 @@ from pathlib import Path
 from cinematch.core.settings import Settings
 from cinematch.lakehouse import etl
 from cinematch.lakehouse.compute import InProcessCompute, LakehouseCompute
+from cinematch.pipelines import mlflow_sync
 from cinematch.recommender import comparison, training
 from cinematch.recommender.als_params import ALSParams
 from cinematch.recommender.fit_cache import CachedTrainer
@@ -70,8 +71,12 @@ def train_warehouse(
     """Train, evaluate, register and maybe promote on the configured engine (recommender/training.py).
 
     ``fits``: a trainer that keeps and reuses fits (``cached_trainer``), as the policies of a replay share them.
+    With MLflow on, the run, the registered version and the champion alias are mirrored (never fails the run).
     """
-    return training.train_warehouse(con, settings, params, merge, progress, tune, note, fits or trainer_for(settings))
+    warm = mlflow_sync.prepare(settings)
+    run = training.train_warehouse(con, settings, params, merge, progress, tune, note, fits or trainer_for(settings))
+    mlflow_sync.after_training(settings, run.version, registered=True, champion=run.champion_version, warm=warm)
+    return run
 
 
 def cached_trainer(settings: Settings, folder: Path) -> CachedTrainer:
@@ -89,9 +94,12 @@ def train_files(
     min_rating: float | None = None,
     note: Callable[[str], None] | None = None,
 ) -> training.FileTrainingRun:
-    """Train and evaluate on files, on the configured engine; the warehouse is not touched."""
-    return training.train_files(settings, ratings_path, test_path, params, progress, lists_out, min_rating, note,
-                                trainer_for(settings))  # fmt: skip
+    """Train and evaluate on files, on the configured engine; the warehouse is not touched (MLflow: a run only)."""
+    warm = mlflow_sync.prepare(settings)
+    run = training.train_files(settings, ratings_path, test_path, params, progress, lists_out, min_rating, note,
+                               trainer_for(settings))  # fmt: skip
+    mlflow_sync.after_training(settings, run.version, registered=False, champion=None, warm=warm)
+    return run
 
 
 def evaluate_protocol(

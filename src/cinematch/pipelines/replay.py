@@ -69,9 +69,13 @@ def playing(home: Path) -> int:
 
 
 def scratch_settings(settings: Settings, home: Path, **overrides: Any) -> Settings:
-    """The user's settings for a scratch home: DuckDB there, whatever warehouse the user configured."""
+    """The user's settings for a scratch home: DuckDB there, whatever warehouse the user configured.
+
+    MLflow is off there: a replay's trainings and champions are scratch, never the user's runs or alias.
+    """
     values = {name: getattr(settings, name) for name in type(settings).model_fields}
-    return type(settings)(**{**values, "home": home, "database_url": None, "api_key": None, **overrides})
+    return type(settings)(**{**values, "home": home, "database_url": None, "api_key": None,
+                             "mlflow_tracking_uri": None, **overrides})  # fmt: skip
 
 
 @contextmanager

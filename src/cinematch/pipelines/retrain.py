@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from cinematch.core.results import Result
 from cinematch.core.settings import Settings
 from cinematch.drift.check import DriftReport, check_drift
+from cinematch.pipelines import mlflow_sync
 from cinematch.pipelines.engine import train_warehouse
 from cinematch.recommender import registry
 from cinematch.recommender.training import TrainingRun, params_from_settings
@@ -30,6 +31,7 @@ def drift_and_retrain(con: Warehouse, settings: Settings) -> RetrainCycle:
     the new model is promoted only if it is not worse than the champion on the same held-out ratings.
     """
     drift = check_drift(con, settings)
+    mlflow_sync.after_drift(settings, drift)
     training = None
     if drift["should_retrain"]:
         training = train_warehouse(con, settings, params_from_settings(settings), merge=drift["batch_ids"])
