@@ -11,9 +11,10 @@ that MLflow lacks is logged and registered, pending drift checks and file traini
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from cinematch.core.log import get_logger, log_event
 from cinematch.core.results import Result
@@ -21,6 +22,9 @@ from cinematch.core.settings import Settings
 from cinematch.pipelines import mlflow_client as mc
 from cinematch.recommender import registry
 from cinematch.storage.protocol import Warehouse
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 log = get_logger(__name__)
 
@@ -30,12 +34,18 @@ def prepare(settings: Settings) -> mc.Warmup | None:
     return mc.Warmup(settings) if mc.enabled(settings) else None
 
 
-def after_training(
-    settings: Settings, version: str, registered: bool, champion: str | None, warm: mc.Warmup | None = None
+def _mirror(
+    settings: Settings,
+    what: str,
+    action: Callable[[MlflowClient, ModuleType], None],
+    pending: dict[str, Any],
+    warm: mc.Warmup | None = None,
 ) -> None:
-    """Mirror a training run (registered: also its model version and the alias); never raises."""
-    if not mc.enabled(settings):
-        return
+    """``action(client, mlflow_log)`` on a probed client (``warm``'s, or a new one); never raises.
+
+    MLflow's own errors, the network's, a missing extra: each only delays the mirror (one warning, and
+    ``pending`` recorded for `cinematch models sync-mlflow`).
+    """
     try:
         from cinematch.pipelines import mlflow_log
 
@@ -44,28 +54,35 @@ def after_training(
         else:
             client = mc.connect(settings)
             mc.probe(settings, client)
+        action(client, mlflow_log)
+    except Exception as exc:
+        mc.give_up(settings, what, exc)
+        mc.add_pending(settings, **pending)
+
+
+def after_training(
+    settings: Settings, version: str, registered: bool, champion: str | None, warm: mc.Warmup | None = None
+) -> None:
+    """Mirror a training run (registered: also its model version and the alias); never raises."""
+    if not mc.enabled(settings):
+        return
+
+    def action(client: MlflowClient, mlflow_log: ModuleType) -> None:
         meta = registry.load_metadata(settings, version)
         mlflow_log.log_version(client, meta, registry.model_dir(settings, version), register=registered)
         if registered:
             mlflow_log.set_champion_alias(client, champion)
-    except Exception as exc:  # MLflow's own errors, the network's, a missing extra: all only delay the mirror
-        mc.give_up(settings, f"training run {version}", exc)
-        mc.add_pending(settings, version=version, alias=registered)  # a registered version may have moved the champion
+
+    # a registered version may have moved the champion: the alias is pending too
+    _mirror(settings, f"training run {version}", action, {"version": version, "alias": registered}, warm)
 
 
 def after_champion_change(settings: Settings, champion: str | None) -> None:
     """Move the MLflow ``champion`` alias after a promote or rollback; never raises."""
     if not mc.enabled(settings):
         return
-    try:
-        from cinematch.pipelines import mlflow_log
-
-        client = mc.connect(settings)
-        mc.probe(settings, client)
-        mlflow_log.set_champion_alias(client, champion)
-    except Exception as exc:
-        mc.give_up(settings, f"champion alias {champion}", exc)
-        mc.add_pending(settings, alias=True)
+    _mirror(settings, f"champion alias {champion}", lambda client, ml: ml.set_champion_alias(client, champion),
+            {"alias": True})  # fmt: skip
 
 
 def after_drift(settings: Settings, report: Mapping[str, Any]) -> None:
@@ -73,15 +90,8 @@ def after_drift(settings: Settings, report: Mapping[str, Any]) -> None:
     if not mc.enabled(settings):
         return
     doc: dict[str, Any] = json.loads(json.dumps(dict(report), default=str))
-    try:
-        from cinematch.pipelines import mlflow_log
-
-        client = mc.connect(settings)
-        mc.probe(settings, client)
-        mlflow_log.log_drift(client, doc)
-    except Exception as exc:
-        mc.give_up(settings, f"drift check {doc.get('report_id')}", exc)
-        mc.add_pending(settings, drift=doc)
+    _mirror(settings, f"drift check {doc.get('report_id')}", lambda client, ml: ml.log_drift(client, doc),
+            {"drift": doc})  # fmt: skip
 
 
 @dataclass(eq=False)

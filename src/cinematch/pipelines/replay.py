@@ -40,6 +40,7 @@ from cinematch.storage.warehouse import write_session
 log = get_logger(__name__)
 
 BASE = "base"
+BASE_DONE = "BASE_DONE"  # in the base home, written last: the version of its first model
 FITS = "fits"  # recommender/fit_cache.py: fits shared by the policies
 BASE_BATCH = "base"  # the batch id of the ratings before the start
 PERIOD_FILE = "PERIOD"  # the number of the period a policy is playing
@@ -87,7 +88,7 @@ def _session(settings: Settings) -> Iterator[Warehouse]:
 def build_base(settings: Settings, plan: ReplayPlan, say: Callable[[str], None]) -> Path:
     """The base home, once per replay: movies and base ratings, ETL, the first model (tuned), views."""
     home = plan.folder / BASE
-    done = home / "BASE_DONE"
+    done = home / BASE_DONE
     if done.exists():
         return home
     if home.exists():  # a kill while building it: start over
@@ -114,7 +115,7 @@ def policy_settings(settings: Settings, plan: ReplayPlan, policy: Policy) -> Set
         tmp = home.with_name(f".{home.name}.tmp")
         if tmp.exists():
             shutil.rmtree(tmp)
-        shutil.copytree(plan.folder / BASE, tmp, symlinks=True, ignore=shutil.ignore_patterns("*.lock", "BASE_DONE"))
+        shutil.copytree(plan.folder / BASE, tmp, symlinks=True, ignore=shutil.ignore_patterns("*.lock", BASE_DONE))
         tmp.rename(home)
     overrides = {"drift_retrain_score": policy.threshold} if policy.threshold is not None else {}
     return scratch_settings(settings, home, **overrides)

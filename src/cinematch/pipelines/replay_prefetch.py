@@ -18,7 +18,7 @@ import time
 from cinematch.core.log import get_logger, log_event
 from cinematch.core.settings import Settings
 from cinematch.pipelines.engine import cached_trainer
-from cinematch.pipelines.replay import BASE, BASE_BATCH, FITS, played, playing, scratch_settings
+from cinematch.pipelines.replay import BASE, BASE_BATCH, BASE_DONE, FITS, played, playing, scratch_settings
 from cinematch.pipelines.replay_data import ReplayPlan
 from cinematch.pipelines.replay_policy import Policy
 from cinematch.recommender import registry
@@ -41,7 +41,7 @@ def prefetch(settings: Settings, plan: ReplayPlan, policies: list[Policy]) -> in
     if source is None or not targets:
         return 0
     base = scratch_settings(settings, plan.folder / BASE)
-    choice = registry.load_metadata(base, (plan.folder / BASE / "BASE_DONE").read_text().strip())["ranking"]["choice"]
+    choice = registry.load_metadata(base, (plan.folder / BASE / BASE_DONE).read_text().strip())["ranking"]["choice"]
     made = 0
     with write_session(scratch_settings(settings, source), "replay") as con:  # a finished policy: nobody writes it
         for target in targets:

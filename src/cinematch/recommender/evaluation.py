@@ -110,11 +110,10 @@ def compare(
     """
     users = np.unique(_col(test, "user_id", np.int64))
     tu, ti, tr = _col(test, "user_id", np.int64), _col(test, "movie_id", np.int64), _col(test, "rating", np.float64)
+    if challenger_lists is not None and challenger_lists.shape != (len(users), k):
+        raise ValueError(f"challenger lists of shape {challenger_lists.shape} for {len(users)} test users at k={k}")
     per_user = []
-    for i, (als, ranker) in enumerate((challenger, champion)):
-        given = challenger_lists if i == 0 and challenger_lists is not None else None
-        if given is not None and given.shape != (len(users), k):
-            raise ValueError(f"challenger lists of shape {given.shape} for {len(users)} test users at k={k}")
+    for (als, ranker), given in zip((challenger, champion), (challenger_lists, None), strict=True):
         ids = given if given is not None else served_lists(als, ranker, train, users, k)
         per_user.append(per_user_ndcg(users, ids, tu, ti, tr, k, threshold))
     (u1, a), (u2, b) = per_user

@@ -68,6 +68,7 @@ class CachedTrainer:
         self.hits = 0
         self.fit_seconds_reused = 0.0  # what the reused fits took when they were made
         self.load_seconds = 0.0  # what loading them took here
+        self._rows: tuple[pa.Table, pa.Table, str] | None = None  # (table given, canonical table, its digest)
 
     @property
     def engine(self) -> str:
@@ -78,10 +79,17 @@ class CachedTrainer:
         """Seconds to add to a measured wall time so that reused fits cost what fitting them did."""
         return max(0.0, self.fit_seconds_reused - self.load_seconds)
 
-    def _key(self, kind: str, table: pa.Table, settings: dict[str, Any]) -> str:
+    def _canonical(self, table: pa.Table) -> tuple[pa.Table, str]:
+        """The canonical rows and their digest; a training passes one table to both fits: sorted and hashed once."""
+        if self._rows is None or self._rows[0] is not table:
+            rows = canonical(table)
+            self._rows = (table, rows, rows_digest(rows))
+        return self._rows[1], self._rows[2]
+
+    def _key(self, kind: str, digest: str, settings: dict[str, Any]) -> str:
         spec = json.dumps({"kind": kind, "engine": self.engine, "cinematch": __version__, **settings},
                           sort_keys=True, default=str)  # fmt: skip
-        return hashlib.sha256((spec + rows_digest(table)).encode()).hexdigest()[:40]
+        return hashlib.sha256((spec + digest).encode()).hexdigest()[:40]
 
     def _entry(self, kind: str, key: str) -> Path:
         return self.folder / f"{kind}-{key}"
@@ -122,8 +130,8 @@ class CachedTrainer:
     def fit_ratings(
         self, table: pa.Table, params: ALSParams, progress: Callable[[int, float], None] | None
     ) -> ALSModel:
-        table = canonical(table)
-        key = self._key("als", table, {"params": asdict(params)})
+        table, digest = self._canonical(table)
+        key = self._key("als", digest, {"params": asdict(params)})
         path, started = self._entry("als", key), time.perf_counter()
         doc = self._read(path)
         if doc is not None:
@@ -144,8 +152,8 @@ class CachedTrainer:
     ) -> Selection:
         if full or previous is None:
             return self.inner.fit_ranking(train, config, previous, full, progress)
-        train = canonical(train)
-        key = self._key("ranking", train, {"config": asdict(config), "previous": previous})
+        train, digest = self._canonical(train)
+        key = self._key("ranking", digest, {"config": asdict(config), "previous": previous})
         path, started = self._entry("ranking", key), time.perf_counter()
         doc = self._read(path)
         if doc is not None:
