@@ -108,3 +108,38 @@ except SystemExit as exc:
     env = {k: v for k, v in os.environ.items() if "OPENLINEAGE" not in k}
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
     assert proc.stdout.split()[-3:] == ["EXIT", "0", "False"], proc.stderr[-2000:]
+
+
+def test_simulate_is_one_run_and_each_step_a_child_run_of_it(cli, home, tmp_path: Path) -> None:
+    """`cinematch simulate`: its run, and each step it ran as a run of its own job whose parent facet names it."""
+    events_file = tmp_path / "events.jsonl"
+    done = cli("simulate", "--weeks", "1", "--json", env={"CINEMATCH_OPENLINEAGE_URL": f"file://{events_file}"},
+               timeout=600)  # fmt: skip
+    assert done.code == 0, done.stderr[-2000:]
+    events = [json.loads(line) for line in events_file.read_text().splitlines()]
+    for event in events:
+        validate_event(event)
+    parent = _by_job(events, "cinematch.simulate")
+    assert set(parent) == {"START", "COMPLETE"}
+    run_id = parent["START"]["run"]["runId"]
+    assert events[0] == parent["START"] and events[-1] == parent["COMPLETE"]  # the steps run inside it
+    steps = [e for e in events if e["job"]["name"] != "cinematch.simulate"]
+    jobs = [e["job"]["name"] for e in steps if e["eventType"] == "COMPLETE"]
+    assert jobs == [f"cinematch.simulate.{s}" for s in ("ingest", "etl", "train", "publish", "ingest", "etl",
+                                                        "drift_and_retrain", "publish")]  # fmt: skip
+    assert [e["eventType"] for e in steps] == ["START", "COMPLETE"] * len(jobs)
+    for event in steps:
+        facet = event["run"]["facets"]["parent"]
+        assert facet["run"]["runId"] == run_id
+        assert (facet["job"]["namespace"], facet["job"]["name"]) == ("cinematch", "cinematch.simulate")
+        assert facet["root"]["run"]["runId"] == run_id
+    data = Path(done.json["data"]).resolve().as_posix().lstrip("/")
+    ingests = [e for e in steps if e["job"]["name"] == "cinematch.simulate.ingest" and e["eventType"] == "START"]
+    assert f"{data}/ratings.parquet" in _names(ingests[0], "inputs")
+    assert _names(ingests[1], "inputs") == {f"{data}/batch_w1.parquet"}
+    assert "warehouse.bronze.ratings_buffer" in _names(ingests[1], "outputs")
+    train = next(e for e in steps if e["job"]["name"] == "cinematch.simulate.train" and e["eventType"] == "COMPLETE")
+    versions = [d["facets"]["version"]["datasetVersion"] for d in train["outputs"] if "version" in d["facets"]]
+    assert versions == [done.json["first_version"]]
+    etl = next(e for e in steps if e["job"]["name"] == "cinematch.simulate.etl" and e["eventType"] == "COMPLETE")
+    assert "columnLineage" in {d["name"]: d for d in etl["outputs"]}["warehouse.gold.movie_kpis"]["facets"]

@@ -124,8 +124,11 @@ def test_training_runs_are_logged_registered_and_the_alias_follows(server, tmp_p
         assert key in metrics, key
     assert metrics["rmse"] == pytest.approx(meta["metrics"]["rmse"])
     assert tags["data_checksum"] == meta["data_checksum"] and tags["batch_ids"] == "batch_w0,batch_w1"
-    files = {f.path for f in client_of(server.uri).list_artifacts(run.info.run_id, "cinematch_model")}
-    assert "cinematch_model/als_model.json" in files and "cinematch_model/metadata.json" in files
+    client = client_of(server.uri)
+    assert {f.path for f in client.list_artifacts(run.info.run_id)} == {"model"}  # the files uploaded once
+    files = {f.path for f in client.list_artifacts(run.info.run_id, f"model/artifacts/{second}")}
+    assert f"model/artifacts/{second}/als_model.json" in files and f"model/artifacts/{second}/metadata.json" in files
+    assert "MLmodel" in {Path(f.path).name for f in client.list_artifacts(run.info.run_id, "model")}
     versions = registered(server.uri)
     assert len(versions[first]) == 1 and len(versions[second]) == 1
     with write_session(settings) as con:
@@ -311,3 +314,35 @@ def test_cli_train_json_is_one_document_and_shows_no_credentials(server, tmp_pat
     doc = json.loads(out.stdout)  # MLflow's run links would land on stdout: they are suppressed
     assert len(registered(server.uri)[doc["version"]]) == 1 and champion_alias(server.uri) == doc["version"]
     assert "pw1234secret" not in out.stdout + out.stderr
+
+
+def test_saving_the_pyfunc_skips_mlflows_scan_of_every_installed_package(tmp_path, monkeypatch) -> None:
+    """The model is saved with the pinned requirements, without MLflow's scan of all installed distributions
+    (made to fail here), and MLflow's module map is left unset afterwards for anything else in the process."""
+    require(_mlflow_installed(), "mlflow (pip install -e '.[mlflow]')")
+    import importlib_metadata
+    from mlflow.utils import requirements_utils
+
+    from cinematch.pipelines.mlflow_client import requirements
+    from cinematch.pipelines.mlflow_log import save_pyfunc
+
+    scans: list[int] = []
+
+    def scan() -> dict[str, list[str]]:  # MLflow swallows a failing check: count the scans instead
+        scans.append(1)
+        return {}
+
+    monkeypatch.setattr(importlib_metadata, "packages_distributions", scan)
+    monkeypatch.setattr(requirements_utils, "_MODULES_TO_PACKAGES", None)
+    monkeypatch.setattr(requirements_utils, "_PACKAGES_TO_MODULES", None)
+    folder = tmp_path / "version_x"
+    folder.mkdir()
+    (folder / "metadata.json").write_text("{}")
+    save_pyfunc(tmp_path / "model", folder)
+    assert scans == []
+    pins = (tmp_path / "model" / "requirements.txt").read_text().split()
+    assert set(requirements()) <= set(pins) and "cinematch" in " ".join(pins)
+    assert (tmp_path / "model" / "artifacts" / "version_x" / "metadata.json").is_file()
+    assert requirements_utils._MODULES_TO_PACKAGES is None and requirements_utils._PACKAGES_TO_MODULES is None
+    requirements_utils.warn_dependency_requirement_mismatches(requirements())  # outside the save: as usual
+    assert scans == [1]

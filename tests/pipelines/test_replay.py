@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from tests.openlineage_schema import validate_event
 
 from cinematch.core.errors import BadInput
 from cinematch.core.settings import Settings
@@ -255,11 +256,26 @@ def test_a_replay_killed_midway_finishes_identically(
             assert same, (got["period"], key, got[key], ref[key])
 
 
-def test_demo_tells_the_story_on_a_real_history(history: tuple[Path, Path, datetime], cli) -> None:
+def test_demo_tells_the_story_on_a_real_history(
+    history: tuple[Path, Path, datetime], cli, home: Settings, tmp_path: Path
+) -> None:
     ratings, movies, _ = history
     last = pc.max(pq.read_table(ratings)["rated_at"]).as_py()
-    result = cli("demo", "--ratings", ratings, "--movies", movies, "--json", timeout=600)
+    events_file = tmp_path / "lineage.jsonl"  # OpenLineage on: the demo's run, its replay a child run
+    result = cli("demo", "--ratings", ratings, "--movies", movies, "--json", timeout=600,
+                 env={"CINEMATCH_OPENLINEAGE_URL": f"file://{events_file}"})  # fmt: skip
     assert result.code == 0, result.stderr[-2000:]
+    events = [json.loads(line) for line in events_file.read_text().splitlines()]
+    assert [(e["eventType"], e["job"]["name"]) for e in events] == [
+        ("START", "cinematch.demo"), ("START", "cinematch.demo.replay"), ("COMPLETE", "cinematch.demo.replay"),
+        ("COMPLETE", "cinematch.demo")]  # fmt: skip
+    for event in events:
+        validate_event(event)
+    files = {p.resolve().as_posix().lstrip("/") for p in (ratings, movies)}
+    assert {d["name"] for d in events[0]["inputs"]} == files == {d["name"] for d in events[1]["inputs"]}
+    assert [d["name"] for d in events[2]["outputs"]] == ["warehouse.ops.replay_periods"]
+    assert events[2]["outputs"][0]["namespace"].endswith(home.duckdb_path.resolve().as_posix())  # the demo's home
+    assert events[2]["run"]["facets"]["parent"]["run"]["runId"] == events[0]["run"]["runId"]
     doc = json.loads(result.stdout)
     assert doc["policies"] == ["drift"] and len(doc["periods"]) == 3
     first = datetime.fromisoformat(doc["periods"][0]["period_start"])

@@ -147,7 +147,14 @@ def test_a_netflix_prize_history(tmp_path: Path, rng: np.random.Generator) -> No
     path.write_text(text + "999:\n" + "\n".join(invalid) + "\n")
 
     start = datetime(2005, 3, 7, tzinfo=UTC)  # a Monday, day 63: two whole weeks after it
-    doc = replay_cli(tmp_path / "home", "--ratings", str(path), "--start", "2005-03-07", "--policy", "never")
+    events = tmp_path / "lineage.jsonl"  # OpenLineage on: the replay is one run, its steps (scratch) are not
+    doc = replay_cli(tmp_path / "home", "--ratings", str(path), "--start", "2005-03-07", "--policy", "never",
+                     env={"CINEMATCH_OPENLINEAGE_URL": f"file://{events}"})  # fmt: skip
+    lineage = [json.loads(line) for line in events.read_text().splitlines()]
+    assert [(e["eventType"], e["job"]["name"]) for e in lineage] == [("START", "cinematch.replay"),
+                                                                     ("COMPLETE", "cinematch.replay")]  # fmt: skip
+    assert [d["name"] for d in lineage[0]["inputs"]] == [path.resolve().as_posix().lstrip("/")]
+    assert [d["name"] for d in lineage[1]["outputs"]] == ["warehouse.ops.replay_periods"]
     seconds = (days - np.datetime64("1970-01-01")).astype("timedelta64[s]").astype(np.int64).astype(float)
     expected = period_counts(seconds, start, timedelta(days=7), 2)
     assert int((seconds == start.timestamp()).sum()) > 0  # ratings on the first bound, in period 1

@@ -162,6 +162,7 @@ def demo_cmd(ctx: Ctx, ratings: Path | None, movies: Path | None) -> None:
 
 def _history_demo(ctx: Ctx, settings: Settings, ratings: Path, movies: Path | None, say: Callable[[str], None]) -> None:
     """The demo's story on a real history: its last 3 weeks replayed week by week under the drift policy."""
+    from cinematch.pipelines.lineage_emit import step_run
     from cinematch.pipelines.replay_policy import parse_policy
     from cinematch.pipelines.replay_run import last_weeks_start, run_replay
 
@@ -170,7 +171,8 @@ def _history_demo(ctx: Ctx, settings: Settings, ratings: Path, movies: Path | No
             raise BadInput(f"{option} {path}: no such file; give the path of the history's file")
     start = last_weeks_start(ratings)
     say(f"the last 3 weeks of {ratings.name} from {start:%Y-%m-%d}, one batch a week, retraining on drift")
-    doc = run_replay(settings, ratings, movies, start, "7d", [parse_policy("drift")], say)
+    with step_run(settings, "replay", [p for p in (ratings, movies) if p is not None]):  # lineage, when on
+        doc = run_replay(settings, ratings, movies, start, "7d", [parse_policy("drift")], say)
 
     def human() -> None:
         out.print(table("weeks", doc["periods"], ["period", "period_start", "n_ratings", "ndcg_at_10",

@@ -56,6 +56,11 @@ STEPS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "futures": ((MODELS, "ops.model_registry", "bronze.ratings_buffer"), (FUTURES,)),
     "publish": (("gold.trending_movies", "gold.genre_analytics", "gold.movie_kpis", "silver.tmdb_movies",
                  "ops.model_registry", "ops.drift_reports", MODELS), (SERVING,)),
+    # the pipeline commands' steps: simulate's weekly drift check with its retrain, the runs of the commands
+    "drift_and_retrain": (("bronze.ratings_buffer", "silver.ratings", "silver.movies", "ops.model_registry", MODELS),
+                          ("ops.drift_reports", MODELS, "ops.model_registry", "ops.training_batches")),
+    "pipeline": ((), ()),  # simulate, demo: what they read and write is named by their steps' runs
+    "replay": ((), ("ops.replay_periods",)),  # the history's files in (a replay's steps run in scratch homes)
 }
 # fmt: on
 

@@ -7,6 +7,7 @@ The caller holds a client from :func:`cinematch.pipelines.mlflow_client.connect`
 
 from __future__ import annotations
 
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -20,6 +21,7 @@ from cinematch.pipelines.mlflow_client import (
     TRAINING_EXPERIMENT,
     VERSION_TAG,
     experiment_id,
+    pinned_requirements_known,
     requirements,
 )
 
@@ -30,8 +32,7 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
-RUN_ARTIFACTS = "cinematch_model"  # the version's files as the run's artifacts
-LOGGED_MODEL = "model"  # the pyfunc model of the version
+LOGGED_MODEL = "model"  # the run's artifact: the version's pyfunc model, the model files inside it
 TAG_LIMIT = 5000  # MLflow caps tag values (8000 characters); a long batch list is cut, the metadata keeps it all
 DRIFT_METRICS = ("score", "kl_divergence", "mean_shift", "median_shift", "psi", "ks_statistic", "n_current",
                  "n_reference", "model_rmse_reference", "model_rmse_current", "model_degradation")  # fmt: skip
@@ -106,12 +107,14 @@ def signature() -> ModelSignature:
 
 
 def log_version(client: MlflowClient, meta: dict[str, Any], folder: Path, register: bool) -> str:
-    """The training run of a version (params, metrics, tags, files, pyfunc model), registered when ``register``;
-    returns the run id. An earlier finished run of the version is reused; an unfinished one is marked FAILED."""
-    import mlflow
+    """The training run of a version (params, metrics, tags, and the version as a pyfunc model whose artifacts
+    are its model files), registered when ``register``; returns the run id. An earlier finished run of the
+    version is reused; an unfinished one is marked FAILED.
 
-    from cinematch.pipelines.mlflow_pyfunc import ARTIFACT, CineMatchPyfunc
-
+    The pyfunc is saved on local disk and uploaded once as the run's ``model`` artifact (the version's files under
+    ``model/artifacts/<version>/``); the registered version's source is that artifact. MLflow's ``log_model`` would
+    upload the files a second time as a separate logged model and read back every metric's history to link it.
+    """
     version = meta["version"]
     experiment = experiment_id(client, TRAINING_EXPERIMENT)
     done = _find_run(client, experiment, VERSION_TAG, version)
@@ -122,25 +125,31 @@ def log_version(client: MlflowClient, meta: dict[str, Any], folder: Path, regist
         run = client.create_run(experiment, run_name=version, tags={VERSION_TAG: version})
         run_id = run.info.run_id
         _log_values(client, run_id, run_params(meta), run_metrics(meta), run_tags(meta))
-        client.log_artifacts(run_id, str(folder), RUN_ARTIFACTS)
-        # no input example (MLflow would load and run the model at every training to validate it): its advice
-        # to add one is silenced, the signature below states the input
-        with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*input example was not provided")
-            mlflow.pyfunc.log_model(name=LOGGED_MODEL, python_model=CineMatchPyfunc(), artifacts={ARTIFACT: str(folder)},
-                                    pip_requirements=requirements(), signature=signature(),
-                                    tags={VERSION_TAG: version})  # fmt: skip
+        with tempfile.TemporaryDirectory(prefix="cinematch-pyfunc-") as tmp:
+            save_pyfunc(Path(tmp) / LOGGED_MODEL, folder)
+            client.log_artifacts(run_id, str(Path(tmp) / LOGGED_MODEL), LOGGED_MODEL)
         client.set_terminated(run_id, status="FINISHED")
     else:
         run_id = done.info.run_id
     if register and registered_version(client, version) is None:
-        logged = client.search_logged_models([experiment], filter_string=f"tags.{VERSION_TAG} = '{version}'")
-        model = next(m for m in logged if m.source_run_id == run_id)
         _ensure_registered_model(client)
-        client.create_model_version(MODEL_NAME, f"models:/{model.model_id}", run_id=run_id,
-                                    tags={VERSION_TAG: version}, await_creation_for=0, model_id=model.model_id)  # fmt: skip
+        client.create_model_version(MODEL_NAME, f"runs:/{run_id}/{LOGGED_MODEL}", run_id=run_id,
+                                    tags={VERSION_TAG: version}, await_creation_for=0)  # fmt: skip
     log_event(log, "mlflow_version_logged", version=version, run_id=run_id, registered=register)
     return str(run_id)
+
+
+def save_pyfunc(path: Path, folder: Path) -> None:
+    """The version's pyfunc model written to ``path`` (local disk): the model files as its artifact, the pinned
+    requirements, the signature. No input example: MLflow would load and run the model to validate it."""
+    import mlflow.pyfunc
+
+    from cinematch.pipelines.mlflow_pyfunc import ARTIFACT, CineMatchPyfunc
+
+    with pinned_requirements_known(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*input example was not provided")
+        mlflow.pyfunc.save_model(str(path), python_model=CineMatchPyfunc(), artifacts={ARTIFACT: str(folder)},
+                                 pip_requirements=requirements(), signature=signature())  # fmt: skip
 
 
 def _ensure_registered_model(client: MlflowClient) -> None:

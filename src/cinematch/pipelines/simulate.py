@@ -17,6 +17,7 @@ from cinematch.datasets.generate_config import scale_config
 from cinematch.ingest.bronze import ingest_file
 from cinematch.pipelines import alerts
 from cinematch.pipelines.engine import run_etl, train_warehouse
+from cinematch.pipelines.lineage_emit import LineageRun, step_run
 from cinematch.pipelines.retrain import drift_and_retrain
 from cinematch.recommender import registry
 from cinematch.recommender.training import params_from_settings
@@ -82,6 +83,12 @@ def _publish(con: Any, settings: Settings) -> Mapping[str, Any] | None:
     return publish(con, settings)
 
 
+def _names_version(lineage: LineageRun | None, version: str | None) -> None:
+    """The model version a step trained, for its lineage event's ``version`` facet on the models folder."""
+    if lineage is not None and version is not None:
+        lineage.result = {"version": version}
+
+
 def simulate(
     settings: Settings,
     weeks: int = 3,
@@ -112,25 +119,36 @@ def _simulate(
     say(f"generated {summary['files']['ratings']['rows']:,} base ratings and {weeks} weekly batches in {data_dir}")
 
     with write_session(settings, "simulate") as con:
-        ingest_file(con, data_dir / "movies.csv", kind="movies")
-        for name, kind in (("users.csv", "users"), ("content.json", "content"), ("sessions.csv", "sessions")):
-            ingest_file(con, data_dir / name, kind=kind)  # viewing sessions around the base ratings
-        base = ingest_file(con, data_dir / "ratings.parquet", batch_id="base")
-        run_etl(con, settings)
-        first = train_warehouse(con, settings, params_from_settings(settings))
+        setup = [data_dir / n for n in ("movies.csv", "users.csv", "content.json", "sessions.csv", "ratings.parquet")]
+        with step_run(settings, "ingest", setup):
+            ingest_file(con, data_dir / "movies.csv", kind="movies")
+            for name, kind in (("users.csv", "users"), ("content.json", "content"), ("sessions.csv", "sessions")):
+                ingest_file(con, data_dir / name, kind=kind)  # viewing sessions around the base ratings
+            base = ingest_file(con, data_dir / "ratings.parquet", batch_id="base")
+        with step_run(settings, "etl"):
+            run_etl(con, settings)
+        with step_run(settings, "train") as lineage:
+            first = train_warehouse(con, settings, params_from_settings(settings))
+            _names_version(lineage, first.version)
         alerts.post_training(first, "simulate", settings)
-        _publish(con, settings)
+        with step_run(settings, "publish"):
+            _publish(con, settings)
         say(f"week 0: {base.inserted:,} base ratings, first model {first.version} (rmse {first.rmse:.4f})")
         rows = []
         for week in range(1, weeks + 1):
             stage["where"] = f"simulate week {week}"
-            batch = ingest_file(con, data_dir / f"batch_w{week}.parquet")
-            run_etl(con, settings)
-            cycle = drift_and_retrain(con, settings)
+            with step_run(settings, "ingest", [data_dir / f"batch_w{week}.parquet"]):
+                batch = ingest_file(con, data_dir / f"batch_w{week}.parquet")
+            with step_run(settings, "etl"):
+                run_etl(con, settings)
+            with step_run(settings, "drift_and_retrain") as lineage:
+                cycle = drift_and_retrain(con, settings)
+                _names_version(lineage, cycle.training.version if cycle.training else None)
             drift = cycle.drift
             alerts.post_drift(drift, "simulate", settings)
             alerts.post_training(cycle.training, "simulate", settings)
-            published = _publish(con, settings)
+            with step_run(settings, "publish"):
+                published = _publish(con, settings)
             training = cycle.training
             row = SimulatedWeek(
                 week=week,
