@@ -55,7 +55,7 @@ def etl_train_test_pipeline_spark() -> None:
     def etl_result(run_id: str | None = None) -> dict:
         return spark_submit.read_ref("etl", run_id)
 
-    @task
+    @task(**steps.lineage("model_version"))  # the version Spark trained, in the models folder's lineage
     def training_result(run_id: str | None = None) -> dict:
         return alerts.announce_training(spark_submit.read_ref("train", run_id))
 

@@ -134,6 +134,8 @@ def test_tasks_declare_what_they_read_and_write(dagbag) -> None:
     assert all(isinstance(e, Table | File) for e in [*etl.inlets, *etl.outlets, *train.outlets])
     spark = dagbag.dags["etl_train_test_pipeline_spark"]
     assert names(spark.get_task("run_etl").outlets) == names(etl.outlets)
+    # spark-submit returns no result: the task that reads it names the models folder, with the version at COMPLETE
+    assert names(spark.get_task("training_result").outlets) == {"models"}
     for dag_id in DAG_IDS:
         for task_id in WRITERS[dag_id] - {"validate_run", "needs_training", "decide"}:
             task = dagbag.dags[dag_id].get_task(task_id)

@@ -59,6 +59,7 @@ STEPS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     # the pipeline commands' steps: simulate's weekly drift check with its retrain, the runs of the commands
     "drift_and_retrain": (("bronze.ratings_buffer", "silver.ratings", "silver.movies", "ops.model_registry", MODELS),
                           ("ops.drift_reports", MODELS, "ops.model_registry", "ops.training_batches")),
+    "model_version": ((), (MODELS,)),  # the Spark DAG's training_result: the version its spark-submit trained
     "pipeline": ((), ()),  # simulate, demo: what they read and write is named by their steps' runs
     "replay": ((), ("ops.replay_periods",)),  # the history's files in (a replay's steps run in scratch homes)
 }
