@@ -70,6 +70,20 @@ def test_ease_compact_storage_round_trips(tmp_path: Path) -> None:
     np.testing.assert_allclose(stored.weights[big], model.weights[big], rtol=2e-3, atol=1e-6)  # float16
 
 
+def test_ease_compaction_over_several_column_blocks_keeps_each_items_largest_weights() -> None:
+    """600 items: the compaction works in blocks of 256 columns; every column keeps exactly its 40 largest
+    input weights by magnitude (the set, checked against a plain sort), in float16 with its scale."""
+    rng = np.random.default_rng(11)
+    x = sp.csr_matrix((rng.random((500, 600)) < 0.05).astype(np.float32))
+    model = EASE.fit(x, np.arange(1, 601), EASEParams(l2=20.0, dropout=0.1, keep_per_item=40))
+    stored = model.compacted()
+    for j in (0, 255, 256, 511, 512, 599):
+        expected = set(np.argsort(-np.abs(model.weights[:, j]), kind="stable")[:40].tolist())
+        assert set(np.flatnonzero(stored.weights[:, j]).tolist()) == expected, j
+    np.testing.assert_allclose(stored.weights[stored.weights != 0], model.weights[stored.weights != 0],
+                               rtol=2e-3, atol=1e-6)  # fmt: skip
+
+
 def test_ials_fold_in_solves_the_normal_equations() -> None:
     hist = histories(block_ratings())
     for reg_per_rating in (False, True):

@@ -36,6 +36,7 @@ log = get_logger(__name__)
 META = "ease.json"
 FORMAT_VERSION = 1
 _SYM_BLOCK = 2048  # rows per block when mirroring the upper triangle (bounds the temporary)
+_COMPACT_BLOCK = 256  # columns per block when compacting (a block of 256 x n floats stays in cache)
 
 
 @dataclass(frozen=True)
@@ -128,20 +129,32 @@ class EASE:
 
     # -------------------------------------------------------------- storage
     def _compact(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(rows, values, scale): per column j, its kept input rows, float16 values / scale[j], and scale[j]."""
+        """(rows, values, scale): per column j, its kept input rows, float16 values / scale[j], and scale[j].
+
+        Column blocks at a time: each block of columns is transposed into rows (item j's inputs), and its
+        ``keep`` largest magnitudes are selected there. A block stays in cache where whole-matrix passes (a
+        transposed copy, its absolute values, the selection) each stream n² floats through memory: 5x faster
+        at 5,700 items, and no n² temporaries.
+        """
         n = self.n_items
         keep = min(self.params.keep_per_item, n)
-        wt = np.ascontiguousarray(self.weights.T)  # row j: the weights of item j's inputs
-        if keep < n:
-            top = np.argpartition(-np.abs(wt), keep - 1, axis=1)[:, :keep]
-        else:
-            top = np.broadcast_to(np.arange(n)[None, :], (n, n))
-        rows = np.sort(top, axis=1)  # (n, keep): column j's kept input rows, ascending
-        values = np.take_along_axis(wt, rows, axis=1)
-        scale = np.abs(values).max(axis=1).astype(np.float32)
-        scale[scale == 0] = 1.0
         index = np.uint16 if n <= np.iinfo(np.uint16).max else np.int32
-        return rows.astype(index), (values / scale[:, None]).astype(np.float16), scale
+        rows = np.empty((n, keep), dtype=index)
+        values = np.empty((n, keep), dtype=np.float16)
+        scale = np.empty(n, dtype=np.float32)
+        for j0 in range(0, n, _COMPACT_BLOCK):
+            j1 = min(n, j0 + _COMPACT_BLOCK)
+            inputs = np.ascontiguousarray(self.weights[:, j0:j1].T)  # row j: the weights of item j's inputs
+            if keep < n:
+                top = np.argpartition(np.abs(inputs), n - keep, axis=1)[:, n - keep :]
+                top.sort(axis=1)  # column j's kept input rows, ascending
+            else:
+                top = np.broadcast_to(np.arange(n)[None, :], inputs.shape)
+            kept = np.take_along_axis(inputs, top, axis=1)
+            block_scale = np.abs(kept).max(axis=1)
+            block_scale[block_scale == 0] = 1.0
+            rows[j0:j1], values[j0:j1], scale[j0:j1] = top, kept / block_scale[:, None], block_scale
+        return rows, values, scale
 
     @classmethod
     def _from_compact(cls, params: EASEParams, item_ids: np.ndarray, rows: np.ndarray, values: np.ndarray,
@@ -149,9 +162,13 @@ class EASE:
         n = len(item_ids)
         if rows.shape != values.shape or rows.shape[0] != n or len(scale) != n:
             raise BadInput(f"EASE arrays do not match ({rows.shape}, {values.shape}, {n} items)")
-        weights = np.zeros((n, n), dtype=np.float32)
-        cols = np.broadcast_to(np.arange(n)[:, None], rows.shape)
-        weights[rows.astype(np.int64), cols] = values.astype(np.float32) * scale[:, None]
+        weights = np.empty((n, n), dtype=np.float32)
+        for j0 in range(0, n, _COMPACT_BLOCK):  # item j's inputs as a row of a block, written as column j
+            j1 = min(n, j0 + _COMPACT_BLOCK)
+            inputs = np.zeros((j1 - j0, n), dtype=np.float32)
+            kept = values[j0:j1].astype(np.float32) * scale[j0:j1, None]
+            np.put_along_axis(inputs, rows[j0:j1].astype(np.intp), kept, axis=1)
+            weights[:, j0:j1] = inputs.T
         model = cls(params, item_ids, weights)
         model.stored = (rows, values, scale)  # saving it again writes these, not a second compaction
         return model
