@@ -5,6 +5,9 @@ cost, and sharing changes no period's metrics."""
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
@@ -22,6 +25,7 @@ from cinematch.pipelines.replay_data import prepare
 from cinematch.pipelines.replay_policy import parse_policy
 from cinematch.pipelines.replay_prefetch import prefetch
 from cinematch.pipelines.replay_run import ReplayRun, run_replay
+from cinematch.pipelines.replay_workers import _start_worker
 from cinematch.recommender import registry
 from cinematch.recommender.als import ALSModel
 from cinematch.recommender.fit_cache import ENTRY
@@ -125,3 +129,25 @@ def test_sharing_and_fitting_ahead_change_no_metric(history, sequential, tmp_pat
             )
             assert same, (got["policy"], got["period"], key, got[key], want[key])
     assert run["summary"][0]["retrains"] == 4 and not (Path(run["folder"]) / FITS).exists()
+
+
+def _threads_seen() -> tuple[set[int], int, list[int]]:
+    from threadpoolctl import threadpool_info
+
+    from cinematch.recommender.als_solver import default_threads
+
+    blas = [int(i["num_threads"]) for i in threadpool_info() if i["user_api"] == "blas"]
+    return os.sched_getaffinity(0), default_threads(), blas
+
+
+def test_each_worker_keeps_to_one_core_with_one_thread() -> None:
+    """With a worker per core, the second worker started is on the second core, its pools one thread wide."""
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        pytest.skip("one core: the workers are not pinned")
+    context = multiprocessing.get_context("spawn")
+    started = context.Value("i", 1)  # as if one worker had started already
+    with ProcessPoolExecutor(1, mp_context=context, initializer=_start_worker, initargs=(started, cores)) as pool:
+        affinity, threads, blas = pool.submit(_threads_seen).result()
+    assert affinity == {cores[1]} and threads == 1 and blas and set(blas) == {1}
+    assert started.value == 2

@@ -20,6 +20,8 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
+from threadpoolctl import threadpool_limits
+
 from cinematch.core.log import get_logger, log_event
 from cinematch.core.settings import Settings
 from cinematch.pipelines.replay import replay_policy
@@ -53,6 +55,22 @@ def _die_with_parent() -> None:
             os._exit(1)
 
 
+def _start_worker(started: Any, cores: list[int]) -> None:
+    """A worker's start: it dies with the replay, and it keeps to one core of its own with one thread.
+
+    With a worker per core, each one's thread pools (BLAS, the ALS solver's and the ranker's, implicit's
+    OpenMP) would otherwise start a thread per core of the machine: twice as many busy threads as cores,
+    and OpenBLAS's threads spin while they wait. The pools follow the core set (``default_threads`` reads
+    it; OpenMP starts after it is set); the BLAS already loaded is limited to one thread.
+    """
+    _die_with_parent()
+    if hasattr(os, "sched_setaffinity") and len(cores) > 1:
+        with started.get_lock():
+            index, started.value = started.value, started.value + 1
+        os.sched_setaffinity(0, {cores[index % len(cores)]})
+        threadpool_limits(limits=1)
+
+
 def _play(settings: Settings, plan: ReplayPlan, policy: Policy, echo: bool) -> list[dict[str, Any]]:
     say: Callable[[str], None] = (lambda line: print(line, flush=True)) if echo else (lambda line: None)
     return replay_policy(settings, plan, policy, say)
@@ -70,7 +88,11 @@ def play_policies(
     if workers <= 1 or len(policies) <= 1:
         return [row for policy in policies for row in replay_policy(settings, plan, policy, say)]
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(min(workers, len(policies)), mp_context=context, initializer=_die_with_parent) as pool:
+    count = min(workers, len(policies))
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    started = context.Value("i", 0)
+    start = (started, cores if count >= len(cores) else [])  # fewer workers than cores: no pinning
+    with ProcessPoolExecutor(count, mp_context=context, initializer=_start_worker, initargs=start) as pool:
         futures = {p.name: pool.submit(_play, settings, plan, p, echo) for p in sorted(policies, key=_cost)}
         if any(scheduled(p) for p in policies):  # queued last: it starts on the first worker left without a policy
             pool.submit(_prefetch, settings, plan, policies)
