@@ -119,11 +119,16 @@ def _simulate(
     say(f"generated {summary['files']['ratings']['rows']:,} base ratings and {weeks} weekly batches in {data_dir}")
 
     with write_session(settings, "simulate") as con:
-        setup = [data_dir / n for n in ("movies.csv", "users.csv", "content.json", "sessions.csv", "ratings.parquet")]
-        with step_run(settings, "ingest", setup):
-            ingest_file(con, data_dir / "movies.csv", kind="movies")
-            for name, kind in (("users.csv", "users"), ("content.json", "content"), ("sessions.csv", "sessions")):
-                ingest_file(con, data_dir / name, kind=kind)  # viewing sessions around the base ratings
+        # the catalogue, then the viewing sessions around the base ratings, then the base ratings
+        setup = (
+            ("movies.csv", "movies"),
+            ("users.csv", "users"),
+            ("content.json", "content"),
+            ("sessions.csv", "sessions"),
+        )
+        with step_run(settings, "ingest", [*(data_dir / name for name, _ in setup), data_dir / "ratings.parquet"]):
+            for name, kind in setup:
+                ingest_file(con, data_dir / name, kind=kind)
             base = ingest_file(con, data_dir / "ratings.parquet", batch_id="base")
         with step_run(settings, "etl"):
             run_etl(con, settings)
@@ -137,8 +142,9 @@ def _simulate(
         rows = []
         for week in range(1, weeks + 1):
             stage["where"] = f"simulate week {week}"
-            with step_run(settings, "ingest", [data_dir / f"batch_w{week}.parquet"]):
-                batch = ingest_file(con, data_dir / f"batch_w{week}.parquet")
+            path = data_dir / f"batch_w{week}.parquet"
+            with step_run(settings, "ingest", [path]):
+                batch = ingest_file(con, path)
             with step_run(settings, "etl"):
                 run_etl(con, settings)
             with step_run(settings, "drift_and_retrain") as lineage:
