@@ -466,7 +466,7 @@ def step_ease(data: Path, _model_dir: Path) -> dict[str, Any]:
     fit_s = time.perf_counter() - t0
     rss_fit = peak_rss_gb()
     t0 = time.perf_counter()
-    compact = model.compacted()
+    compact = model.compact()
     compact_s = time.perf_counter() - t0
     n = len(keep)
     return {

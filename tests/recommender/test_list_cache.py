@@ -29,7 +29,7 @@ def rows(users: list[int], movies: list[int], ratings: list[float], at: int = 1_
 @pytest.fixture(scope="module")
 def ranker() -> Ranker:
     hist = histories(block_ratings())
-    ease = EASE.fit(hist.binary, hist.item_ids, EASEParams(l2=2.0, dropout=0.25)).compacted()
+    ease = EASE.fit(hist.binary, hist.item_ids, EASEParams(l2=2.0, dropout=0.25)).compact()
     ials = IALS.fit(hist.binary, hist.item_ids, IALSParams(factors=3, regularization=0.1, alpha=2.0, iterations=5))
     return Ranker([Component("ease", ease, 1.0), Component("ials", ials, 0.5)], rating_weight=0.2)
 

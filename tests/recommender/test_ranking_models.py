@@ -57,17 +57,34 @@ def test_ease_equals_the_closed_form_and_fold_in_reproduces_full_scores() -> Non
         np.testing.assert_array_equal(alone[0], full[user])
 
 
+def test_ease_over_several_blocks_equals_the_closed_form(monkeypatch: pytest.MonkeyPatch) -> None:
+    """600 items: the Gram product in column blocks (either product), the triangle mirrored in blocks of 256."""
+    from cinematch.recommender import ease
+
+    rng = np.random.default_rng(5)
+    x = sp.csr_matrix((rng.random((400, 600)) < 0.05).astype(np.float32))
+    exact = (x.T @ x).toarray()
+    monkeypatch.setattr(ease, "_DENSE_BLOCK", 400 * 50)  # 12 blocks of 50 dense columns
+    for cost in (0, 10**9):  # 0: always the sparse product; 10**9: always the sparse-dense one
+        monkeypatch.setattr(ease, "_PAIR_COST", cost)
+        np.testing.assert_array_equal(ease.gram_matrix(x), exact)  # counts: exact in float32 either way
+        model = EASE.fit(x, np.arange(1, 601), EASEParams(l2=20.0, dropout=0.0))
+        np.testing.assert_allclose(model.weights, ease_reference(x.toarray().astype(np.float64), 20.0), atol=2e-5)
+
+
 def test_ease_compact_storage_round_trips(tmp_path: Path) -> None:
     hist = histories(block_ratings())
     model = EASE.fit(hist.binary, hist.item_ids, EASEParams(l2=5.0, dropout=0.25, keep_per_item=8))
-    stored = model.compacted()
+    full = model.weights.copy()
+    stored = model.compact()
+    assert stored is model  # in place: no second items x items matrix
     model.save(tmp_path / "ease")
     loaded = EASE.load(tmp_path / "ease")
     np.testing.assert_array_equal(loaded.weights, stored.weights)  # what is evaluated is what is served
     kept = (stored.weights != 0).sum(axis=0)
     assert kept.max() <= 8  # each item keeps its 8 largest input weights
-    big = np.abs(model.weights) >= np.sort(np.abs(model.weights), axis=0)[-8][None, :]
-    np.testing.assert_allclose(stored.weights[big], model.weights[big], rtol=2e-3, atol=1e-6)  # float16
+    big = np.abs(full) >= np.sort(np.abs(full), axis=0)[-8][None, :]
+    np.testing.assert_allclose(stored.weights[big], full[big], rtol=2e-3, atol=1e-6)  # float16
 
 
 def test_ease_compaction_over_several_column_blocks_keeps_each_items_largest_weights() -> None:
@@ -76,12 +93,16 @@ def test_ease_compaction_over_several_column_blocks_keeps_each_items_largest_wei
     rng = np.random.default_rng(11)
     x = sp.csr_matrix((rng.random((500, 600)) < 0.05).astype(np.float32))
     model = EASE.fit(x, np.arange(1, 601), EASEParams(l2=20.0, dropout=0.1, keep_per_item=40))
-    stored = model.compacted()
+    full = model.weights.copy()
+    stored = model.compact()
     for j in (0, 255, 256, 511, 512, 599):
-        expected = set(np.argsort(-np.abs(model.weights[:, j]), kind="stable")[:40].tolist())
+        expected = set(np.argsort(-np.abs(full[:, j]), kind="stable")[:40].tolist())
         assert set(np.flatnonzero(stored.weights[:, j]).tolist()) == expected, j
-    np.testing.assert_allclose(stored.weights[stored.weights != 0], model.weights[stored.weights != 0],
+    np.testing.assert_allclose(stored.weights[stored.weights != 0], full[stored.weights != 0],
                                rtol=2e-3, atol=1e-6)  # fmt: skip
+    # the arrays stored for `save` give back exactly the compacted weights
+    again = EASE._from_compact(model.params, model.item_ids, *model.stored)
+    np.testing.assert_array_equal(again.weights, stored.weights)
 
 
 def test_ials_fold_in_solves_the_normal_equations() -> None:
@@ -139,7 +160,7 @@ def test_users_without_history_get_the_fallback_and_no_because() -> None:
 
 def test_ranker_save_load_scores_identically(tmp_path: Path) -> None:
     hist = histories(block_ratings())
-    ease = EASE.fit(hist.binary, hist.item_ids, EASEParams(l2=2.0, dropout=0.25)).compacted()
+    ease = EASE.fit(hist.binary, hist.item_ids, EASEParams(l2=2.0, dropout=0.25)).compact()
     ials = IALS.fit(hist.binary, hist.item_ids, IALSParams(factors=3, regularization=0.1, alpha=2.0, iterations=5))
     ranker = Ranker([Component("ease", ease, 1.0), Component("ials", ials, 0.5)], rating_weight=0.2)
     ranker.save(tmp_path / "ranking")

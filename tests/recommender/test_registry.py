@@ -223,7 +223,7 @@ def test_a_ranking_model_is_read_once_until_another_is_loaded_or_its_files_chang
                        params_from_settings(home, rank=2, iterations=1))  # fmt: skip
     versions = []
     for l2 in (2.0, 5.0):
-        ranker = Ranker([Component("ease", EASE.fit(hist.binary, hist.item_ids, EASEParams(l2=l2)).compacted())])
+        ranker = Ranker([Component("ease", EASE.fit(hist.binary, hist.item_ids, EASEParams(l2=l2)).compact())])
         versions.append(registry.new_version())
         registry.save_version(home, als, {}, versions[-1], ranker)
     first = registry.load_ranker(home, versions[0])
@@ -235,3 +235,27 @@ def test_a_ranking_model_is_read_once_until_another_is_loaded_or_its_files_chang
     meta = registry.model_dir(home, versions[0]) / registry.RANKING_DIR / "ranker.json"
     meta.write_text(meta.read_text())  # the files changed (a new mtime): read again
     assert registry.load_ranker(home, versions[0]) is not again
+
+
+def test_a_trained_ranking_model_is_remembered_and_scores_as_the_stored_one(warehouse, monkeypatch) -> None:
+    """After training, the version's ranker is the one in memory (no read back), and it gives the same scores
+    as the files it was saved to."""
+    from cinematch.recommender.interactions import histories
+    from cinematch.recommender.ranker import Ranker
+
+    home, con, _ = warehouse
+    version = train_warehouse(con, home, params_from_settings(home, **SMALL))["version"]
+    path = registry.model_dir(home, version) / registry.RANKING_DIR
+    stored = Ranker.load(path)
+
+    def no_read(directory: Path) -> Ranker:
+        raise AssertionError(f"read back {directory}")
+
+    monkeypatch.setattr(Ranker, "load", no_read)
+    remembered = registry.load_ranker(home, version)
+    assert remembered is not None
+    ratings = con.sql("select user_id, movie_id, rating, rated_at from silver.ratings").to_arrow_table()
+    hist = histories(ratings, stored.item_ids)
+    rows = hist.rows(hist.user_ids[:50])
+    np.testing.assert_array_equal(remembered.scores(rows, hist.rating_rows(hist.user_ids[:50])),
+                                  stored.scores(rows, hist.rating_rows(hist.user_ids[:50])))  # fmt: skip

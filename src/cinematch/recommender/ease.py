@@ -35,7 +35,9 @@ log = get_logger(__name__)
 
 META = "ease.json"
 FORMAT_VERSION = 1
-_SYM_BLOCK = 2048  # rows per block when mirroring the upper triangle (bounds the temporary)
+_SYM_BLOCK = 256  # rows per block when mirroring the upper triangle (a block pair stays in cache)
+_DENSE_BLOCK = 16_000_000  # floats of dense interaction columns per block of the sparse-dense Gram product
+_PAIR_COST = 30  # the sparse Gram product's cost per item pair, in sparse-dense multiply-adds (measured)
 _COMPACT_BLOCK = 256  # columns per block when compacting (a block of 256 x n floats stays in cache)
 
 
@@ -58,19 +60,52 @@ class EASEParams:
 
 
 def _symmetrize_upper(p: np.ndarray) -> None:
-    """Copy the upper triangle of the square ``p`` into its lower triangle, in place, block by block."""
+    """Copy the upper triangle of the square ``p`` into its lower triangle, in place, block by block.
+
+    Off-diagonal blocks are transposed copies; a diagonal block takes its own transpose below the diagonal
+    through one precomputed mask (``copyto(where=)``), not fancy indexing of its index pairs (6x faster).
+    """
     n = p.shape[0]
+    below = np.tri(min(n, _SYM_BLOCK), k=-1, dtype=bool)
     for j0 in range(0, n, _SYM_BLOCK):
         j1 = min(n, j0 + _SYM_BLOCK)
         p[j0:j1, :j0] = p[:j0, j0:j1].T
         block = p[j0:j1, j0:j1]
-        lower = np.tril_indices(j1 - j0, -1)
-        block[lower] = block.T[lower]
+        np.copyto(block, block.T, where=below[: j1 - j0, : j1 - j0])
+
+
+def gram_matrix(x: sp.csr_matrix) -> np.ndarray:
+    """XᵀX as a dense float32 matrix, by whichever product is cheaper for ``x``.
+
+    The sparse product costs per pair of items in a row (Σ nnz_r², each an indexed insert, then a dense copy);
+    the sparse-dense product costs per nonzero x items (a streamed multiply-add), done here a block of columns
+    at a time (each block's dense columns bounded by ``_DENSE_BLOCK`` floats). Rows of whole user histories
+    (hundreds of items) favour the second: 0.17 s against 0.42 s at ml-latest-small's 6,278 movies; same-day
+    sessions, with few items per row, the first (0.16 s against 0.18 s). Entries are counts, exact in float32
+    either way: both products give the same matrix bit for bit.
+    """
+    n = x.shape[1]
+    per_row = np.diff(x.indptr).astype(np.int64)
+    if int(per_row @ per_row) * _PAIR_COST <= x.nnz * n:
+        sparse: np.ndarray = (x.T @ x).toarray().astype(np.float32, copy=False)
+        return sparse
+    xt = x.T.tocsr()
+    width = max(1, _DENSE_BLOCK // max(1, x.shape[0]))
+    if width >= n:  # one block: the product is the matrix
+        return np.asarray(xt @ x.toarray(), dtype=np.float32)
+    xc = x.tocsc()
+    out = np.empty((n, n), dtype=np.float32)
+    for c0 in range(0, n, width):
+        c1 = min(n, c0 + width)
+        out[:, c0:c1] = xt @ xc[:, c0:c1].toarray()
+    return out
 
 
 def inverse_gram(x: sp.csr_matrix, l2: float, dropout: float) -> tuple[np.ndarray, np.ndarray]:
     """(P, Λ): the inverse of XᵀX + Λ in float32, computed in place, and the diagonal Λ."""
-    gram = (x.T @ x).toarray().astype(np.float32, copy=False)
+    gram = gram_matrix(x)
+    if not gram.flags.f_contiguous:  # symmetric: its Fortran-ordered view, which LAPACK overwrites without a copy
+        gram = gram.T
     diag = np.diagonal(gram).astype(np.float64)
     lam = l2 + (dropout / (1.0 - dropout)) * diag
     gram[np.diag_indices_from(gram)] += lam.astype(np.float32)
@@ -83,6 +118,13 @@ def inverse_gram(x: sp.csr_matrix, l2: float, dropout: float) -> tuple[np.ndarra
         raise BadInput(f"EASE: inversion failed (LAPACK info {info})")
     _symmetrize_upper(inv)
     return inv, lam
+
+
+def _expand(rows: np.ndarray, values: np.ndarray, scale: np.ndarray, n: int) -> np.ndarray:
+    """Stored arrays of a block of items back to dense rows: row j holds item j's n input weights (float32)."""
+    inputs = np.zeros((len(scale), n), dtype=np.float32)
+    np.put_along_axis(inputs, rows.astype(np.intp), values.astype(np.float32) * scale[:, None], axis=1)
+    return inputs
 
 
 class EASE:
@@ -128,13 +170,14 @@ class EASE:
         return weights
 
     # -------------------------------------------------------------- storage
-    def _compact(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _compact(self, in_place: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(rows, values, scale): per column j, its kept input rows, float16 values / scale[j], and scale[j].
 
         Column blocks at a time: each block of columns is transposed into rows (item j's inputs), and its
         ``keep`` largest magnitudes are selected there. A block stays in cache where whole-matrix passes (a
         transposed copy, its absolute values, the selection) each stream n² floats through memory: 5x faster
-        at 5,700 items, and no n² temporaries.
+        at 5,700 items, and no n² temporaries. ``in_place``: each block of ``weights`` is then overwritten with
+        what loading the stored arrays gives back (``_expand``), so no second n x n matrix is made.
         """
         n = self.n_items
         keep = min(self.params.keep_per_item, n)
@@ -154,6 +197,8 @@ class EASE:
             block_scale = np.abs(kept).max(axis=1)
             block_scale[block_scale == 0] = 1.0
             rows[j0:j1], values[j0:j1], scale[j0:j1] = top, kept / block_scale[:, None], block_scale
+            if in_place:
+                self.weights[:, j0:j1] = _expand(rows[j0:j1], values[j0:j1], scale[j0:j1], n).T
         return rows, values, scale
 
     @classmethod
@@ -165,17 +210,17 @@ class EASE:
         weights = np.empty((n, n), dtype=np.float32)
         for j0 in range(0, n, _COMPACT_BLOCK):  # item j's inputs as a row of a block, written as column j
             j1 = min(n, j0 + _COMPACT_BLOCK)
-            inputs = np.zeros((j1 - j0, n), dtype=np.float32)
-            kept = values[j0:j1].astype(np.float32) * scale[j0:j1, None]
-            np.put_along_axis(inputs, rows[j0:j1].astype(np.intp), kept, axis=1)
-            weights[:, j0:j1] = inputs.T
+            weights[:, j0:j1] = _expand(rows[j0:j1], values[j0:j1], scale[j0:j1], n).T
         model = cls(params, item_ids, weights)
         model.stored = (rows, values, scale)  # saving it again writes these, not a second compaction
         return model
 
-    def compacted(self) -> EASE:
-        """The model exactly as ``save`` then ``load`` gives it back: what is evaluated is what is served."""
-        return EASE._from_compact(self.params, self.item_ids, *self._compact())
+    def compact(self) -> EASE:
+        """In place: the weights become exactly what ``save`` then ``load`` gives back (what is evaluated is what
+        is served), and the stored arrays are kept for ``save``. Returns the model itself."""
+        if self.stored is None:
+            self.stored = self._compact(in_place=True)
+        return self
 
     def save(self, directory: Path) -> None:
         """Each item's ``keep_per_item`` largest input weights (by magnitude), float16 with a float32 scale."""

@@ -173,7 +173,7 @@ def evaluate_models(
     references: list[tuple[str, Any]] = []
     if "ease" in best:
         ease_params = EASEParams(l2=best["ease"]["params"]["l2"] * ratio, dropout=0.0)
-        references.append(("ease (Steck 2019)", EASE.fit(hist.binary, served.item_ids, ease_params).compacted()))
+        references.append(("ease (Steck 2019)", EASE.fit(hist.binary, served.item_ids, ease_params).compact()))
     if "ials" in best:
         ials_params = IALSParams(**best["ials"]["params"])
         references.append(("ials (implicit library)", IALS.fit(hist.binary, served.item_ids, ials_params)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -153,6 +154,18 @@ def load_ranker(settings: Settings, version: str) -> Ranker | None:
         ) from None
     _last_ranker = (key, ranker)
     return ranker
+
+
+def remember_ranker(settings: Settings, version: str, ranker: Ranker) -> None:
+    """Make ``ranker``, just saved as ``version``'s, the one ``load_ranker`` returns for it without reading it back.
+
+    Its EASE weights are compacted exactly as storing and loading them gives (``EASE.compact``) and iALS keeps
+    its float32 factors as stored, so it scores exactly as the loaded model would.
+    """
+    global _last_ranker
+    path = model_dir(settings, version) / RANKING_DIR
+    with contextlib.suppress(OSError):
+        _last_ranker = (_ranker_key(path), ranker)
 
 
 def register(con: Warehouse, settings: Settings, version: str, metadata: dict[str, Any], status: str) -> None:

@@ -209,6 +209,7 @@ def train_warehouse(
         "split": SPLIT_RULE,
     }
     registry.save_version(settings, model, metadata, version, selection.ranker)
+    registry.remember_ranker(settings, version, selection.ranker)  # publish and the next comparison load it
     con.execute("begin transaction")
     try:
         merged = merge_batches(con, to_merge, version)

@@ -109,7 +109,7 @@ def _fit_component(kind: str, params: dict[str, Any], hist: Histories, train: pa
     if kind == "ials":
         return IALS.fit(hist.binary, hist.item_ids, IALSParams(**params))
     x = hist.binary if kind == "ease" else sessions(train, hist.item_ids)
-    return EASE.fit(x, hist.item_ids, EASEParams(**{**params, "keep_per_item": keep})).compacted()
+    return EASE.fit(x, hist.item_ids, EASEParams(**{**params, "keep_per_item": keep})).compact()
 
 
 def build(choice: Choice, train: pa.Table, item_ids: np.ndarray, config: RankingConfig, info: dict[str, Any]) -> Ranker:
