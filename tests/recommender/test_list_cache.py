@@ -110,3 +110,21 @@ def test_a_damaged_or_foreign_cache_is_a_miss(ranker: Ranker, tmp_path: Path) ->
     other.write_bytes(b"")
     top_n_table(ranker, table, 5, cache=cache)
     assert not other.exists()  # only the current version's lists are kept
+
+
+def test_evaluation_rescores_only_users_whose_training_history_changed(ranker: Ranker) -> None:
+    """The champion's evaluated lists are reused for users with the same training history; the result equals a
+    full scoring, a changed user, a new user and a user without history are scored again."""
+    from cinematch.recommender import evaluation
+
+    train = block_ratings()
+    users = np.array([1, 2, 31, 32])
+    first = evaluation.served_lists(None, ranker, train, users, 5)  # type: ignore[arg-type]
+    later = pa.concat_tables([train, rows([2, 40, 77], [110, 120, 101], [5.0, 3.0, 4.0])])  # 77: new user
+    asked_for = np.array([1, 2, 31, 40, 77, 99])  # 99: no training history at all
+    with Spy(ranker) as spy:
+        again = evaluation.served_lists(None, ranker, later, asked_for, 5)  # type: ignore[arg-type]
+    assert spy.asked == [[2, 40, 77, 99]]  # 1 and 31 kept their histories: their lists are reused
+    np.testing.assert_array_equal(again[[0, 2]], first[[0, 2]])
+    evaluation._EVALUATED.clear()
+    np.testing.assert_array_equal(evaluation.served_lists(None, ranker, later, asked_for, 5), again)  # type: ignore[arg-type]

@@ -9,13 +9,16 @@ difference, which the promotion rule reads.
 
 from __future__ import annotations
 
+import weakref
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
+from cinematch.recommender import list_cache
 from cinematch.recommender.als import ALSModel
-from cinematch.recommender.interactions import histories
+from cinematch.recommender.interactions import histories, lookup
 from cinematch.recommender.metrics import mae, per_user_ndcg, ranking_metrics, rmse
 from cinematch.recommender.protocols import paired_bootstrap
 from cinematch.recommender.ranker import Ranker
@@ -35,18 +38,60 @@ def popular_items(train: pa.Table) -> tuple[np.ndarray, np.ndarray]:
     return ids[order], counts[order]
 
 
+@dataclass
+class _Evaluated:
+    """A ranker's evaluated top-k: per sorted user, the fingerprint of the training history it came from."""
+
+    k: int
+    users: np.ndarray
+    prints: np.ndarray
+    ids: np.ndarray
+
+
+# The lists each ranker was last evaluated with, by the ranker object (at most two: the challenger and the
+# champion). A version's list for a user is a pure function of the version and the user's history, so when the
+# champion is compared with the next challenger only users whose training history changed are scored again
+# (in a replay or a retrain on new batches, most are not). Kept in memory only: a new process scores everyone.
+_EVALUATED: dict[int, tuple[weakref.ref[Ranker], _Evaluated]] = {}
+_KEEP_EVALUATED = 2
+
+
 def served_lists(als: ALSModel, ranker: Ranker | None, train: pa.Table, users: np.ndarray, k: int) -> np.ndarray:
     """The top-k ids per user from ``train``'s histories; users without history get most-popular.
 
     Versions from before ranking models (``ranker`` None) rank with their ALS model, as they were served. The
     explanations are not computed: scoring reads the ids only, and the served lists get theirs at publish.
+    The lists of users whose history is unchanged since this ranker was last evaluated are reused (``_EVALUATED``).
     """
     if ranker is None:
         ids, _ = als.recommend(users, k, exclude_seen=True)
         return ids
     hist = histories(train, ranker.item_ids)
-    ids, _, _ = ranker.recommend(hist, users, k, because=False, fallback=popular_items(train)[0])
+    known = np.unique(_col(train, "user_id", np.int64))
+    pos, present = lookup(known, users)
+    prints = np.where(present, list_cache.fingerprints(train, known)[pos], np.uint64(0))
+    before = _EVALUATED.get(id(ranker))
+    stored = before[1] if before is not None and before[0]() is ranker and before[1].k == k else None
+    ids = np.full((len(users), k), -1, np.int64)
+    todo = np.ones(len(users), bool)
+    if stored is not None and len(stored.users):
+        at = np.minimum(np.searchsorted(stored.users, users), len(stored.users) - 1)
+        reuse = present & (stored.users[at] == users) & (stored.prints[at] == prints)
+        reuse &= np.diff(hist.rows(users).indptr) > 0  # a user without history gets this train's most popular
+        ids[reuse] = stored.ids[at[reuse]]
+        todo = ~reuse
+    if todo.any():
+        ids[todo], _, _ = ranker.recommend(hist, users[todo], k, because=False, fallback=popular_items(train)[0])
+    _remember(ranker, _Evaluated(k, users, prints, ids))
     return ids
+
+
+def _remember(ranker: Ranker, lists: _Evaluated) -> None:
+    for key in [key for key, (ref, _) in _EVALUATED.items() if ref() is None or key == id(ranker)]:
+        del _EVALUATED[key]
+    while len(_EVALUATED) >= _KEEP_EVALUATED:
+        del _EVALUATED[next(iter(_EVALUATED))]
+    _EVALUATED[id(ranker)] = (weakref.ref(ranker), lists)
 
 
 def _baseline(train: pa.Table, users: np.ndarray, k: int) -> np.ndarray:
