@@ -50,3 +50,34 @@ def test_a_full_search_without_ease_candidates_chooses_ials() -> None:
     selection = select(table, RankingConfig(seed=3, ease_max_items=10))
     assert selection.ranker.name == "ials" and selection.catalogue["ease_candidate"] is False
     assert {c["model"] for c in selection.candidates} == {"ials"}
+
+
+def test_candidates_projected_over_the_fit_budget_are_recorded_but_not_fitted() -> None:
+    """The projection is an operation count (same data, same choice); over-budget candidates cannot be chosen."""
+    from cinematch.recommender.fit_cost import DataShape, projected_seconds
+
+    big = DataShape(interactions=15_000_000, users=162_000, items=62_000)
+    cheap = {"factors": 32, "alpha": 1.0, "iterations": 15}
+    costly = {"factors": 192, "alpha": 2.0, "iterations": 15}  # the choice that took 128 s to fit on 25M ratings
+    assert projected_seconds("ials", cheap, big) < 60 < 600 < projected_seconds("ials", costly, big)
+    assert projected_seconds("ials", costly, DataShape(80_000, 609, 5_700)) < 20  # small data: never near it
+
+    table = make_ratings(np.random.default_rng(6), n=4_000, users=120, movies=100)
+    shape = DataShape.of(table, 100)
+    costs = {c["factors"] * 1000 + c["iterations"]: projected_seconds("ials", {**c}, shape)
+             for c in ({"factors": f, "alpha": a, "iterations": i} for f in (32, 64, 128, 192)
+                       for a in (0.5, 1.0, 2.0, 4.0) for i in (8, 15, 25, 40))}  # fmt: skip
+    budget = float(np.median(list(costs.values())))
+    chosen = select(table, RankingConfig(seed=3, ease_max_items=10, fit_budget_seconds=budget))
+    fitted = [c for c in chosen.candidates if "params" in c and c["ndcg_at_10"] is not None]
+    skipped = [c for c in chosen.candidates if c.get("skipped")]
+    assert fitted and skipped
+    assert all(c["projected_seconds"] > budget for c in skipped)
+    assert all(c["projected_seconds"] <= budget for c in fitted)
+    assert projected_seconds("ials", chosen.choice.params["ials"], shape) <= budget
+
+    nothing = select(table, RankingConfig(seed=3, ease_max_items=10, fit_budget_seconds=1e-9))
+    fitted = [c for c in nothing.candidates if "params" in c and c["ndcg_at_10"] is not None]
+    assert len(fitted) == 1  # none fits: the cheapest one is fitted and served
+    cheapest = min((c for c in nothing.candidates if "params" in c), key=lambda c: c["projected_seconds"])
+    assert fitted[0] is cheapest and nothing.choice.params["ials"]["factors"] == cheapest["params"]["factors"]

@@ -212,7 +212,9 @@ def evaluate_models(
     popular = popular_items(train)[0]
     best: dict[str, dict[str, Any]] = {}
     for cand in selection.candidates:
-        if "params" in cand and (cand["model"] not in best or cand["ndcg_at_10"] > best[cand["model"]]["ndcg_at_10"]):
+        if "params" not in cand or cand.get("ndcg_at_10") is None:  # a blend, or over the fit budget
+            continue
+        if cand["model"] not in best or cand["ndcg_at_10"] > best[cand["model"]]["ndcg_at_10"]:
             best[cand["model"]] = cand
     ratio = train.num_rows / max(1, int(selection.catalogue.get("validation_train_rows") or train.num_rows))
     references: list[tuple[str, Any]] = []

@@ -44,7 +44,8 @@ RESULT_KEYS = ("rmse", "mae", "precision_at_10", "recall_at_10", "ndcg_at_10", "
 def ranking_config(settings: Settings) -> RankingConfig:
     return RankingConfig(ease_max_items=settings.ease_max_items, ease_min_support=settings.ease_min_support,
                          keep_per_item=settings.ease_keep_per_item, seed=settings.seed,
-                         search_max_ratings=settings.ranking_search_max_ratings)  # fmt: skip
+                         search_max_ratings=settings.ranking_search_max_ratings,
+                         fit_budget_seconds=settings.ranking_fit_budget_seconds)  # fmt: skip
 
 
 def params_from_settings(settings: Settings, **overrides: Any) -> ALSParams:

@@ -6,7 +6,9 @@ every validation interaction relevant, NDCG@10 over the catalogue minus each use
 Search (``full``): EASE λ over 4 values and session EASE λ over 4 values (both DLAE with dropout 0.25), a
 seeded random search of ``IALS_TRIALS`` configurations from a 4 x 4 x 4 x 4 grid of iALS factors,
 regularisation, confidence α and iterations, then blend weights of the best of each family (4 x 4 x 2,
-including every single model). The candidate with the best validation NDCG is refitted on all training data
+including every single model). Candidates whose projected cost on the whole training data (fit and one fold-in
+of every user, ``fit_cost.py``) exceeds ``fit_budget_seconds`` are recorded but not fitted: they could not be
+retrained within it. The candidate with the best validation NDCG is refitted on all training data
 (EASE λ scaled by the ratio of interactions, since XᵀX grows with them). Training data above
 ``search_max_ratings`` is searched on a seeded sample of whole users (``search_sample``). Without ``full``, the previous
 choice is refitted as it is. Every candidate's validation score is returned for the version's metadata.
@@ -26,6 +28,7 @@ import pyarrow.compute as pc
 
 from cinematch.core.log import get_logger, log_event
 from cinematch.recommender.ease import EASE, EASEParams
+from cinematch.recommender.fit_cost import DataShape, projected_seconds
 from cinematch.recommender.ials import IALS, IALSParams
 from cinematch.recommender.interactions import Histories, histories, sessions
 from cinematch.recommender.metrics import ranking_metrics
@@ -62,6 +65,7 @@ class RankingConfig:
     keep_per_item: int = 1024
     seed: int = 42
     search_max_ratings: int = 1_000_000  # above it the search runs on a seeded sample of whole users
+    fit_budget_seconds: float = 120.0  # candidates projected above it are not fitted (recommender/fit_cost.py)
     ials: IALSParams = field(default_factory=IALSParams)
 
 
@@ -225,13 +229,23 @@ def search(
     sample = search_sample(train, config.search_max_ratings, config.seed)
     folds = [_Validation(sample, item_ids, VALIDATION_SEED), _Validation(sample, item_ids, VALIDATION_SEED + 1)]
     val = folds[0]
+    shape = DataShape.of(train, len(item_ids))
     candidates: list[dict[str, Any]] = []
     best: dict[str, tuple[float, dict[str, Any], EASE | IALS]] = {}
+    over: list[tuple[float, str, dict[str, Any]]] = []  # (projected seconds, kind, params) not fitted
 
-    def record(kind: str, params: dict[str, Any]) -> None:
+    def record(kind: str, params: dict[str, Any], fit_anyway: bool = False) -> None:
+        cost = projected_seconds(kind, params, shape)
+        if cost > config.fit_budget_seconds and not fit_anyway:
+            over.append((cost, kind, params))
+            candidates.append({"model": kind, "params": params, "ndcg_at_10": None, "projected_seconds": round(cost, 3),
+                               "skipped": f"projected {cost:.0f} s > fit budget {config.fit_budget_seconds:.0f} s"})  # fmt: skip
+            progress(f"{kind} {params} skipped: projected {cost:.0f} s on the training data")
+            return
         model = val.fit(kind, params)
         score = val.ndcg(Ranker([Component(kind, model)]).scores(val.x, val.r))
-        candidates.append({"model": kind, "params": params, "ndcg_at_10": round(score, 5)})
+        candidates.append({"model": kind, "params": params, "ndcg_at_10": round(score, 5),
+                           "projected_seconds": round(cost, 3)})  # fmt: skip
         progress(f"{kind} {params} validation ndcg@10 {score:.4f}")
         if kind not in best or score > best[kind][0]:
             best[kind] = (score, params, model)
@@ -244,6 +258,10 @@ def search(
     grid = list(itertools.product(*IALS_GRID.values()))
     for j in rng.choice(len(grid), size=min(IALS_TRIALS, len(grid)), replace=False):
         record("ials", {**dict(zip(IALS_GRID, grid[j], strict=True)), "seed": config.seed})
+    if not best:  # nothing fits the budget: the cheapest candidate is fitted and served
+        _, kind, params = min(over, key=lambda c: c[0])
+        candidates[:] = [c for c in candidates if c.get("params") is not params]
+        record(kind, params, fit_anyway=True)
 
     blends = _blend_grid(set(best))
     first = _blend_scores(val, {k: v[2] for k, v in best.items()}, blends)
