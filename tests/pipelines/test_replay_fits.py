@@ -90,7 +90,7 @@ def test_a_policy_reuses_the_fits_another_made_and_is_charged_for_them(sequentia
 
 
 def test_prefetched_fits_are_the_ones_the_policy_made(history, sequential, tmp_path: Path) -> None:
-    """A free worker fits always's periods 4 and 3 while always plays period 1: bit for bit always's own fits."""
+    """A free worker fits always's periods 3 and 4 while always plays period 1: bit for bit always's own fits."""
     ratings, movies, start = history
     settings, run, _ = sequential
     plan = prepare(settings, ratings, movies, start, parse_every("7d"))
@@ -98,7 +98,7 @@ def test_prefetched_fits_are_the_ones_the_policy_made(history, sequential, tmp_p
     (home / PLAYED_FILE).unlink()
     mark_period(home, 1)
     policies = [parse_policy("always"), parse_policy("never")]
-    assert prefetch(settings, plan, policies) == 2  # periods 4 and 3; period 2 is left to always itself
+    assert prefetch(settings, plan, policies) == 2  # periods 3 and 4; period 2 is left to always itself
     entries = sorted((plan.folder / FITS).glob(f"als-*/{ENTRY}"))
     assert len(entries) == 2 and len(list((plan.folder / FITS).glob(f"ranking-*/{ENTRY}"))) == 2
     fitted = [ALSModel.load(e.parent) for e in entries]

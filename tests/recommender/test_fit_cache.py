@@ -91,3 +91,67 @@ def test_a_damaged_entry_is_not_read_and_is_replaced(train: pa.Table, tmp_path: 
     model = again.fit_ratings(train, PARAMS, None)
     assert again.hits == 0 and (entry / ENTRY).is_file() and model.item_factors.shape[1] == PARAMS.rank
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no private copy left behind
+
+
+def _claimed_fit(folder: str, ready: str) -> None:
+    """In another process: claim the rows, signal, take a while, then store both fits (as a prefetching worker)."""
+    import time
+
+    from tests.recommender.test_fit_cache import CONFIG, PARAMS
+
+    table = stable_split(generate_tables(GenerateConfig(users=200, movies=120, ratings=5_000, weeks=1,
+                                                        batch_ratings=200, seed=11))["ratings"])[0]  # fmt: skip
+    trainer = CachedTrainer(LOCAL, Path(folder))
+    with trainer.claim(table):
+        Path(ready).write_text("")
+        time.sleep(0.6)
+        trainer.fit_ratings(table, PARAMS, None)
+        trainer.fit_ranking(table, CONFIG, select(table, CONFIG, full=False).choice.as_dict(), False, None)
+
+
+class _NeverFits:
+    """The local trainer's identity (engine) without its fits: any fit here fails the test."""
+
+    engine = LOCAL.engine
+
+    def fit_ratings(self, *args: object) -> None:
+        raise AssertionError("fitted instead of waiting for the claimed fit")
+
+    def fit_ranking(self, *args: object) -> None:
+        raise AssertionError("fitted instead of waiting for the claimed fit")
+
+
+def test_a_fit_claimed_by_another_process_is_awaited_not_made_again(
+    train: pa.Table, choice: dict, tmp_path: Path
+) -> None:
+    import multiprocessing
+    import subprocess
+    import time
+
+    ready = tmp_path / "ready"
+    worker = multiprocessing.get_context("spawn").Process(target=_claimed_fit, args=(str(tmp_path), str(ready)))
+    worker.start()
+    try:
+        deadline = time.monotonic() + 120
+        while not ready.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        waiting = CachedTrainer(_NeverFits(), tmp_path)  # type: ignore[arg-type]
+        waiting.fit_ratings(train, PARAMS, None)
+        waiting.fit_ranking(train, CONFIG, choice, False, None)
+    finally:
+        worker.join(120)
+    assert waiting.hits == 2 and waiting.waited_seconds >= 0.4
+    # the wait is idle time, not compute: the charge is the fits' cost less the load and the wait
+    expected = waiting.fit_seconds_reused - waiting.load_seconds - waiting.waited_seconds
+    assert waiting.charged_seconds == pytest.approx(max(0.0, expected))
+
+    # a claim left by a process that is gone (a killed replay) is not waited for
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    other = tmp_path / "other"
+    stale = CachedTrainer(LOCAL, other)
+    stale.folder.mkdir()
+    _, digest = stale._canonical(train)
+    stale._claim_path(digest).write_text(str(gone.pid))
+    stale.fit_ratings(train, PARAMS, None)
+    assert stale.hits == 0 and stale.waited_seconds == 0.0

@@ -11,6 +11,10 @@ order before fitting, so a fit never depends on the order in which a warehouse r
 Each entry records the seconds its fit took. A policy that reuses a fit is charged those seconds instead of
 the load (``charged_seconds``), so the replay's compute comparison between policies stays honest. A search
 (tuning) is not cached: a replay tunes once, on the base.
+
+A worker fitting ahead claims the rows it is fitting (``claim``: a file naming its process); a trainer that
+needs a fit of claimed rows waits for that fit instead of making it a second time, and is not charged the wait.
+A claim whose process is gone (a killed replay) is ignored.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -40,6 +45,9 @@ log = get_logger(__name__)
 
 ENTRY = "fit.json"  # written last: an entry without it is incomplete (a killed writer) and is not read
 _KEY_COLUMNS = ("user_id", "movie_id", "rated_at", "rating")
+CLAIM = "claim-"  # + the rows' digest: a process is fitting these rows (its pid inside)
+_POLL_SECONDS = 0.05
+_MAX_WAIT_SECONDS = 3600.0
 
 
 def canonical(table: pa.Table) -> pa.Table:
@@ -68,6 +76,7 @@ class CachedTrainer:
         self.hits = 0
         self.fit_seconds_reused = 0.0  # what the reused fits took when they were made
         self.load_seconds = 0.0  # what loading them took here
+        self.waited_seconds = 0.0  # waiting for another process's claimed fit (idle: never charged)
         self._rows: tuple[pa.Table, pa.Table, str] | None = None  # (table given, canonical table, its digest)
 
     @property
@@ -77,7 +86,7 @@ class CachedTrainer:
     @property
     def charged_seconds(self) -> float:
         """Seconds to add to a measured wall time so that reused fits cost what fitting them did."""
-        return max(0.0, self.fit_seconds_reused - self.load_seconds)
+        return max(0.0, self.fit_seconds_reused - self.load_seconds - self.waited_seconds)
 
     def _canonical(self, table: pa.Table) -> tuple[pa.Table, str]:
         """The canonical rows and their digest; a training passes one table to both fits: sorted and hashed once."""
@@ -85,6 +94,44 @@ class CachedTrainer:
             rows = canonical(table)
             self._rows = (table, rows, rows_digest(rows))
         return self._rows[1], self._rows[2]
+
+    def _claim_path(self, digest: str) -> Path:
+        return self.folder / f"{CLAIM}{digest[:40]}"
+
+    @contextmanager
+    def claim(self, table: pa.Table) -> Iterator[None]:
+        """While the block runs, other trainers that need fits of these rows wait for them (module docstring)."""
+        _, digest = self._canonical(table)
+        path = self._claim_path(digest)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path.write_text(str(os.getpid()))
+        try:
+            yield
+        finally:
+            path.unlink(missing_ok=True)
+
+    def _await_claim(self, digest: str) -> None:
+        """Wait while another live process holds a claim on these rows."""
+        path, started = self._claim_path(digest), time.perf_counter()
+        while time.perf_counter() - started < _MAX_WAIT_SECONDS:
+            try:
+                pid = int(path.read_text())
+            except (OSError, ValueError):
+                break
+            if pid == os.getpid() or not _alive(pid):
+                break
+            time.sleep(_POLL_SECONDS)
+        waited = time.perf_counter() - started
+        if waited >= _POLL_SECONDS:
+            self.waited_seconds += waited
+            log_event(log, "fit_awaited", digest=digest[:12], seconds=round(waited, 3))
+
+    def cached(self, train: pa.Table, params: ALSParams, config: RankingConfig, previous: dict[str, Any]) -> bool:
+        """Whether both fits of a retrain on ``train`` (the rating model and the ranking refit) are stored."""
+        train, digest = self._canonical(train)
+        als = self._entry("als", self._key("als", digest, {"params": asdict(params)}))
+        ranking = self._entry("ranking", self._key("ranking", digest, {"config": asdict(config), "previous": previous}))
+        return self._read(als) is not None and self._read(ranking) is not None
 
     def _key(self, kind: str, digest: str, settings: dict[str, Any]) -> str:
         spec = json.dumps({"kind": kind, "engine": self.engine, "cinematch": __version__, **settings},
@@ -134,6 +181,9 @@ class CachedTrainer:
         key = self._key("als", digest, {"params": asdict(params)})
         path, started = self._entry("als", key), time.perf_counter()
         doc = self._read(path)
+        if doc is None:
+            self._await_claim(digest)
+            started, doc = time.perf_counter(), self._read(path)
         if doc is not None:
             model = ALSModel.load(path)
             self._hit("als", key, doc, started)
@@ -156,6 +206,9 @@ class CachedTrainer:
         key = self._key("ranking", digest, {"config": asdict(config), "previous": previous})
         path, started = self._entry("ranking", key), time.perf_counter()
         doc = self._read(path)
+        if doc is None:
+            self._await_claim(digest)
+            started, doc = time.perf_counter(), self._read(path)
         if doc is not None:
             ranker = Ranker.load(path)
             self._hit("ranking", key, doc, started)
@@ -165,3 +218,13 @@ class CachedTrainer:
                "catalogue": selection.catalogue}  # fmt: skip
         self._put(path, selection.ranker.save, doc)
         return selection
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: it exists
+        return True
+    return True
