@@ -219,3 +219,26 @@ def test_most_popular_excludes_seen_items() -> None:
     assert out["coverage"] == pytest.approx(3 / 3)
     assert out["avg_rec_popularity"] == pytest.approx(((2 + 1) / 2 + (3 + 2) / 2) / 2)  # [20, 30] and [10, 20]
     assert out["n_users_evaluated"] == 2
+
+
+@pytest.mark.parametrize("budget", [16_000_000, 40])
+def test_most_popular_lists_are_the_first_unseen_items_of_the_popularity_order(monkeypatch, budget: int) -> None:
+    """Against a per-user sort of every unseen item by (−count, id); 40: many small blocks of users."""
+    from cinematch.recommender import metrics as m
+
+    monkeypatch.setattr(m, "SCORE_ELEMENTS", budget)
+    rng = np.random.default_rng(4)
+    users, items = rng.integers(0, 60, 900), rng.integers(0, 25, 900) * 3 + 1
+    model = m.MostPopular(pa.table({"user_id": users, "movie_id": items, "rating": np.full(900, 4.0)}))
+    counts = dict(zip(model.item_ids.tolist(), model.item_counts.tolist(), strict=True))
+    asked = np.array([*np.unique(users)[::-1], -7])  # unordered, and one user without history
+    for n in (1, 10, 30):
+        ids, scores = model.recommend(asked, n)
+        for row, user in enumerate(asked):
+            seen = set(items[users == user].tolist())
+            want = sorted((i for i in counts if i not in seen), key=lambda i: (-counts[i], i))[:n]
+            assert ids[row][ids[row] >= 0].tolist() == want, (user, n)
+            assert scores[row][: len(want)].tolist() == [float(counts[i]) for i in want]
+            assert (ids[row][len(want) :] == -1).all() and np.isnan(scores[row][len(want) :]).all()
+        everyone, _ = model.recommend(asked, n, exclude_seen=False)
+        assert (everyone == everyone[0]).all()

@@ -29,7 +29,7 @@ import pandas as pd
 import pyarrow as pa
 
 from cinematch.core.errors import BadInput
-from cinematch.recommender.top_n import SCORE_ELEMENTS, seen_positions, top_n_from_scores
+from cinematch.recommender.top_n import SCORE_ELEMENTS, seen_positions
 
 
 class Recommender(Protocol):
@@ -350,22 +350,41 @@ class MostPopular:
         self.seen_indptr = np.concatenate([[0], np.cumsum(np.bincount(user_idx, minlength=len(self.user_ids)))])
 
     def recommend(self, user_ids: np.ndarray, n: int = 10, exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Per user, the first ``n`` items of the popularity order (most rated first, ties: lower id) that the user
+        has not rated: the top-n of the counts with seen items at −inf, without scoring every item for every user.
+
+        A block of users only looks at the first ``n`` + (its longest history) items of the order, the most any of
+        its users can need; users are taken in order of history length, so long histories share blocks.
+        """
         users = np.asarray(user_ids, dtype=np.int64).ravel()
-        pos = np.searchsorted(self.user_ids, users)
-        pos_c = np.minimum(pos, len(self.user_ids) - 1)
-        known = self.user_ids[pos_c] == users
+        pos = np.minimum(np.searchsorted(self.user_ids, users), len(self.user_ids) - 1)
+        known = (self.user_ids[pos] == users) & exclude_seen
+        order = np.lexsort((np.arange(len(self.item_ids)), -self.item_counts))  # popularity order
+        rank = np.empty(len(order), np.int64)
+        rank[order] = np.arange(len(order))
+        seen = np.where(known, np.diff(self.seen_indptr)[pos], 0)
         out_ids = np.full((len(users), n), -1, dtype=np.int64)
         out_scores = np.full((len(users), n), np.nan, dtype=np.float64)
-        block = max(1, SCORE_ELEMENTS // max(1, len(self.item_ids)))
-        for s in range(0, len(users), block):
-            scores = np.repeat(self.scores[None, :], len(users[s : s + block]), axis=0)
-            rows = np.flatnonzero(known[s : s + block])
-            if exclude_seen and len(rows):
-                r, p = seen_positions(self.seen_indptr, pos_c[s : s + block][rows])
-                scores[rows[r], self.seen_indices[p]] = -np.inf
-            idx, vals = top_n_from_scores(scores, n)
-            out_ids[s : s + block] = np.where(idx >= 0, self.item_ids[np.maximum(idx, 0)], -1)
-            out_scores[s : s + block] = vals
+        by_history = np.argsort(seen, kind="stable")
+        widths = np.minimum(len(order), n + seen[by_history])  # ascending: a block's last user sets its width
+        start = 0
+        while start < len(users):
+            cost = (np.arange(start, len(users)) - start + 1) * widths[start:]
+            stop = start + max(1, int(np.searchsorted(cost, SCORE_ELEMENTS, side="right")))
+            rows, width = by_history[start:stop], int(widths[stop - 1])
+            free = np.ones((len(rows), width), dtype=bool)
+            mine = np.flatnonzero(known[rows])
+            if len(mine):
+                r, p = seen_positions(self.seen_indptr, pos[rows][mine])
+                at = rank[self.seen_indices[p]]
+                inside = at < width
+                free[mine[r[inside]], at[inside]] = False
+            take = free & (np.cumsum(free, axis=1) <= n)
+            r, c = np.nonzero(take)
+            slot = np.cumsum(take, axis=1)[r, c] - 1
+            out_ids[rows[r], slot] = self.item_ids[order[c]]
+            out_scores[rows[r], slot] = self.scores[order[c]]
+            start = stop
         return out_ids, out_scores
 
 
