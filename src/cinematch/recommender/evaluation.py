@@ -74,10 +74,9 @@ def served_lists(als: ALSModel, ranker: Ranker | None, train: pa.Table, users: n
     stored = before[1] if before is not None and before[0]() is ranker and before[1].k == k else None
     ids = np.full((len(users), k), -1, np.int64)
     todo = np.ones(len(users), bool)
-    if stored is not None and len(stored.users):
-        at = np.minimum(np.searchsorted(stored.users, users), len(stored.users) - 1)
-        reuse = present & (stored.users[at] == users) & (stored.prints[at] == prints)
-        reuse &= np.diff(hist.rows(users).indptr) > 0  # a user without history gets this train's most popular
+    if stored is not None:
+        reuse, at = list_cache.unchanged(stored.users, stored.prints, users, prints)
+        reuse &= present & (np.diff(hist.rows(users).indptr) > 0)  # without history: this train's most popular
         ids[reuse] = stored.ids[at[reuse]]
         todo = ~reuse
     if todo.any():

@@ -40,6 +40,7 @@ from cinematch.recommender.als_params import ALSParams
 from cinematch.recommender.ranker import Ranker
 from cinematch.recommender.trainer import Trainer
 from cinematch.recommender.tuning import Choice, RankingConfig, Selection
+from cinematch.storage.lock import process_alive
 
 log = get_logger(__name__)
 
@@ -118,7 +119,7 @@ class CachedTrainer:
                 pid = int(path.read_text())
             except (OSError, ValueError):
                 break
-            if pid == os.getpid() or not _alive(pid):
+            if pid == os.getpid() or not process_alive(pid):
                 break
             time.sleep(_POLL_SECONDS)
         waited = time.perf_counter() - started
@@ -128,10 +129,25 @@ class CachedTrainer:
 
     def cached(self, train: pa.Table, params: ALSParams, config: RankingConfig, previous: dict[str, Any]) -> bool:
         """Whether both fits of a retrain on ``train`` (the rating model and the ranking refit) are stored."""
-        train, digest = self._canonical(train)
-        als = self._entry("als", self._key("als", digest, {"params": asdict(params)}))
-        ranking = self._entry("ranking", self._key("ranking", digest, {"config": asdict(config), "previous": previous}))
-        return self._read(als) is not None and self._read(ranking) is not None
+        _, digest = self._canonical(train)
+        als, ranking = self._als_key(digest, params), self._ranking_key(digest, config, previous)
+        return (
+            self._read(self._entry("als", als)) is not None and self._read(self._entry("ranking", ranking)) is not None
+        )
+
+    def _als_key(self, digest: str, params: ALSParams) -> str:
+        return self._key("als", digest, {"params": asdict(params)})
+
+    def _ranking_key(self, digest: str, config: RankingConfig, previous: dict[str, Any]) -> str:
+        return self._key("ranking", digest, {"config": asdict(config), "previous": previous})
+
+    def _stored(self, path: Path, digest: str) -> tuple[dict[str, Any] | None, float]:
+        """The entry at ``path`` (after waiting for a claimed fit of these rows) and when its load starts."""
+        doc = self._read(path)
+        if doc is None:
+            self._await_claim(digest)
+            doc = self._read(path)
+        return doc, time.perf_counter()
 
     def _key(self, kind: str, digest: str, settings: dict[str, Any]) -> str:
         spec = json.dumps({"kind": kind, "engine": self.engine, "cinematch": __version__, **settings},
@@ -178,12 +194,9 @@ class CachedTrainer:
         self, table: pa.Table, params: ALSParams, progress: Callable[[int, float], None] | None
     ) -> ALSModel:
         table, digest = self._canonical(table)
-        key = self._key("als", digest, {"params": asdict(params)})
-        path, started = self._entry("als", key), time.perf_counter()
-        doc = self._read(path)
-        if doc is None:
-            self._await_claim(digest)
-            started, doc = time.perf_counter(), self._read(path)
+        key = self._als_key(digest, params)
+        path = self._entry("als", key)
+        doc, started = self._stored(path, digest)
         if doc is not None:
             model = ALSModel.load(path)
             self._hit("als", key, doc, started)
@@ -203,12 +216,9 @@ class CachedTrainer:
         if full or previous is None:
             return self.inner.fit_ranking(train, config, previous, full, progress)
         train, digest = self._canonical(train)
-        key = self._key("ranking", digest, {"config": asdict(config), "previous": previous})
-        path, started = self._entry("ranking", key), time.perf_counter()
-        doc = self._read(path)
-        if doc is None:
-            self._await_claim(digest)
-            started, doc = time.perf_counter(), self._read(path)
+        key = self._ranking_key(digest, config, previous)
+        path = self._entry("ranking", key)
+        doc, started = self._stored(path, digest)
         if doc is not None:
             ranker = Ranker.load(path)
             self._hit("ranking", key, doc, started)
@@ -218,13 +228,3 @@ class CachedTrainer:
                "catalogue": selection.catalogue}  # fmt: skip
         self._put(path, selection.ranker.save, doc)
         return selection
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process: it exists
-        return True
-    return True

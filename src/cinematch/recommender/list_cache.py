@@ -61,10 +61,17 @@ class Lists:
 
     def reusable(self, users: np.ndarray, prints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(mask over ``users`` whose stored list still holds, their rows in this cache)."""
-        if len(self.users) == 0:
-            return np.zeros(len(users), bool), np.zeros(len(users), np.int64)
-        pos = np.minimum(np.searchsorted(self.users, users), len(self.users) - 1)
-        return (self.users[pos] == users) & (self.fingerprints[pos] == prints), pos
+        return unchanged(self.users, self.fingerprints, users, prints)
+
+
+def unchanged(
+    stored_users: np.ndarray, stored_prints: np.ndarray, users: np.ndarray, prints: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(mask over ``users`` found among the sorted ``stored_users`` with the same fingerprint, their rows there)."""
+    if len(stored_users) == 0:
+        return np.zeros(len(users), bool), np.zeros(len(users), np.int64)
+    pos = np.minimum(np.searchsorted(stored_users, users), len(stored_users) - 1)
+    return (stored_users[pos] == users) & (stored_prints[pos] == prints), pos
 
 
 def load(path: Path, n: int) -> Lists | None:

@@ -160,9 +160,8 @@ class _Validation:
 
 
 def _z(s: np.ndarray) -> np.ndarray:
-    mean, std = Ranker._scale(s)
-    z: np.ndarray = (s - mean) / std
-    return z
+    """Per-user z-scores, in ``s`` itself (a component's fresh score matrix), as the served blend computes them."""
+    return Ranker._standardized(s, *Ranker._scale(s), 1.0)
 
 
 Blend = tuple[float, float, float, float]  # (rating weight β, ease, session_ease, ials)

@@ -72,7 +72,7 @@ class HomeLock:
         holders = _lock_holders(fd)
         if holders is None:  # no /proc/locks (not Linux): the record, if that process is alive
             pid = info.get("pid")
-            return f"pid {pid}: {info.get('command')}" if isinstance(pid, int) and _alive(pid) else "unknown"
+            return f"pid {pid}: {info.get('command')}" if isinstance(pid, int) and process_alive(pid) else "unknown"
         if not holders:
             return "unknown"
         named = [
@@ -109,7 +109,8 @@ def _lock_holders(fd: int) -> list[tuple[int, str]] | None:
     return sorted(set(found))
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id exists (another user's process counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
