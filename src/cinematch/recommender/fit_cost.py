@@ -18,7 +18,7 @@ settings always choose the same model, whatever the machine's load:
 * EASE (and session EASE): the n³ of the float32 Cholesky inverse at 1.3e-11 s (105 s at 20,000 movies).
 
 The counts leave out what does not grow with the choice (reading the data, the histories), so small data is
-never near a budget: on ml-latest-small the costliest candidate projects to about 10 s.
+never near a budget: on ml-latest-small the costliest candidate projects to about 20 s.
 """
 
 from __future__ import annotations
