@@ -72,6 +72,30 @@ def test_ease_over_several_blocks_equals_the_closed_form(monkeypatch: pytest.Mon
         np.testing.assert_allclose(model.weights, ease_reference(x.toarray().astype(np.float64), 20.0), atol=2e-5)
 
 
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_ease_dual_route_equals_the_primal_one(monkeypatch: pytest.MonkeyPatch, dropout: float) -> None:
+    """Fewer rows than items: P through the rows x rows system (Woodbury) equals the items x items inverse, and
+    both equal the closed form; the route is chosen by its multiply-add count."""
+    from cinematch.recommender import ease
+
+    rng = np.random.default_rng(7)
+    dense = (rng.random((120, 700)) < 0.06).astype(np.float32)
+    dense[3] = 0  # a row without items (and items without rows): both routes cope
+    x = sp.csr_matrix(dense)
+    assert ease.dual_is_cheaper(120, 700) and not ease.dual_is_cheaper(5_800, 5_900)
+    assert ease.dual_is_cheaper(610, 5_900)  # ml-latest-small's users x movies
+    weights = {}
+    for ratio in (0.0, 1.0):  # 0: always the primal route; 1: the dual one for these 120 x 700
+        monkeypatch.setattr(ease, "_DUAL_RATIO", ratio)
+        weights[ratio] = EASE.fit(x, np.arange(1, 701), EASEParams(l2=15.0, dropout=dropout)).weights
+    scale = np.abs(weights[0.0]).max()
+    np.testing.assert_allclose(weights[1.0], weights[0.0], atol=1e-5 * scale)
+    if dropout == 0.0:
+        np.testing.assert_allclose(
+            weights[1.0], ease_reference(x.toarray().astype(np.float64), 15.0), atol=1e-5 * scale
+        )
+
+
 def test_ease_compact_storage_round_trips(tmp_path: Path) -> None:
     hist = histories(block_ratings())
     model = EASE.fit(hist.binary, hist.item_ids, EASEParams(l2=5.0, dropout=0.25, keep_per_item=8))
