@@ -23,7 +23,7 @@ import scipy.sparse as sp
 
 from cinematch.core.log import get_logger, timed
 from cinematch.recommender import list_cache
-from cinematch.recommender.interactions import Histories, epoch_seconds, histories, lookup
+from cinematch.recommender.interactions import Histories, epoch_seconds, histories, lookup, unique_ids
 from cinematch.recommender.ranker import Ranker, fill_cold
 
 log = get_logger(__name__)
@@ -39,9 +39,9 @@ def popular_recent(ratings: pa.Table, n: int, exclude_placeholder: np.ndarray | 
         return np.zeros(0, np.int64)
     ts = epoch_seconds(ratings)
     recent = ts >= ts.max() - RECENT_DAYS * 86_400
-    ids, inverse = np.unique(movies, return_inverse=True)
-    total = np.bincount(inverse, minlength=len(ids))
-    recent_counts = np.bincount(inverse[recent], minlength=len(ids))
+    ids, total = unique_ids(movies)
+    pos, _ = lookup(ids, movies[recent])
+    recent_counts = np.bincount(pos, minlength=len(ids))
     keep = np.ones(len(ids), bool)
     if exclude_placeholder is not None and len(exclude_placeholder):
         keep &= ~np.isin(ids, exclude_placeholder)
@@ -62,23 +62,25 @@ def new_movie_slot(
     new movies' genres, or who has rated them all, gets none.
     """
     movies = ratings.column("movie_id").to_numpy().astype(np.int64)
-    new_ids, counts = np.unique(movies[~np.isin(movies, catalogue)], return_counts=True)
+    # per distinct rated movie (one gather maps every rating to it): outside the catalogue or not, its genres
+    rated, rated_counts = unique_ids(movies)
+    is_new = ~np.isin(rated, catalogue)
+    new_ids, counts = rated[is_new], rated_counts[is_new]
     out = np.full(len(users), -1, np.int64)
     if len(new_ids) == 0 or not genres:
         return out
     names = sorted(genres)
-    member = np.stack([np.isin(new_ids, genres[g]) for g in names], axis=1).astype(np.float32)  # (new, genres)
-    new_score = member * np.log1p(counts).astype(np.float32)[:, None]
-    # the user's genre mix from the ratings table, one sparse product
+    member = np.stack([np.isin(rated, genres[g]) for g in names], axis=1).astype(np.float32)  # (rated, genres)
+    new_score = member[is_new] * np.log1p(counts).astype(np.float32)[:, None]
+    mpos, _ = lookup(rated, movies)
     uidx, ok = lookup(users, ratings.column("user_id").to_numpy().astype(np.int64))
-    movie_genre = np.stack([np.isin(movies, genres[g]) for g in names], axis=1).astype(np.float32)
-    taste = sp.csr_matrix((np.ones(int(ok.sum()), np.float32), (uidx[ok], np.arange(len(movies))[ok])),
-                          shape=(len(users), len(movies))) @ movie_genre  # fmt: skip
+    if not ok.all():
+        uidx, mpos = uidx[ok], mpos[ok]
+    # the user's genre mix: user x movie counts times the movies' genres (one sparse product)
+    counts_matrix = sp.csr_matrix((np.ones(len(uidx), np.float32), (uidx, mpos)), shape=(len(users), len(rated)))
+    taste = counts_matrix @ member
     taste /= np.maximum(taste.sum(axis=1, keepdims=True), 1.0)
-    npos, is_new = lookup(new_ids, movies)
-    pick = ok & is_new
-    seen = sp.csr_matrix((np.ones(int(pick.sum()), np.float32), (uidx[pick], npos[pick])),
-                         shape=(len(users), len(new_ids)))  # fmt: skip
+    seen = counts_matrix[:, np.flatnonzero(is_new)]  # (users, new): the new movies each user has rated
     for s in range(0, len(users), _AFFINITY_BLOCK):
         scores = taste[s : s + _AFFINITY_BLOCK] @ new_score.T  # (block, new)
         r, c = seen[s : s + _AFFINITY_BLOCK].nonzero()
@@ -128,7 +130,7 @@ def top_n_table(
     lists are scored again (``list_cache``); the cold-start list and the new-movie slot, which depend on
     everyone's ratings, are applied to every user each time.
     """
-    users = np.unique(ratings.column("user_id").to_numpy().astype(np.int64))
+    users, _ = unique_ids(ratings.column("user_id").to_numpy())
     with timed(log, "batch_recommendations", users=len(users), model=ranker.name) as info:
         hist = histories(ratings, ranker.item_ids, users)
         ids, scores, because = _model_lists(ranker, ratings, hist, n, cache, info)

@@ -10,7 +10,9 @@ same-day sessions) and score a history x as x·B:
   the Identity", NeurIPS 2020). Seen items are never recommended, so its diagonal is irrelevant and set to 0.
 
 Memory bound: the Gram matrix is inverted in place in float32 (LAPACK potrf/potri), so a fit needs about
-n² x 4 bytes plus the interactions: 1.6 GB at 20,000 items, 3.6 GB at 30,000. Catalogues above
+n² x 4 bytes plus the interactions: 1.6 GB at 20,000 items, 3.6 GB at 30,000. With fewer rows m than items
+(``dual_is_cheaper``: m ≤ 0.37 n) P comes from the m x m system instead, which also holds X densely in
+float64 twice (m·n x 16 bytes: under 1.5 x the n x n matrix) beside P's n² x 4 bytes. Catalogues above
 ``max_items`` drop the least-supported items first (``fit`` raises the minimum support until they fit).
 A stored model keeps, per item, its ``keep_per_item`` largest weights in float16 with a float32 scale per
 column (about 6 bytes per kept weight instead of 4·n per item).

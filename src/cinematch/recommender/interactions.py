@@ -35,6 +35,23 @@ def epoch_seconds(table: pa.Table) -> np.ndarray:
 _TABLE_MAX = 1 << 26  # widest id range looked up through a dense table (512 MB of int64 positions)
 
 
+def unique_ids(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted distinct ids, their counts), as ``np.unique(ids, return_counts=True)``.
+
+    Many ids over a compact range are counted by one ``bincount`` instead of a sort: 25M ratings' movie ids in
+    0.1 s instead of 2 s. A wide range (or few ids) takes ``np.unique``.
+    """
+    ids = np.asarray(ids, dtype=np.int64)
+    if len(ids) < 4096:
+        return np.unique(ids, return_counts=True)
+    lo, hi = int(ids.min()), int(ids.max())
+    if hi - lo + 1 > min(max(1 << 20, 2 * len(ids)), _TABLE_MAX):
+        return np.unique(ids, return_counts=True)
+    counts = np.bincount(ids - lo, minlength=hi - lo + 1)
+    present = np.flatnonzero(counts)
+    return present + lo, counts[present]
+
+
 def lookup(known: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Position of each id in the sorted array ``known`` and whether it is there.
 
