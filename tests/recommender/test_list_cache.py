@@ -67,6 +67,24 @@ def test_fingerprints_ignore_row_order_and_see_every_change() -> None:
     assert added[1] != prints[1] and added[0] == prints[0]
 
 
+def splitmix_reference(x: np.ndarray) -> np.ndarray:
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return np.asarray(x ^ (x >> np.uint64(31)))
+
+
+def test_rating_hashes_in_blocks_equal_the_whole_array_formula() -> None:
+    """Hashed in place a block at a time (several blocks and a partial one): the same words as the plain formula,
+    so fingerprints stored before stay valid."""
+    rng = np.random.default_rng(2)
+    n = 3 * (1 << 16) + 123
+    movie = rng.integers(1, 300_000, n).astype(np.int64).view(np.uint64)
+    rating = (rng.integers(1, 11, n) / 2.0).view(np.uint64)
+    with np.errstate(over="ignore"):
+        want = splitmix_reference(splitmix_reference(movie + np.uint64(0x9E3779B97F4A7C15)) ^ rating)
+    np.testing.assert_array_equal(list_cache.rating_hashes(movie, rating), want)
+
+
 def test_publish_after_a_batch_scores_only_changed_users_and_equals_a_full_recompute(
     ranker: Ranker, tmp_path: Path
 ) -> None:

@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from cinematch.core.log import get_logger, log_event
+from cinematch.recommender.interactions import lookup
 from cinematch.storage.files import atomic_write
 
 log = get_logger(__name__)
@@ -29,11 +30,31 @@ FORMAT = 1
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
-def _mix(x: np.ndarray) -> np.ndarray:
-    """splitmix64's finalizer: a bijective scramble of 64-bit words (wrapping arithmetic)."""
-    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    out: np.ndarray = x ^ (x >> np.uint64(31))
+_HASH_BLOCK = 1 << 16  # ratings hashed per block: its few arrays stay in cache
+
+
+def _mix(x: np.ndarray, tmp: np.ndarray) -> None:
+    """splitmix64's finalizer, in place: a bijective scramble of 64-bit words (wrapping arithmetic)."""
+    for shift, factor in ((30, 0xBF58476D1CE4E5B9), (27, 0x94D049BB133111EB), (31, None)):
+        np.right_shift(x, np.uint64(shift), out=tmp)
+        x ^= tmp
+        if factor is not None:
+            x *= np.uint64(factor)
+
+
+def rating_hashes(movie: np.ndarray, rating: np.ndarray) -> np.ndarray:
+    """mix(mix(movie + golden) xor rating bits) per rating (uint64 views), in cache-sized blocks in place:
+    whole-array expressions made a fresh 200 MB temporary per operation at 25M ratings (2.2 s against 0.3 s)."""
+    out = np.empty(len(movie), np.uint64)
+    tmp = np.empty(min(len(movie), _HASH_BLOCK), np.uint64)
+    with np.errstate(over="ignore"):
+        for s in range(0, len(movie), _HASH_BLOCK):
+            x = out[s : s + _HASH_BLOCK]
+            t = tmp[: len(x)]
+            np.add(movie[s : s + _HASH_BLOCK], _GOLDEN, out=x)
+            _mix(x, t)
+            x ^= rating[s : s + _HASH_BLOCK]
+            _mix(x, t)
     return out
 
 
@@ -42,10 +63,8 @@ def fingerprints(ratings: pa.Table, users: np.ndarray) -> np.ndarray:
     user = ratings.column("user_id").to_numpy().astype(np.int64)
     movie = ratings.column("movie_id").to_numpy().astype(np.int64).view(np.uint64)
     rating = ratings.column("rating").to_numpy().astype(np.float64).view(np.uint64)
-    with np.errstate(over="ignore"):
-        h = _mix(_mix(movie + _GOLDEN) ^ rating)
     out = np.zeros(len(users), np.uint64)
-    np.add.at(out, np.searchsorted(users, user), h)
+    np.add.at(out, lookup(users, user)[0], rating_hashes(movie, rating))  # dense positions, not binary searches
     return out
 
 
