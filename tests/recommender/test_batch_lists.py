@@ -69,3 +69,28 @@ def test_new_movie_slot_equals_a_per_user_reference() -> None:
                 best, best_score = int(m), score
         assert got[k] == best, (user, got[k], best)
     assert (got >= 0).sum() > 100  # most users have a taste for some new movie
+
+
+def test_histories_average_a_pair_rated_twice_and_keep_single_ratings_exact() -> None:
+    """Without repeated pairs one sparse build serves both matrices; a repeated (user, movie) pair is averaged."""
+    from cinematch.recommender.interactions import histories
+
+    table = ratings_table(seed=5, n=6_000)
+    key = table.column("user_id").to_numpy() * 10_000 + table.column("movie_id").to_numpy()
+    single = table.take(np.sort(np.unique(key, return_index=True)[1]))  # each (user, movie) pair once
+    hist = histories(single, np.arange(1, 800))
+    users, movies = single.column("user_id").to_numpy(), single.column("movie_id").to_numpy()
+    inside = movies < 800
+    assert hist.binary.nnz == int(inside.sum()) and set(hist.binary.data.tolist()) == {1.0}
+    u = np.searchsorted(hist.user_ids, users[inside])
+    np.testing.assert_array_equal(np.asarray(hist.ratings[u, movies[inside] - 1]).ravel(),
+                                  single.column("rating").to_numpy()[inside].astype(np.float32))  # fmt: skip
+    first = int(np.flatnonzero(inside)[0])
+    user, movie, rating = int(users[first]), int(movies[first]), float(single.column("rating")[first].as_py())
+    again = pa.concat_tables([single, pa.table({"user_id": pa.array([user], pa.int64()),
+                              "movie_id": pa.array([movie], pa.int64()), "rating": pa.array([0.5]),
+                              "rated_at": single.column("rated_at").slice(0, 1)})])  # fmt: skip
+    twice = histories(again, np.arange(1, 800))
+    row = int(np.searchsorted(twice.user_ids, user))
+    assert twice.binary.nnz == hist.binary.nnz and twice.binary[row, movie - 1] == 1.0
+    assert twice.ratings[row, movie - 1] == pytest.approx((rating + 0.5) / 2)

@@ -121,19 +121,21 @@ def histories(table: pa.Table, item_ids: np.ndarray | None = None, user_ids: np.
     items = _column(table, "movie_id").astype(np.int64)
     values = _column(table, "rating").astype(np.float64)
     if item_ids is None:
-        item_ids = np.unique(items)
+        item_ids = unique_ids(items)[0]
     if user_ids is None:
-        user_ids = np.unique(users)
+        user_ids = unique_ids(users)[0]
     ipos, iok = lookup(item_ids, items)
     upos, uok = lookup(user_ids, users)
     keep = iok & uok
+    if not keep.all():
+        upos, ipos, values = upos[keep], ipos[keep], values[keep]
     shape = (len(user_ids), len(item_ids))
-    ones = _csr(upos[keep], ipos[keep], np.ones(int(keep.sum())), shape)
-    sums = _csr(upos[keep], ipos[keep], values[keep], shape)
-    binary = ones.copy()
+    ratings = _csr(upos, ipos, values, shape)
+    binary = ratings.copy()
     binary.data[:] = 1.0
-    ratings = sums.copy()
-    ratings.data = (sums.data / ones.data).astype(np.float32)  # same canonical structure: mean of duplicates
+    if ratings.nnz < len(upos):  # a (user, movie) pair more than once: its rating is the mean of them
+        ones = _csr(upos, ipos, np.ones(len(upos)), shape)  # the same canonical structure, counts as data
+        ratings.data = (ratings.data / ones.data).astype(np.float32)
     return Histories(np.asarray(user_ids, np.int64), np.asarray(item_ids, np.int64), binary, ratings)
 
 
