@@ -33,6 +33,13 @@ def epoch_seconds(table: pa.Table) -> np.ndarray:
 
 
 _TABLE_MAX = 1 << 26  # widest id range looked up through a dense table (512 MB of int64 positions)
+_TABLE_MIN_IDS = 4096  # fewer ids than this: sorting or binary search beats building a table
+
+
+def _dense_range(n_ids: int, span: int) -> bool:
+    """Whether ``n_ids`` ids over a range of ``span`` values pay for a dense table indexed by id (lookup,
+    unique_ids): enough ids, and a range no wider than twice their number (at least 2^20) or ``_TABLE_MAX``."""
+    return n_ids >= _TABLE_MIN_IDS and span <= min(max(1 << 20, 2 * n_ids), _TABLE_MAX)
 
 
 def unique_ids(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -42,10 +49,8 @@ def unique_ids(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     0.1 s instead of 2 s. A wide range (or few ids) takes ``np.unique``.
     """
     ids = np.asarray(ids, dtype=np.int64)
-    if len(ids) < 4096:
-        return np.unique(ids, return_counts=True)
-    lo, hi = int(ids.min()), int(ids.max())
-    if hi - lo + 1 > min(max(1 << 20, 2 * len(ids)), _TABLE_MAX):
+    lo, hi = (int(ids.min()), int(ids.max())) if len(ids) >= _TABLE_MIN_IDS else (0, -1)
+    if not _dense_range(len(ids), hi - lo + 1):
         return np.unique(ids, return_counts=True)
     counts = np.bincount(ids - lo, minlength=hi - lo + 1)
     present = np.flatnonzero(counts)
@@ -63,7 +68,7 @@ def lookup(known: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return np.zeros(len(ids), np.int64), np.zeros(len(ids), bool)
     lo, hi = int(known[0]), int(known[-1])
     span = hi - lo + 1
-    if len(ids) < 4096 or span > min(max(1 << 20, 2 * len(ids)), _TABLE_MAX):
+    if not _dense_range(len(ids), span):
         pos = np.minimum(np.searchsorted(known, ids), len(known) - 1)
         return pos, known[pos] == ids
     table = np.full(span, -1, np.int64)
