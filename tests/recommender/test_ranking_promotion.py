@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
@@ -18,7 +20,7 @@ from cinematch.lakehouse.etl import run_etl
 from cinematch.recommender import registry
 from cinematch.recommender.als import ALSModel
 from cinematch.recommender.als_params import ALSParams
-from cinematch.recommender.evaluation import compare, evaluate_version
+from cinematch.recommender.evaluation import compare, evaluate_version, evaluation_users
 from cinematch.recommender.ials import IALS, IALSParams
 from cinematch.recommender.interactions import histories
 from cinematch.recommender.ranker import Component, Ranker
@@ -91,6 +93,41 @@ def test_the_challenger_lists_from_evaluation_give_the_same_comparison(tasteful)
     assert reused["challenger_ndcg"] != reused["champion_ndcg"]
     with pytest.raises(ValueError, match="challenger lists"):
         compare((good, ranker), (bad, weak), train, test, challenger_lists=lists[:, :5])
+
+
+def test_top_n_lists_are_scored_on_a_seeded_sample_of_test_users_and_ratings_on_every_row(tasteful) -> None:
+    train, test = stable_split(tasteful["ratings"])
+    everyone = evaluation_users(test)
+    assert len(everyone) > 300 and np.array_equal(evaluation_users(test, len(everyone)), everyone)
+    sample = evaluation_users(test, 150, seed=3)
+    assert len(sample) == 150 and np.isin(sample, everyone).all() and (np.diff(sample) > 0).all()
+    assert np.array_equal(evaluation_users(test, 150, seed=3), sample)
+    assert not np.array_equal(evaluation_users(test, 150, seed=4), sample)
+    # bottom-k by a hash of the id: a user sampled from all the data is sampled from any part holding it
+    part = test.filter(pa.array(test.column("user_id").to_numpy() % 2 == 0))
+    held = sample[np.isin(sample, part.column("user_id").to_numpy())]
+    assert len(held) and np.isin(held, evaluation_users(part, 150, seed=3)).all()
+
+    good, bad = _als(train, rank=8, iterations=8), _als(train, rank=2, iterations=1, reg=5.0)
+    ranker = select(train, RankingConfig(), full=False).ranker
+    full, _, _ = evaluate_version(good, ranker, train, test)
+    sampled, users, lists = evaluate_version(good, ranker, train, test, max_users=150, seed=3)
+    assert np.array_equal(users, sample) and lists.shape == (150, 10)
+    rows = test.filter(pa.array(np.isin(test.column("user_id").to_numpy(), sample)))
+    alone, _, _ = evaluate_version(good, ranker, train, rows)  # the same users' rows evaluated on their own
+    for key in ("ndcg_at_10", "precision_at_10", "recall_at_10", "coverage", "n_users_evaluated"):
+        assert sampled[key] == alone[key], key
+    assert sampled["baseline"] == alone["baseline"]
+    assert sampled["rmse"] == full["rmse"] != alone["rmse"] and sampled["n_test"] == test.num_rows
+    assert sampled["eval_user_sample"]["users"] == 150 and sampled["n_test_users"] == len(everyone)
+    assert "eval_user_sample" not in full
+    weak = (bad, Ranker([Component("ials", IALS.fit(histories(train, ranker.item_ids).binary, ranker.item_ids,
+                                                     IALSParams(factors=2, iterations=2)))]))  # fmt: skip
+    judged = compare((good, ranker), weak, train, test, challenger_lists=lists, max_users=150, seed=3)
+    assert judged == compare((good, ranker), weak, train, test, max_users=150, seed=3)
+    assert judged["challenger_ndcg"] == pytest.approx(sampled["ndcg_at_10"])
+    assert judged["eval_users"] == sampled["n_users_evaluated"] and judged["ranked_rows"] == rows.num_rows
+    assert judged["challenger_rmse_same_rows"] == full["rmse"]
 
 
 def _warehouse(settings: Settings, tables, tmp_path: Path) -> None:

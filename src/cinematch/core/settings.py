@@ -83,6 +83,8 @@ class Settings(BaseSettings):
     ease_keep_per_item: int = Field(default=1024, ge=1)  # largest weights kept per movie in a stored model
     # the ranking search fits its candidates on a seeded sample of whole users above this many training ratings
     ranking_search_max_ratings: int = Field(default=1_000_000, ge=1_000)
+    # a version's top-N is evaluated on a seeded sample of this many test users when there are more (RMSE: every row)
+    eval_max_users: int = Field(default=20_000, ge=100)
     # ranking candidates projected to cost more than this to fit and fold in on the training data are not searched
     ranking_fit_budget_seconds: float = Field(default=120.0, gt=0)
     # model versions whose large files are kept besides the champion and the previous champion

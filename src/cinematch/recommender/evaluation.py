@@ -18,12 +18,14 @@ import pyarrow as pa
 
 from cinematch.recommender import list_cache
 from cinematch.recommender.als import ALSModel
-from cinematch.recommender.interactions import histories, lookup
+from cinematch.recommender.interactions import histories, lookup, unique_ids
 from cinematch.recommender.metrics import mae, per_user_ndcg, ranking_metrics, rmse
 from cinematch.recommender.protocols import paired_bootstrap
 from cinematch.recommender.ranker import Ranker
+from cinematch.recommender.split import seeded_user_keys
 
 BOOTSTRAP_SEED = 0
+SAMPLE_RULE = "the test users with the smallest seeded hash of their id (a user stays in as the data grows)"
 
 
 def _col(table: pa.Table, name: str, dtype: type) -> np.ndarray:
@@ -33,7 +35,7 @@ def _col(table: pa.Table, name: str, dtype: type) -> np.ndarray:
 
 def popular_items(train: pa.Table) -> tuple[np.ndarray, np.ndarray]:
     """(movie ids, counts) of ``train``, most rated first (ties: lower id first)."""
-    ids, counts = np.unique(_col(train, "movie_id", np.int64), return_counts=True)
+    ids, counts = unique_ids(_col(train, "movie_id", np.int64))
     order = np.lexsort((ids, -counts))
     return ids[order], counts[order]
 
@@ -67,7 +69,7 @@ def served_lists(als: ALSModel, ranker: Ranker | None, train: pa.Table, users: n
         ids, _ = als.recommend(users, k, exclude_seen=True)
         return ids
     hist = histories(train, ranker.item_ids)
-    known = np.unique(_col(train, "user_id", np.int64))
+    known = unique_ids(_col(train, "user_id", np.int64))[0]
     pos, present = lookup(known, users)
     prints = np.where(present, list_cache.fingerprints(train, known)[pos], np.uint64(0))
     before = _EVALUATED.get(id(ranker))
@@ -93,6 +95,35 @@ def _remember(ranker: Ranker, lists: _Evaluated) -> None:
     _EVALUATED[id(ranker)] = (weakref.ref(ranker), lists)
 
 
+def evaluation_users(test: pa.Table, max_users: int | None = None, seed: int = 0) -> np.ndarray:
+    """The sorted test users whose top-N lists are scored: all of them, or above ``max_users`` a seeded sample.
+
+    The sample keeps the ``max_users`` users with the smallest seeded hash of their id (bottom-k sampling), so a
+    user sampled once stays sampled while the data grows (until pushed out by a new user of smaller hash), and
+    the champion's lists of unchanged users are reused from its last evaluation (``_EVALUATED``).
+    """
+    users = unique_ids(_col(test, "user_id", np.int64))[0]
+    if max_users is None or len(users) <= max_users:
+        return users
+    keys = seeded_user_keys(users, seed)
+    return np.sort(users[np.argpartition(keys, max_users - 1)[:max_users]])
+
+
+def _rows_of(test: pa.Table, users: np.ndarray) -> pa.Table:
+    """The rows of ``test`` whose user is in the sorted ``users``."""
+    _, present = lookup(users, _col(test, "user_id", np.int64))
+    return test if present.all() else test.filter(pa.array(present))
+
+
+def _sample_info(users: np.ndarray, test: pa.Table, max_users: int | None, seed: int) -> dict[str, Any]:
+    total = len(unique_ids(_col(test, "user_id", np.int64))[0])
+    info: dict[str, Any] = {"n_test_users": total}
+    if len(users) < total:
+        info["eval_user_sample"] = {"users": len(users), "of": total, "max_users": max_users, "seed": seed,
+                                    "rule": SAMPLE_RULE}  # fmt: skip
+    return info
+
+
 def _baseline(train: pa.Table, users: np.ndarray, k: int) -> np.ndarray:
     """Most-popular top-k per user, excluding what the user rated in ``train``."""
     from cinematch.recommender.metrics import MostPopular
@@ -104,32 +135,43 @@ def _baseline(train: pa.Table, users: np.ndarray, k: int) -> np.ndarray:
 def _ranking(
     train: pa.Table, test: pa.Table, users: np.ndarray, ids: np.ndarray, k: int, threshold: float
 ) -> dict[str, Any]:
-    item_ids, counts = np.unique(_col(train, "movie_id", np.int64), return_counts=True)
+    item_ids, counts = unique_ids(_col(train, "movie_id", np.int64))
     return ranking_metrics(users, ids, _col(test, "user_id", np.int64), _col(test, "movie_id", np.int64),
                            _col(test, "rating", np.float64), k, threshold, max(1, len(item_ids)), item_ids,
                            counts)  # fmt: skip
 
 
 def evaluate_version(
-    als: ALSModel, ranker: Ranker | None, train: pa.Table, test: pa.Table, k: int = 10, threshold: float = 4.0
+    als: ALSModel,
+    ranker: Ranker | None,
+    train: pa.Table,
+    test: pa.Table,
+    k: int = 10,
+    threshold: float = 4.0,
+    max_users: int | None = None,
+    seed: int = 0,
 ) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
-    """(metrics, users, lists): the version's served lists for every test user, scored, beside most-popular.
+    """(metrics, users, lists): the version's served lists for the test users, scored, beside most-popular.
 
     Relevance: a test rating >= ``threshold`` (0: every test interaction). Metrics are averaged over users with
-    a relevant test item; coverage and popularity are over every list.
+    a relevant test item; coverage and popularity are over every list. Above ``max_users`` test users the lists
+    are scored on a seeded sample of them (``evaluation_users``: the held-out-users practice of Liang et al. 2018
+    and Steck 2019 on ML-20M, 10k users each); RMSE and MAE always cover every test rating.
     """
-    users = np.unique(_col(test, "user_id", np.int64))
+    users = evaluation_users(test, max_users, seed)
+    ranked = _rows_of(test, users)
     ids = served_lists(als, ranker, train, users, k)
     predicted, _ = als.predict(_col(test, "user_id", np.int64), _col(test, "movie_id", np.int64))
     truth = _col(test, "rating", np.float64)
-    ranking = _ranking(train, test, users, ids, k, threshold)
-    baseline = _ranking(train, test, users, _baseline(train, users, k), k, threshold)
+    ranking = _ranking(train, ranked, users, ids, k, threshold)
+    baseline = _ranking(train, ranked, users, _baseline(train, users, k), k, threshold)
     metrics = {
         "rmse": rmse(truth, predicted),
         "mae": mae(truth, predicted),
         **{key: value for key, value in ranking.items() if key != "n_users_evaluated"},
         "n_test": int(test.num_rows),
         "n_users_evaluated": ranking["n_users_evaluated"],
+        **_sample_info(users, test, max_users, seed),
         "relevance_min_rating": threshold,
         "k": k,
         "ranking_model": ranker.name if ranker is not None else "als",
@@ -146,20 +188,26 @@ def compare(
     k: int = 10,
     threshold: float = 4.0,
     challenger_lists: np.ndarray | None = None,
+    max_users: int | None = None,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """Both versions on the same held-out rows from the same histories: NDCG@k, RMSE and the paired bootstrap.
 
     ``challenger_lists``: the challenger's top-k for the sorted test users when already computed (the lists
-    ``evaluate_version`` returns for the same ``train``, ``test`` and k), so they are not scored twice.
+    ``evaluate_version`` returns for the same ``train``, ``test``, k and sample), so they are not scored twice.
+    NDCG is over the same users as ``evaluate_version`` (``max_users``, ``seed``); RMSE over every test rating.
     """
-    users = np.unique(_col(test, "user_id", np.int64))
+    users = evaluation_users(test, max_users, seed)
+    ranked = _rows_of(test, users)
     tu, ti, tr = _col(test, "user_id", np.int64), _col(test, "movie_id", np.int64), _col(test, "rating", np.float64)
+    ru, ri, rr = (_col(ranked, name, dtype) for name, dtype in (("user_id", np.int64), ("movie_id", np.int64),
+                                                                ("rating", np.float64)))  # fmt: skip
     if challenger_lists is not None and challenger_lists.shape != (len(users), k):
         raise ValueError(f"challenger lists of shape {challenger_lists.shape} for {len(users)} test users at k={k}")
     per_user = []
     for (als, ranker), given in zip((challenger, champion), (challenger_lists, None), strict=True):
         ids = given if given is not None else served_lists(als, ranker, train, users, k)
-        per_user.append(per_user_ndcg(users, ids, tu, ti, tr, k, threshold))
+        per_user.append(per_user_ndcg(users, ids, ru, ri, rr, k, threshold))
     (u1, a), (u2, b) = per_user
     if not np.array_equal(u1, u2) or len(a) == 0:
         return {"eval_users": 0, "challenger_ndcg": float("nan"), "champion_ndcg": float("nan"),
@@ -169,6 +217,7 @@ def compare(
     return {
         "eval_users": len(a),
         "eval_rows": int(test.num_rows),
+        "ranked_rows": int(ranked.num_rows),
         "challenger_ndcg": float(np.mean(a)),
         "champion_ndcg": float(np.mean(b)),
         "ndcg_diff": float(diff),
@@ -202,7 +251,7 @@ def evaluate_models(
     from cinematch.recommender.ials import IALS, IALSParams
     from cinematch.recommender.ranker import Component
 
-    users = np.unique(_col(test, "user_id", np.int64))
+    users = unique_ids(_col(test, "user_id", np.int64))[0]
     rows = [_row("most_popular", _ranking(train, test, users, _baseline(train, users, k), k, threshold))]
     als_ids, _ = als.recommend(users, k, exclude_seen=True)
     rows.append(_row("als (explicit ratings)", _ranking(train, test, users, als_ids, k, threshold)))

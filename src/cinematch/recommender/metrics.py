@@ -27,8 +27,10 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import scipy.sparse as sp
 
 from cinematch.core.errors import BadInput
+from cinematch.recommender.interactions import lookup, unique_ids
 from cinematch.recommender.top_n import SCORE_ELEMENTS, seen_positions
 
 
@@ -323,7 +325,7 @@ def evaluate(
     """
     users, items, ratings = _columns(test)
     predicted, _ = model.predict(users, items)
-    train_items, train_counts = np.unique(_columns(train)[1], return_counts=True)
+    train_items, train_counts = unique_ids(_columns(train)[1])
     popularity = (train_items, train_counts)
     ranking = _ranking(model, (users, items, ratings), max(len(train_items), 1), k, threshold, popularity)
     n_users_evaluated = ranking.pop("n_users_evaluated")
@@ -341,13 +343,15 @@ class MostPopular:
         users, items, _ = _columns(train)
         if len(users) == 0:
             raise BadInput("cannot build a most-popular recommender from zero train ratings")
-        self.item_ids, item_idx, counts = np.unique(items, return_inverse=True, return_counts=True)
-        self.item_counts = counts.astype(np.int64)
-        self.scores = counts.astype(np.float32)
-        self.user_ids, user_idx = np.unique(users, return_inverse=True)
-        order = np.lexsort((item_idx, user_idx))
-        self.seen_indices = item_idx[order]
-        self.seen_indptr = np.concatenate([[0], np.cumsum(np.bincount(user_idx, minlength=len(self.user_ids)))])
+        self.item_ids, counts = unique_ids(items)
+        self.item_counts, self.scores = counts.astype(np.int64), counts.astype(np.float32)
+        self.user_ids, _ = unique_ids(users)
+        # who rated what: a user x item CSR by a counting pass (a sort of 15M pairs took seconds); pairs merged
+        rows, cols = lookup(self.user_ids, users)[0].astype(np.int32), lookup(self.item_ids, items)[0].astype(np.int32)
+        seen = sp.coo_matrix((np.ones(len(rows), np.float32), (rows, cols)), (len(self.user_ids), len(counts)))
+        seen = seen.tocsr()
+        self.seen_indices = seen.indices.astype(np.int64)
+        self.seen_indptr = seen.indptr.astype(np.int64)
 
     def recommend(self, user_ids: np.ndarray, n: int = 10, exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Per user, the first ``n`` items of the popularity order (most rated first, ties: lower id) that the user

@@ -157,6 +157,12 @@ def _rank_within_user(users: np.ndarray, within: np.ndarray) -> tuple[np.ndarray
     return rank, counts[codes]
 
 
+def seeded_user_keys(users: np.ndarray, seed: int) -> np.ndarray:
+    """A uniform pseudo-random uint64 per (user, seed): a user keeps its key whatever else is in the data."""
+    users = np.asarray(users, dtype=np.int64)
+    return _seeded_keys(users, np.zeros_like(users), seed)
+
+
 def _seeded_keys(users: np.ndarray, movies: np.ndarray, seed: int) -> np.ndarray:
     """A uniform pseudo-random uint64 per (user, movie, seed): splitmix64 of the mixed ids."""
     with np.errstate(over="ignore"):

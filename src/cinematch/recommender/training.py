@@ -162,7 +162,8 @@ def train_warehouse(
 
     The ranking model is searched on validation data when ``tune`` (or when no earlier choice exists) and
     otherwise refitted with the champion's choice. The challenger is compared with the champion on every
-    held-out rating of the stable split (unseen by both), from the same current training histories, and
+    held-out rating of the stable split (unseen by both; the top-N lists of at most ``eval_max_users`` test users,
+    a seeded sample), from the same current training histories, and
     promoted only if neither its top-10 NDCG (paired bootstrap over users) nor its RMSE is worse beyond
     tolerance; the decision and both models' scores on those rows are stored in its row.
     """
@@ -181,19 +182,23 @@ def train_warehouse(
     selection = fit_ranker(train, settings, previous, tune, note, trainer)
     seconds = time.perf_counter() - t0
     k, threshold = settings.top_n, settings.relevance_threshold
-    metrics, _, lists = evaluate_version(model, selection.ranker, train, test, k, threshold)
+    sample = {"max_users": settings.eval_max_users, "seed": settings.seed}
+    metrics, _, lists = evaluate_version(model, selection.ranker, train, test, k, threshold, **sample)
 
     champion_rmse, ranking = None, None
     if current is not None:
         champ = (registry.load_model(settings, current["version"]), registry.load_ranker(settings, current["version"]))
-        ranking = compare((model, selection.ranker), champ, train, test, k, threshold, challenger_lists=lists)
+        ranking = compare((model, selection.ranker), champ, train, test, k, threshold, challenger_lists=lists,
+                          **sample)  # fmt: skip
         champion_rmse = ranking["champion_rmse_same_rows"]
     version = registry.new_version()
     promotion = registry.decide_promotion(metrics["rmse"], champion_rmse, settings.promotion_tolerance,
                                           current["version"] if current else None, ranking,
                                           settings.promotion_ndcg_tolerance)  # fmt: skip
     promotion["eval_rows"] = test.num_rows
-    promotion["eval_data"] = "every held-out rating of the stable split; histories: the current training split"
+    promotion["eval_data"] = ("every held-out rating of the stable split (top-N: of the test users, or a seeded sample "
+                              f"of {settings.eval_max_users:,} when there are more); histories: the current training "
+                              "split")  # fmt: skip
     metadata = {
         "params": asdict(params),
         "metrics": metrics,
