@@ -147,6 +147,31 @@ def test_ials_fold_in_solves_the_normal_equations() -> None:
             np.testing.assert_allclose(factors[user], expected, rtol=2e-3, atol=2e-4)
 
 
+def test_ials_lists_over_many_blocks_in_two_threads_equal_a_sort_of_each_users_scores(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Blocks of 7-8 users written into one reused score matrix per thread: every list is still the user's own."""
+    from cinematch.recommender import ranker as ranker_module
+
+    monkeypatch.setattr(ranker_module, "_SCORE_ELEMENTS", 8 * 20)  # 8 users x 20 items a block
+    monkeypatch.setattr(ranker_module, "default_threads", lambda: 2)
+    rng = np.random.default_rng(3)
+    users, items = rng.integers(1, 90, 700), rng.integers(201, 221, 700)
+    table = pa.table({"user_id": users, "movie_id": items, "rating": np.full(700, 4.0),
+                      "rated_at": pa.array(np.full(700, 1_700_000_000_000_000), pa.timestamp("us"))})  # fmt: skip
+    hist = histories(table)
+    model = IALS(IALSParams(factors=3, alpha=2.0), hist.item_ids, rng.standard_normal((20, 3)).astype(np.float32), "t")
+    ranker = Ranker([Component("ials", model)])
+    asked = hist.user_ids[::-1]
+    ids, scores, _ = ranker.recommend(hist, asked, 5)
+    full = model.user_factors(hist.rows(asked)) @ model.item_factors.T
+    for row, user in enumerate(asked):
+        seen = set(items[users == user].tolist())
+        order = [j for j in np.lexsort((np.arange(20), -full[row])) if hist.item_ids[j] not in seen][:5]
+        assert ids[row][ids[row] >= 0].tolist() == hist.item_ids[order].tolist(), user
+        np.testing.assert_allclose(scores[row][: len(order)], full[row][order], rtol=1e-6)
+
+
 @pytest.mark.parametrize("kinds", [("ease",), ("ials",), ("ease", "ials")])
 def test_block_structured_taste_is_recommended(kinds: tuple[str, ...]) -> None:
     table = block_ratings()
