@@ -103,3 +103,26 @@ def test_publish_with_one_batch_and_no_model(home: Settings, tmp_path: Path) -> 
         doc = publish(con, home)
     assert doc["model_version"] is None and doc["counts"]["recommendations"] == 0
     assert doc["counts"]["trending"] > 0 and doc["counts"]["genres"] > 0
+
+
+def test_publish_with_lists_current_keeps_the_champions_lists_and_rebuilds_any_others(
+    served_home: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A training that promoted has just written the lists: publish(lists_current=True) does not rebuild them,
+    unless serving.recommendations does not hold the champion's lists (then they are rebuilt as always)."""
+    from cinematch.serving import publish as publish_module
+
+    calls: list[str] = []
+    real = publish_module.write_recommendations
+    monkeypatch.setattr(publish_module, "write_recommendations",
+                        lambda con, settings, model, version: calls.append(version) or real(con, settings, model, version))  # fmt: skip
+    read = "select user_id, rank, movie_id, model_version from serving.recommendations order by user_id, rank"
+    with write_session(served_home, "publish") as con:
+        before = con.execute(read).fetchall()
+        publish(con, served_home, lists_current=True)
+        assert calls == [] and con.execute(read).fetchall() == before
+        con.execute("update serving.recommendations set model_version = 'version_gone'")
+        publish(con, served_home, lists_current=True)
+        assert calls == [before[0][3]] and con.execute(read).fetchall() == before
+        publish(con, served_home)
+        assert len(calls) == 2

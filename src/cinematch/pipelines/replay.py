@@ -101,7 +101,7 @@ def build_base(settings: Settings, plan: ReplayPlan, say: Callable[[str], None])
         ingest_file(con, plan.base_path, batch_id=BASE_BATCH)
         run_etl(con, base, write_lake=False)
         first = train_warehouse(con, base, params_from_settings(base), tune=True)
-        publish(con, base)
+        publish(con, base, lists_current=bool(first["promoted"]))
     done.write_text(first["version"])
     say(f"base: {plan.n_base:,} ratings before {plan.start:%Y-%m-%d}, first model {first['version']} "
         f"(rmse {first['rmse']:.4f}, ndcg@10 {first['ndcg_at_10']:.4f}) in {time.perf_counter() - t0:.0f} s")  # fmt: skip
@@ -147,7 +147,8 @@ def run_period(
         ingest_file(con, period.path, batch_id=period.batch_id)
         run_etl(con, settings, write_lake=False)
         decision.update(_decide(con, settings, plan, policy, period))
-        publish(con, settings)
+        # a retrain made here that promoted has just written the lists from these ratings (not one before a kill)
+        publish(con, settings, lists_current=bool(decision["promoted"]) and decision["train_seconds"] is not None)
     charged = decision.pop("charged_seconds", 0.0)
     seconds = row["seconds"] + time.perf_counter() - started + charged
     row.update(decision, status="done", seconds=round(seconds, 3))
