@@ -13,6 +13,7 @@ from cinematch.engines.spark_als import fit_spark_als
 from cinematch.engines.spark_ranker import fit_spark_ranker
 from cinematch.recommender.als import ALSModel
 from cinematch.recommender.als_params import ALSParams
+from cinematch.recommender.ranker import Ranker
 from cinematch.recommender.tuning import RankingConfig, Selection
 
 
@@ -35,5 +36,7 @@ class SparkTrainer:
         previous: dict[str, Any] | None,
         full: bool,
         progress: Callable[[str], None] | None,
+        warm: Ranker | None = None,
     ) -> Selection:
+        """MLlib ALS takes no initial factors: ``warm`` is not used, every fit starts from its seeded factors."""
         return fit_spark_ranker(train, self.settings, config)

@@ -68,11 +68,15 @@ def prefetch(settings: Settings, plan: ReplayPlan, policies: list[Policy]) -> in
                     *(q.batch_id for q in plan.periods if q.path is not None and q.number <= period.number),
                 ]
                 train, _ = stable_split(ratings_of(con, batches))
-                if fits.cached(train, params, config, choice):  # another policy made both (every:N for always)
+                # from warm_start_min_ratings the policy's ranking refit starts from its own champion: not made here
+                cold = not (target_settings.warm_start_iterations
+                            and train.num_rows >= target_settings.warm_start_min_ratings)  # fmt: skip
+                if fits.cached(train, params, config, choice, ranking=cold):  # another policy made them (every:N)
                     continue
                 with fits.claim(train):
                     fits.fit_ratings(train, params, None)
-                    fits.fit_ranking(train, config, choice, False, None)
+                    if cold:
+                        fits.fit_ranking(train, config, choice, False, None)
                 made += 1
                 log_event(log, "replay_prefetch", replay_id=plan.replay_id, policy=target.name, period=period.number,
                           playing=playing(home), seconds=round(time.perf_counter() - started, 2))  # fmt: skip

@@ -68,6 +68,16 @@ def rows_digest(table: pa.Table) -> str:
     return digest.hexdigest()
 
 
+def factors_digest(ranker: Ranker) -> str:
+    """SHA-256 of a ranker's iALS catalogue and item factors (what a warm start reads), as hex."""
+    digest = hashlib.sha256()
+    for component in ranker.components:
+        factors = getattr(component.model, "item_factors", None)
+        if factors is not None:
+            digest.update(component.kind.encode() + component.model.item_ids.tobytes() + factors.tobytes())
+    return digest.hexdigest()
+
+
 class CachedTrainer:
     """A trainer whose fits are kept in ``folder`` and reused by key; see the module docstring."""
 
@@ -127,19 +137,25 @@ class CachedTrainer:
             self.waited_seconds += waited
             log_event(log, "fit_awaited", digest=digest[:12], seconds=round(waited, 3))
 
-    def cached(self, train: pa.Table, params: ALSParams, config: RankingConfig, previous: dict[str, Any]) -> bool:
-        """Whether both fits of a retrain on ``train`` (the rating model and the ranking refit) are stored."""
+    def cached(
+        self, train: pa.Table, params: ALSParams, config: RankingConfig, previous: dict[str, Any], ranking: bool = True
+    ) -> bool:
+        """Whether the fits of a retrain on ``train`` are stored: the rating model and (``ranking``) the ranking refit."""
         _, digest = self._canonical(train)
-        als, ranking = self._als_key(digest, params), self._ranking_key(digest, config, previous)
-        return (
-            self._read(self._entry("als", als)) is not None and self._read(self._entry("ranking", ranking)) is not None
+        als, refit = self._als_key(digest, params), self._ranking_key(digest, config, previous)
+        return self._read(self._entry("als", als)) is not None and (
+            not ranking or self._read(self._entry("ranking", refit)) is not None
         )
 
     def _als_key(self, digest: str, params: ALSParams) -> str:
         return self._key("als", digest, {"params": asdict(params)})
 
-    def _ranking_key(self, digest: str, config: RankingConfig, previous: dict[str, Any]) -> str:
-        return self._key("ranking", digest, {"config": asdict(config), "previous": previous})
+    def _ranking_key(
+        self, digest: str, config: RankingConfig, previous: dict[str, Any], warm: Ranker | None = None
+    ) -> str:
+        """A warm-started refit also depends on the factors it starts from: their digest is part of the key."""
+        return self._key("ranking", digest, {"config": asdict(config), "previous": previous,
+                                             "warm": None if warm is None else factors_digest(warm)})  # fmt: skip
 
     def _stored(self, path: Path, digest: str) -> tuple[dict[str, Any] | None, float]:
         """The entry at ``path`` (after waiting for a claimed fit of these rows) and when its load starts."""
@@ -212,18 +228,19 @@ class CachedTrainer:
         previous: dict[str, Any] | None,
         full: bool,
         progress: Callable[[str], None] | None,
+        warm: Ranker | None = None,
     ) -> Selection:
         if full or previous is None:
-            return self.inner.fit_ranking(train, config, previous, full, progress)
+            return self.inner.fit_ranking(train, config, previous, full, progress, warm)
         train, digest = self._canonical(train)
-        key = self._ranking_key(digest, config, previous)
+        key = self._ranking_key(digest, config, previous, warm)
         path = self._entry("ranking", key)
         doc, started = self._stored(path, digest)
         if doc is not None:
             ranker = Ranker.load(path)
             self._hit("ranking", key, doc, started)
             return Selection(ranker, Choice.from_dict(doc["choice"]), [], doc["catalogue"], float(doc["seconds"]))
-        selection = self.inner.fit_ranking(train, config, previous, full, progress)
+        selection = self.inner.fit_ranking(train, config, previous, full, progress, warm)
         doc = {"seconds": time.perf_counter() - started, "choice": selection.choice.as_dict(),
                "catalogue": selection.catalogue}  # fmt: skip
         self._put(path, selection.ranker.save, doc)

@@ -23,7 +23,7 @@ import json
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from threadpoolctl import ThreadpoolController
 from cinematch.core.errors import BadInput
 from cinematch.core.log import get_logger, log_event
 from cinematch.recommender.als_solver import default_threads
+from cinematch.recommender.interactions import lookup
 from cinematch.recommender.model_files import read_meta
 from cinematch.recommender.padded import padded, row_blocks
 
@@ -98,7 +99,9 @@ def _shared_ridge(chunks: list[sp.csr_matrix], f: np.ndarray, lam: float, pool: 
     return solved
 
 
-def _fit_unit_confidence(x: sp.csr_matrix, params: IALSParams, progress: Callable[[int], None] | None) -> np.ndarray:
+def _fit_unit_confidence(
+    x: sp.csr_matrix, params: IALSParams, progress: Callable[[int], None] | None, init: np.ndarray | None = None
+) -> np.ndarray:
     """Item factors of iALS with α = 1 by exact alternating solves (the objective ``implicit`` approximates
     with conjugate-gradient steps): P = X·Y·(YᵀY + λI)⁻¹, then Y = Xᵀ·P·(PᵀP + λI)⁻¹, from ``implicit``'s
     initialisation (uniform [0, 0.01)). Two sparse products per iteration, rows split across the cores.
@@ -106,7 +109,7 @@ def _fit_unit_confidence(x: sp.csr_matrix, params: IALSParams, progress: Callabl
     x = sp.csr_matrix(x, dtype=np.float32)
     x.data[:] = 1.0
     threads = default_threads() if x.nnz >= _PARALLEL_NNZ else 1
-    y = np.random.default_rng(params.seed).random((x.shape[1], params.factors), dtype=np.float32) * np.float32(0.01)
+    y = _initial(x.shape[1], params) if init is None else np.array(init, np.float32)
     users, items = _row_chunks(x, threads), _row_chunks(x.T.tocsr(), threads)
     with ThreadPoolExecutor(threads) as pool:
         for iteration in range(1, params.iterations + 1):
@@ -114,6 +117,11 @@ def _fit_unit_confidence(x: sp.csr_matrix, params: IALSParams, progress: Callabl
             if progress is not None:
                 progress(iteration)
     return y
+
+
+def _initial(n_items: int, params: IALSParams) -> np.ndarray:
+    """``implicit``'s initialisation, seeded: uniform [0, 0.01)."""
+    return np.random.default_rng(params.seed).random((n_items, params.factors), dtype=np.float32) * np.float32(0.01)
 
 
 class IALS:
@@ -150,24 +158,46 @@ class IALS:
         item_ids: np.ndarray,
         params: IALSParams,
         progress: Callable[[int], None] | None = None,
+        warm: tuple[np.ndarray, int] | None = None,
     ) -> IALS:
         """Fit on the binary user x item matrix ``x`` with ``implicit`` (all cores from 20k interactions, else one;
-        BLAS pinned to one thread)."""
+        BLAS pinned to one thread).
+
+        ``warm``: (initial item factors, iterations) instead of the seeded initialisation and ``params.iterations``
+        (``warm_start_factors``); the user factors start at zero. The model keeps ``params`` as chosen.
+        """
         params.validate()
         start = time.perf_counter()
+        init, iterations = warm if warm is not None else (None, params.iterations)
+        run = replace(params, iterations=iterations)
         callback = (lambda epoch, _elapsed, _loss: progress(epoch + 1)) if progress else None
         trainer = "cinematch" if params.alpha == 1.0 and not params.reg_per_rating else "implicit"
         with one_blas_thread():
             if trainer == "cinematch":
-                item_factors = _fit_unit_confidence(x, params, progress)
+                item_factors = _fit_unit_confidence(x, run, progress, init)
             else:
-                model = _library_model(params, threads=1 if x.nnz < _PARALLEL_NNZ else 0)
+                model = _library_model(run, threads=1 if x.nnz < _PARALLEL_NNZ else 0)
+                if init is not None:  # implicit starts from factors already set (its CG solver refines them)
+                    model.item_factors = np.array(init, np.float32)
+                    model.user_factors = np.zeros((x.shape[0], params.factors), np.float32)
                 model.fit(x.astype(np.float32), show_progress=False, callback=callback)
                 item_factors = np.asarray(model.item_factors)
         log_event(log, "ials_fit", users=x.shape[0], items=x.shape[1], nnz=x.nnz, factors=params.factors,
-                  iterations=params.iterations, trainer=trainer,
+                  iterations=iterations, warm=init is not None, trainer=trainer,
                   seconds=round(time.perf_counter() - start, 3))  # fmt: skip
         return cls(params, item_ids, item_factors, trainer=trainer)
+
+    def warm_start_factors(self, item_ids: np.ndarray, params: IALSParams) -> np.ndarray | None:
+        """Initial item factors for a refit of the same parameters over ``item_ids``: this model's factors for the
+        movies it knows, the seeded initialisation for new ones; None when the parameters differ (factors,
+        regularization, alpha, ridge rule), as a fit from other factors would not be the same model."""
+        same = ("factors", "regularization", "alpha", "reg_per_rating")
+        if any(getattr(self.params, name) != getattr(params, name) for name in same):
+            return None
+        init = _initial(len(item_ids), params)
+        pos, known = lookup(self.item_ids, np.asarray(item_ids, np.int64))
+        init[known] = self.item_factors[pos[known]]
+        return init
 
     def user_factors(self, x: sp.csr_matrix) -> np.ndarray:
         """Exact fold-in: p_u = (YᵀY + (α−1)·Σ y_i y_iᵀ + λ_u I)⁻¹ · α·Σ y_i over the user's rated items i.

@@ -14,6 +14,7 @@ import pyarrow as pa
 
 from cinematch.recommender.als import ALSModel
 from cinematch.recommender.als_params import ALSParams
+from cinematch.recommender.ranker import Ranker
 from cinematch.recommender.tuning import RankingConfig, Selection, select
 
 
@@ -36,6 +37,7 @@ class Trainer(Protocol):
         previous: dict[str, Any] | None,
         full: bool,
         progress: Callable[[str], None] | None,
+        warm: Ranker | None = None,
     ) -> Selection: ...
 
 
@@ -63,8 +65,9 @@ class LocalTrainer:
         previous: dict[str, Any] | None,
         full: bool,
         progress: Callable[[str], None] | None,
+        warm: Ranker | None = None,
     ) -> Selection:
-        return select(train, config, previous, full=full, progress=progress)
+        return select(train, config, previous, full=full, progress=progress, warm=warm)
 
 
 LOCAL = LocalTrainer()

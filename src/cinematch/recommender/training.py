@@ -20,6 +20,7 @@ from cinematch.recommender.als_params import ALSParams
 from cinematch.recommender.evaluation import compare, evaluate_version
 from cinematch.recommender.metrics import rmse
 from cinematch.recommender.protocols import write_lists
+from cinematch.recommender.ranker import Ranker
 from cinematch.recommender.recommendations import write_recommendations
 from cinematch.recommender.trainer import LOCAL, Trainer
 from cinematch.recommender.training_set import (
@@ -45,7 +46,8 @@ def ranking_config(settings: Settings) -> RankingConfig:
     return RankingConfig(ease_max_items=settings.ease_max_items, ease_min_support=settings.ease_min_support,
                          keep_per_item=settings.ease_keep_per_item, seed=settings.seed,
                          search_max_ratings=settings.ranking_search_max_ratings,
-                         fit_budget_seconds=settings.ranking_fit_budget_seconds)  # fmt: skip
+                         fit_budget_seconds=settings.ranking_fit_budget_seconds,
+                         warm_iterations=settings.warm_start_iterations)  # fmt: skip
 
 
 def params_from_settings(settings: Settings, **overrides: Any) -> ALSParams:
@@ -75,11 +77,17 @@ def fit_ranker(
     tune: bool = True,
     progress: Callable[[str], None] | None = None,
     trainer: Trainer = LOCAL,
+    champion: Ranker | None = None,
 ) -> Selection:
-    """The ranking model served with this version: chosen on validation data (``tune``) or refitted as before."""
+    """The ranking model served with this version: chosen on validation data (``tune``) or refitted as before.
+
+    A refit on at least ``warm_start_min_ratings`` training ratings starts its iALS from the ``champion``'s item
+    factors (``warm_start_iterations``); smaller ones start from seeded factors, so that the same rows always give
+    the same model (the replay's policies share such fits)."""
     if train.num_rows == 0:
         raise BadInput("no ratings to train on: ingest a batch and run `cinematch etl` first")
-    return trainer.fit_ranking(train, ranking_config(settings), previous, tune or previous is None, progress)
+    warm = champion if settings.warm_start_iterations and train.num_rows >= settings.warm_start_min_ratings else None
+    return trainer.fit_ranking(train, ranking_config(settings), previous, tune or previous is None, progress, warm)
 
 
 def _rmse_on(model: ALSModel, test: pa.Table) -> float:
@@ -176,10 +184,11 @@ def train_warehouse(
         raise BadInput(f"too few ratings to train and evaluate ({data.num_rows}); ingest more data first")
     current = registry.champion(con)
     previous = _previous_choice(settings, current)
+    champion_ranker = registry.load_ranker(settings, current["version"]) if current is not None else None
     t0 = time.perf_counter()
     model = fit(train, params, progress, trainer)
     als_seconds = time.perf_counter() - t0
-    selection = fit_ranker(train, settings, previous, tune, note, trainer)
+    selection = fit_ranker(train, settings, previous, tune, note, trainer, champion_ranker)
     seconds = time.perf_counter() - t0
     k, threshold = settings.top_n, settings.relevance_threshold
     sample = {"max_users": settings.eval_max_users, "seed": settings.seed}
@@ -187,7 +196,7 @@ def train_warehouse(
 
     champion_rmse, ranking = None, None
     if current is not None:
-        champ = (registry.load_model(settings, current["version"]), registry.load_ranker(settings, current["version"]))
+        champ = (registry.load_model(settings, current["version"]), champion_ranker)
         ranking = compare((model, selection.ranker), champ, train, test, k, threshold, challenger_lists=lists,
                           **sample)  # fmt: skip
         champion_rmse = ranking["champion_rmse_same_rows"]

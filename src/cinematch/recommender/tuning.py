@@ -67,6 +67,7 @@ class RankingConfig:
     search_max_ratings: int = 1_000_000  # above it the search runs on a seeded sample of whole users
     fit_budget_seconds: float = 120.0  # candidates projected above it are not fitted (recommender/fit_cost.py)
     ials: IALSParams = field(default_factory=IALSParams)
+    warm_iterations: int = 2  # iterations of an iALS refit started from the previous model's item factors
 
 
 @dataclass
@@ -109,17 +110,31 @@ def catalogue(train: pa.Table, config: RankingConfig) -> tuple[np.ndarray, bool,
     return chosen, fits, info
 
 
-def _fit_component(kind: str, params: dict[str, Any], hist: Histories, train: pa.Table, keep: int) -> EASE | IALS:
+def _fit_component(
+    kind: str, params: dict[str, Any], hist: Histories, train: pa.Table, config: RankingConfig, warm: Ranker | None
+) -> EASE | IALS:
     if kind == "ials":
-        return IALS.fit(hist.binary, hist.item_ids, IALSParams(**params))
+        chosen = IALSParams(**params)
+        previous = next((c.model for c in warm.components if isinstance(c.model, IALS)), None) if warm else None
+        init = previous.warm_start_factors(hist.item_ids, chosen) if previous and config.warm_iterations else None
+        start = None if init is None else (init, config.warm_iterations)
+        return IALS.fit(hist.binary, hist.item_ids, chosen, warm=start)
     x = hist.binary if kind == "ease" else sessions(train, hist.item_ids)
-    return EASE.fit(x, hist.item_ids, EASEParams(**{**params, "keep_per_item": keep})).compact()
+    return EASE.fit(x, hist.item_ids, EASEParams(**{**params, "keep_per_item": config.keep_per_item})).compact()
 
 
-def build(choice: Choice, train: pa.Table, item_ids: np.ndarray, config: RankingConfig, info: dict[str, Any]) -> Ranker:
-    """Fit the chosen components on ``train`` and assemble the ranker."""
+def build(
+    choice: Choice,
+    train: pa.Table,
+    item_ids: np.ndarray,
+    config: RankingConfig,
+    info: dict[str, Any],
+    warm: Ranker | None = None,
+) -> Ranker:
+    """Fit the chosen components on ``train`` and assemble the ranker; ``warm``: the model whose iALS item factors
+    an iALS refit of the same parameters starts from (``config.warm_iterations`` iterations; EASE is closed-form)."""
     hist = histories(train, item_ids)
-    comps = [Component(kind, _fit_component(kind, choice.params[kind], hist, train, config.keep_per_item), w)
+    comps = [Component(kind, _fit_component(kind, choice.params[kind], hist, train, config, warm), w)
              for kind, w in choice.weights.items() if w != 0]  # fmt: skip
     return Ranker(comps, choice.rating_weight, info)
 
@@ -299,8 +314,11 @@ def select(
     previous: dict[str, Any] | None = None,
     full: bool = True,
     progress: Callable[[str], None] | None = None,
+    warm: Ranker | None = None,
 ) -> Selection:
-    """Choose (searching on validation when ``full`` or nothing was chosen before) and fit the served ranker."""
+    """Choose (searching on validation when ``full`` or nothing was chosen before) and fit the served ranker.
+
+    ``warm``: the champion's ranker; a refit of its choice (not a search) starts its iALS from it (``build``)."""
     start = time.perf_counter()
     item_ids, ease_ok, info = catalogue(train, config)
     candidates: list[dict[str, Any]] = []
@@ -316,6 +334,9 @@ def select(
         choice = default_choice(ease_ok, config)
     if "ials" in choice.params:
         choice.params["ials"] = asdict(replace(IALSParams(**choice.params["ials"]), seed=config.seed))
-    ranker = build(choice, train, item_ids, config, {"catalogue": info})
+    warm = warm if reuse else None
+    if warm is not None and "ials" in choice.weights and config.warm_iterations:
+        info["warm_start"] = {"iterations": config.warm_iterations, "from_items": warm.n_items}
+    ranker = build(choice, train, item_ids, config, {"catalogue": info}, warm)
     seconds = time.perf_counter() - start
     return Selection(ranker, choice, candidates, info, seconds)
