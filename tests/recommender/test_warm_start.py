@@ -1,5 +1,5 @@
-"""Warm-started iALS refits: started from the champion's item factors, a refit of the same parameters reaches the
-cold fit's quality in a fraction of the iterations; it is used only at scale and keyed apart in the fit cache."""
+"""Warm-started refits (ALS and iALS): started from the champion's factors, a refit of the same parameters reaches
+the cold fit's quality in a fraction of the iterations; used only at scale, and keyed apart in the fit cache."""
 
 from __future__ import annotations
 
@@ -8,19 +8,26 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from cinematch.core.settings import Settings
 from cinematch.datasets.generate import generate_tables
 from cinematch.datasets.generate_config import GenerateConfig
+from cinematch.ingest.bronze import ingest_file
+from cinematch.lakehouse.etl import run_etl
+from cinematch.recommender import registry
+from cinematch.recommender.als import ALSModel
+from cinematch.recommender.als_params import ALSParams
 from cinematch.recommender.fit_cache import CachedTrainer
 from cinematch.recommender.ials import IALS, IALSParams
 from cinematch.recommender.interactions import histories
 from cinematch.recommender.ranker import Component, Ranker
 from cinematch.recommender.trainer import LOCAL
-from cinematch.recommender.training import fit_ranker
+from cinematch.recommender.training import fit_ranker, params_from_settings, train_warehouse
 from cinematch.recommender.training_set import stable_split
 from cinematch.recommender.tuning import Choice, RankingConfig, select
+from cinematch.storage.warehouse import write_session
 
 PARAMS = IALSParams(factors=8, regularization=2.0, alpha=4.0, iterations=15, seed=5)
 CHOICE = Choice({"ials": 1.0}, {"ials": {**PARAMS.__dict__}}).as_dict()
@@ -102,3 +109,67 @@ def test_the_fit_cache_keeps_warm_refits_apart_by_the_factors_they_start_from(da
     fresh = CachedTrainer(LOCAL, tmp_path)
     fresh.fit_ranking(train, config, CHOICE, False, None, other)
     assert fresh.hits == 0
+    # the rating model likewise: a warm fit is not a cold one's entry, and is found again from the same start
+    params = ALSParams(rank=4, iterations=6, seed=2)
+    before = ALSModel.fit(*_cols(early), params)
+    als = CachedTrainer(LOCAL, tmp_path / "als")
+    cold_als, warm_als = als.fit_ratings(train, params, None), als.fit_ratings(train, params, None, (before, 2))
+    assert als.hits == 0 and len(cold_als.train_rmse) == 6 and len(warm_als.train_rmse) == 2
+    again_als = CachedTrainer(LOCAL, tmp_path / "als")
+    np.testing.assert_array_equal(again_als.fit_ratings(train, params, None, (before, 2)).item_factors,
+                                  warm_als.item_factors)  # fmt: skip
+    assert again_als.hits == 1
+    again_als.fit_ratings(train, params, None, (before, 3))
+    assert again_als.hits == 1
+
+
+def _cols(table: pa.Table) -> list[np.ndarray]:
+    return [table.column(c).to_numpy() for c in ("user_id", "movie_id", "rating")]
+
+
+def test_a_warm_als_refit_starts_from_the_previous_factors_and_biases(data) -> None:
+    early, train = data
+    params = ALSParams(rank=6, iterations=12, seed=4)
+    before = ALSModel.fit(*_cols(early), params)
+    cold = ALSModel.fit(*_cols(train), params)
+    warm = ALSModel.fit(*_cols(train), params, warm=(before, 2))
+    assert len(warm.train_rmse) == 2 and len(cold.train_rmse) == 12
+    assert warm.train_rmse[-1] <= cold.train_rmse[-1] * 1.02  # two iterations from there, about where twelve get
+    short = ALSModel.fit(*_cols(train), replace(params, iterations=2))
+    assert warm.train_rmse[-1] < short.train_rmse[-1]
+    start = before.warm_start(cold.user_ids, cold.item_ids, params, 2)
+    assert start is not None and start.iterations == 2
+    known = np.isin(cold.item_ids, before.item_ids)
+    assert np.isnan(start.items[~known]).all() and not np.isnan(start.items[known]).any()
+    pos = np.searchsorted(before.item_ids, cold.item_ids[known])
+    np.testing.assert_array_equal(start.items[known, :6], before.item_factors[pos])
+    np.testing.assert_array_equal(start.items[known, 6], before.item_bias[pos])
+    # another rank, or no iterations: a cold fit
+    assert before.warm_start(cold.user_ids, cold.item_ids, replace(params, rank=4), 2) is None
+    same = ALSModel.fit(*_cols(train), replace(params, rank=4), warm=(before, 2))
+    np.testing.assert_array_equal(same.item_factors, ALSModel.fit(*_cols(train), replace(params, rank=4)).item_factors)
+
+
+def _load(settings: Settings, table: pa.Table, path: Path) -> None:
+    pq.write_table(table, path)
+    with write_session(settings) as con:
+        ingest_file(con, path)
+        run_etl(con, settings, write_lake=False)
+
+
+def test_a_warehouse_retrain_at_scale_starts_both_models_from_the_champion(tmp_path: Path) -> None:
+    tables = generate_tables(GenerateConfig(users=300, movies=150, ratings=8_000, weeks=1, batch_ratings=600, seed=9))
+    versions = {}
+    for name, min_ratings in (("warm", 0), ("cold", 10**9)):
+        settings = Settings(home=tmp_path / name, warm_start_min_ratings=min_ratings, warm_start_iterations=2)
+        params = params_from_settings(settings, rank=6, iterations=8)
+        _load(settings, tables["ratings"], tmp_path / "base.parquet")
+        with write_session(settings) as con:
+            first = train_warehouse(con, settings, params)
+        _load(settings, tables["batch_w1"], tmp_path / "week.parquet")
+        with write_session(settings) as con:
+            second = train_warehouse(con, settings, params)
+        versions[name] = [registry.load_model(settings, v["version"]) for v in (first, second)]
+    assert [len(m.train_rmse) for m in versions["warm"]] == [8, 2]  # the first has no champion to start from
+    assert [len(m.train_rmse) for m in versions["cold"]] == [8, 8]
+    np.testing.assert_array_equal(versions["warm"][0].item_factors, versions["cold"][0].item_factors)

@@ -85,8 +85,8 @@ class Settings(BaseSettings):
     ranking_search_max_ratings: int = Field(default=1_000_000, ge=1_000)
     # a version's top-N is evaluated on a seeded sample of this many test users when there are more (RMSE: every row)
     eval_max_users: int = Field(default=20_000, ge=100)
-    # a retrain at or above this many training ratings starts iALS from the champion's item factors and runs
-    # warm_start_iterations (0: always from scratch); below it every fit starts from seeded factors
+    # a retrain at or above this many training ratings starts ALS and iALS from the champion's factors and runs
+    # warm_start_iterations of each (0: always from scratch); below it every fit starts from seeded factors
     warm_start_min_ratings: int = Field(default=2_000_000, ge=0)
     warm_start_iterations: int = Field(default=2, ge=0)
     # ranking candidates projected to cost more than this to fit and fold in on the training data are not searched

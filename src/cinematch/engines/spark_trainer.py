@@ -25,8 +25,13 @@ class SparkTrainer:
     engine: str = "spark"
 
     def fit_ratings(
-        self, table: pa.Table, params: ALSParams, progress: Callable[[int, float], None] | None
+        self,
+        table: pa.Table,
+        params: ALSParams,
+        progress: Callable[[int, float], None] | None,
+        warm: tuple[ALSModel, int] | None = None,
     ) -> ALSModel:
+        """MLlib ALS takes no initial factors: ``warm`` is not used (see ``fit_ranking``)."""
         return fit_spark_als(table, params, progress, self.settings)
 
     def fit_ranking(

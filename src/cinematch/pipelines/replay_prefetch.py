@@ -25,7 +25,7 @@ from cinematch.pipelines.replay import BASE, BASE_BATCH, BASE_DONE, FITS, played
 from cinematch.pipelines.replay_data import ReplayPlan
 from cinematch.pipelines.replay_policy import Policy
 from cinematch.recommender import registry
-from cinematch.recommender.training import params_from_settings, ranking_config
+from cinematch.recommender.training import params_from_settings, ranking_config, warm_starts
 from cinematch.recommender.training_set import ratings_of, stable_split
 from cinematch.storage.warehouse import write_session
 
@@ -68,15 +68,13 @@ def prefetch(settings: Settings, plan: ReplayPlan, policies: list[Policy]) -> in
                     *(q.batch_id for q in plan.periods if q.path is not None and q.number <= period.number),
                 ]
                 train, _ = stable_split(ratings_of(con, batches))
-                # from warm_start_min_ratings the policy's ranking refit starts from its own champion: not made here
-                cold = not (target_settings.warm_start_iterations
-                            and train.num_rows >= target_settings.warm_start_min_ratings)  # fmt: skip
-                if fits.cached(train, params, config, choice, ranking=cold):  # another policy made them (every:N)
+                if warm_starts(target_settings, train):  # both refits start from the policy's own champion
+                    continue
+                if fits.cached(train, params, config, choice):  # another policy made both (every:N for always)
                     continue
                 with fits.claim(train):
                     fits.fit_ratings(train, params, None)
-                    if cold:
-                        fits.fit_ranking(train, config, choice, False, None)
+                    fits.fit_ranking(train, config, choice, False, None)
                 made += 1
                 log_event(log, "replay_prefetch", replay_id=plan.replay_id, policy=target.name, period=period.number,
                           playing=playing(home), seconds=round(time.perf_counter() - started, 2))  # fmt: skip

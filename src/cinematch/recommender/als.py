@@ -14,7 +14,8 @@ import scipy.sparse as sp
 from cinematch.core.errors import BadInput
 from cinematch.core.log import get_logger, log_event
 from cinematch.recommender.als_params import ALSParams
-from cinematch.recommender.als_solver import alternate, index_ids, user_item_csr
+from cinematch.recommender.als_solver import WarmStart, alternate, index_ids, user_item_csr
+from cinematch.recommender.interactions import lookup
 from cinematch.recommender.model_files import read_meta
 from cinematch.recommender.top_n import SCORE_ELEMENTS, popularity_scores, seen_positions, top_n_from_scores
 
@@ -77,6 +78,21 @@ class ALSModel:
     def n_users(self) -> int:
         return len(self.user_ids)
 
+    def warm_start(self, users: np.ndarray, items: np.ndarray, params: ALSParams, iterations: int) -> WarmStart | None:
+        """This model's factors with the bias last for the sorted ``users`` and ``items`` of a refit (NaN rows for
+        those it does not know), or None when the rank differs or ``iterations`` is 0."""
+        if params.rank != self.params.rank or iterations < 1:
+            return None
+
+        def rows(ids: np.ndarray, known_ids: np.ndarray, factors: np.ndarray, bias: np.ndarray) -> np.ndarray:
+            out = np.full((len(ids), params.rank + 1), np.nan, np.float32)
+            pos, ok = lookup(known_ids, ids)
+            out[ok, : params.rank], out[ok, params.rank] = factors[pos[ok]], bias[pos[ok]]
+            return out
+
+        return WarmStart(rows(users, self.user_ids, self.user_factors, self.user_bias),
+                         rows(items, self.item_ids, self.item_factors, self.item_bias), iterations)  # fmt: skip
+
     @property
     def n_items(self) -> int:
         return len(self.item_ids)
@@ -92,8 +108,13 @@ class ALSModel:
         progress: Callable[[int, float], None] | None = None,
         *,
         n_threads: int | None = None,
+        warm: tuple[ALSModel, int] | None = None,
     ) -> ALSModel:
         """Fit on parallel arrays of external user ids, item ids and ratings.
+
+        ``warm``: (a previous model of the same rank, iterations): start from its factors and biases for the users
+        and movies it knows (the others as a cold fit starts) and run that many iterations instead of
+        ``params.iterations`` (a retrain on grown data: ``warm_start``).
 
         Duplicate (user, item) pairs are averaged. ``progress(iteration, train_rmse)`` is called after
         every iteration (1-based) with the unclipped training RMSE. ``n_threads`` defaults to the CPUs
@@ -130,7 +151,10 @@ class ALSModel:
         nnz = by_user.nnz
 
         rank = params.rank
-        user_aug, item_aug, user_bias, item_bias, history = alternate(by_user, by_item, mu, params, progress, n_threads)
+        init = warm[0].warm_start(uniq_users, uniq_items, params, warm[1]) if warm is not None else None
+        user_aug, item_aug, user_bias, item_bias, history = alternate(
+            by_user, by_item, mu, params, progress, n_threads, init
+        )
 
         item_counts = np.diff(by_item.indptr)
         item_sums = np.add.reduceat(by_item.data.astype(np.float64), by_item.indptr[:-1]) if nnz else None

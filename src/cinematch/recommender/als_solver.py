@@ -6,6 +6,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
@@ -152,6 +153,16 @@ def _solve_side(
     return float(np.sum(parts))
 
 
+@dataclass(frozen=True)
+class WarmStart:
+    """Where a refit starts: per user and per item (the fit's order) the factors with the bias last, NaN rows for
+    those the previous model did not know; and how many iterations to run from there."""
+
+    users: np.ndarray  # (n_users, rank + 1) float32
+    items: np.ndarray  # (n_items, rank + 1) float32
+    iterations: int
+
+
 def alternate(
     by_user: sp.csr_matrix,
     by_item: sp.csr_matrix,
@@ -159,8 +170,10 @@ def alternate(
     params: ALSParams,
     progress: Callable[[int, float], None] | None,
     n_threads: int | None,
+    warm: WarmStart | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[float]]:
-    """``params.iterations`` ALS iterations (users, then items) from seeded item factors.
+    """``params.iterations`` ALS iterations (users, then items) from seeded item factors, or ``warm.iterations``
+    from ``warm``'s factors and biases (rows of NaN: not known there, they keep the seeded start).
 
     Returns the augmented user and item factors and the user and item biases, each with the zero padding
     sentinel row last, and the training RMSE after every iteration.
@@ -182,13 +195,22 @@ def alternate(
     item_bias = np.zeros(n_items + 1, dtype=np.float32)
     user_bias = np.zeros(n_users + 1, dtype=np.float32)
 
+    iterations = params.iterations
+    if warm is not None:  # the conjugate-gradient solves start from the solutions: factors and bias together
+        known = ~np.isnan(warm.items[:, 0])
+        item_aug[:n_items, :rank][known] = warm.items[known, :rank]
+        item_bias[:n_items][known] = warm.items[known, rank]
+        item_sol[known] = warm.items[known]
+        users = ~np.isnan(warm.users[:, 0])
+        user_sol[users] = warm.users[users]
+        iterations = warm.iterations
     ridge = np.full(rank + 1, params.reg_const, dtype=np.float64)
     ridge[rank] = params.bias_reg
     threads = n_threads or default_threads()
     history: list[float] = []
     with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(threads) as pool:
         use_pool = pool if threads > 1 else None
-        for it in range(1, params.iterations + 1):
+        for it in range(1, iterations + 1):
             t0 = time.perf_counter()
             offset = (item_bias + np.float32(mu)).astype(np.float32)
             offset[n_items] = 0.0

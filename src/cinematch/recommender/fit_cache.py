@@ -37,6 +37,7 @@ from cinematch import __version__
 from cinematch.core.log import get_logger, log_event
 from cinematch.recommender.als import ALSModel
 from cinematch.recommender.als_params import ALSParams
+from cinematch.recommender.ials import IALS
 from cinematch.recommender.ranker import Ranker
 from cinematch.recommender.trainer import Trainer
 from cinematch.recommender.tuning import Choice, RankingConfig, Selection
@@ -68,14 +69,17 @@ def rows_digest(table: pa.Table) -> str:
     return digest.hexdigest()
 
 
+def _digest(*arrays: np.ndarray) -> str:
+    digest = hashlib.sha256()
+    for array in arrays:
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
 def factors_digest(ranker: Ranker) -> str:
     """SHA-256 of a ranker's iALS catalogue and item factors (what a warm start reads), as hex."""
-    digest = hashlib.sha256()
-    for component in ranker.components:
-        factors = getattr(component.model, "item_factors", None)
-        if factors is not None:
-            digest.update(component.kind.encode() + component.model.item_ids.tobytes() + factors.tobytes())
-    return digest.hexdigest()
+    return _digest(*(a for c in ranker.components if isinstance(c.model, IALS)
+                     for a in (c.model.item_ids, c.model.item_factors)))  # fmt: skip
 
 
 class CachedTrainer:
@@ -137,18 +141,21 @@ class CachedTrainer:
             self.waited_seconds += waited
             log_event(log, "fit_awaited", digest=digest[:12], seconds=round(waited, 3))
 
-    def cached(
-        self, train: pa.Table, params: ALSParams, config: RankingConfig, previous: dict[str, Any], ranking: bool = True
-    ) -> bool:
-        """Whether the fits of a retrain on ``train`` are stored: the rating model and (``ranking``) the ranking refit."""
+    def cached(self, train: pa.Table, params: ALSParams, config: RankingConfig, previous: dict[str, Any]) -> bool:
+        """Whether both fits of a retrain on ``train`` (the rating model and the ranking refit) are stored."""
         _, digest = self._canonical(train)
-        als, refit = self._als_key(digest, params), self._ranking_key(digest, config, previous)
-        return self._read(self._entry("als", als)) is not None and (
-            not ranking or self._read(self._entry("ranking", refit)) is not None
+        als, ranking = self._als_key(digest, params), self._ranking_key(digest, config, previous)
+        return (
+            self._read(self._entry("als", als)) is not None and self._read(self._entry("ranking", ranking)) is not None
         )
 
-    def _als_key(self, digest: str, params: ALSParams) -> str:
-        return self._key("als", digest, {"params": asdict(params)})
+    def _als_key(self, digest: str, params: ALSParams, warm: tuple[ALSModel, int] | None = None) -> str:
+        """A warm-started fit also depends on the model it starts from and its iterations: both are in the key."""
+        start = None
+        if warm is not None:
+            m = warm[0]
+            start = [warm[1], _digest(m.user_ids, m.user_factors, m.user_bias, m.item_ids, m.item_factors, m.item_bias)]
+        return self._key("als", digest, {"params": asdict(params), "warm": start})
 
     def _ranking_key(
         self, digest: str, config: RankingConfig, previous: dict[str, Any], warm: Ranker | None = None
@@ -207,17 +214,21 @@ class CachedTrainer:
                   load_seconds=round(time.perf_counter() - started, 3))  # fmt: skip
 
     def fit_ratings(
-        self, table: pa.Table, params: ALSParams, progress: Callable[[int, float], None] | None
+        self,
+        table: pa.Table,
+        params: ALSParams,
+        progress: Callable[[int, float], None] | None,
+        warm: tuple[ALSModel, int] | None = None,
     ) -> ALSModel:
         table, digest = self._canonical(table)
-        key = self._als_key(digest, params)
+        key = self._als_key(digest, params, warm)
         path = self._entry("als", key)
         doc, started = self._stored(path, digest)
         if doc is not None:
             model = ALSModel.load(path)
             self._hit("als", key, doc, started)
             return model
-        model = self.inner.fit_ratings(table, params, progress)
+        model = self.inner.fit_ratings(table, params, progress, warm)
         self._put(path, model.save, {"seconds": time.perf_counter() - started})
         return model
 

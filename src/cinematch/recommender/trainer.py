@@ -27,7 +27,11 @@ class Trainer(Protocol):
         ...
 
     def fit_ratings(
-        self, table: pa.Table, params: ALSParams, progress: Callable[[int, float], None] | None
+        self,
+        table: pa.Table,
+        params: ALSParams,
+        progress: Callable[[int, float], None] | None,
+        warm: tuple[ALSModel, int] | None = None,
     ) -> ALSModel: ...
 
     def fit_ranking(
@@ -48,7 +52,11 @@ class LocalTrainer:
     engine: str = "duckdb"
 
     def fit_ratings(
-        self, table: pa.Table, params: ALSParams, progress: Callable[[int, float], None] | None
+        self,
+        table: pa.Table,
+        params: ALSParams,
+        progress: Callable[[int, float], None] | None,
+        warm: tuple[ALSModel, int] | None = None,
     ) -> ALSModel:
         return ALSModel.fit(
             table.column("user_id").to_numpy(),
@@ -56,6 +64,7 @@ class LocalTrainer:
             table.column("rating").to_numpy(),
             params,
             progress=progress,
+            warm=warm,
         )
 
     def fit_ranking(

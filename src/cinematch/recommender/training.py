@@ -59,15 +59,23 @@ def params_from_settings(settings: Settings, **overrides: Any) -> ALSParams:
     return params
 
 
+def warm_starts(settings: Settings, train: pa.Table) -> bool:
+    """Whether a retrain on ``train`` starts both models from the champion's factors (``warm_start_iterations``
+    iterations): from ``warm_start_min_ratings`` training ratings. Smaller fits start from seeded factors, so the
+    same rows always give the same models (the replay's policies share such fits, and they take seconds)."""
+    return bool(settings.warm_start_iterations) and train.num_rows >= settings.warm_start_min_ratings
+
+
 def fit(
     table: pa.Table,
     params: ALSParams,
     progress: Callable[[int, float], None] | None = None,
     trainer: Trainer = LOCAL,
+    warm: tuple[ALSModel, int] | None = None,
 ) -> ALSModel:
     if table.num_rows == 0:
         raise BadInput("no ratings to train on: ingest a batch and run `cinematch etl` first")
-    return trainer.fit_ratings(table, params, progress)
+    return trainer.fit_ratings(table, params, progress, warm)
 
 
 def fit_ranker(
@@ -79,14 +87,11 @@ def fit_ranker(
     trainer: Trainer = LOCAL,
     champion: Ranker | None = None,
 ) -> Selection:
-    """The ranking model served with this version: chosen on validation data (``tune``) or refitted as before.
-
-    A refit on at least ``warm_start_min_ratings`` training ratings starts its iALS from the ``champion``'s item
-    factors (``warm_start_iterations``); smaller ones start from seeded factors, so that the same rows always give
-    the same model (the replay's policies share such fits)."""
+    """The ranking model served with this version: chosen on validation data (``tune``) or refitted as before;
+    a refit starts its iALS from the ``champion``'s item factors when ``warm_starts``."""
     if train.num_rows == 0:
         raise BadInput("no ratings to train on: ingest a batch and run `cinematch etl` first")
-    warm = champion if settings.warm_start_iterations and train.num_rows >= settings.warm_start_min_ratings else None
+    warm = champion if warm_starts(settings, train) else None
     return trainer.fit_ranking(train, ranking_config(settings), previous, tune or previous is None, progress, warm)
 
 
@@ -184,9 +189,11 @@ def train_warehouse(
         raise BadInput(f"too few ratings to train and evaluate ({data.num_rows}); ingest more data first")
     current = registry.champion(con)
     previous = _previous_choice(settings, current)
+    champion_model = registry.load_model(settings, current["version"]) if current is not None else None
     champion_ranker = registry.load_ranker(settings, current["version"]) if current is not None else None
+    warm = (champion_model, settings.warm_start_iterations) if champion_model and warm_starts(settings, train) else None
     t0 = time.perf_counter()
-    model = fit(train, params, progress, trainer)
+    model = fit(train, params, progress, trainer, warm)
     als_seconds = time.perf_counter() - t0
     selection = fit_ranker(train, settings, previous, tune, note, trainer, champion_ranker)
     seconds = time.perf_counter() - t0
@@ -196,7 +203,8 @@ def train_warehouse(
 
     champion_rmse, ranking = None, None
     if current is not None:
-        champ = (registry.load_model(settings, current["version"]), champion_ranker)
+        assert champion_model is not None  # loaded above with the champion
+        champ = (champion_model, champion_ranker)
         ranking = compare((model, selection.ranker), champ, train, test, k, threshold, challenger_lists=lists,
                           **sample)  # fmt: skip
         champion_rmse = ranking["champion_rmse_same_rows"]
