@@ -88,6 +88,16 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[tuple[str, str, str]]]] = {
         ("T2 generated drift (target 600 s)", "generated.wall_seconds", "s"),
         ("  peak RSS (target 12 GB)", "generated.peak_rss_gb", "GB"),
     ]),
+    "warm_start": ("bench_warm_start.py", [], [
+        ("ALS cold fit (12 it)", "als.0.seconds", "s"),
+        ("ALS warm fit (2 it)", "als.2.seconds", "s"),
+        ("  ALS test RMSE, cold", "als.0.quality", ""),
+        ("  ALS test RMSE, warm", "als.2.quality", ""),
+        ("iALS cold fit (8 it)", "ials.0.seconds", "s"),
+        ("iALS warm fit (2 it)", "ials.2.seconds", "s"),
+        ("  NDCG@10 cold", "ials.0.quality", ""),
+        ("  NDCG@10 warm", "ials.2.quality", ""),
+    ]),
     "mlflow": ("bench_mlflow.py", [], [
         ("training on 1M, MLflow off", "off_median_s", "s"),
         ("same training, MLflow on", "on_median_s", "s"),
