@@ -10,7 +10,10 @@ order before fitting, so a fit never depends on the order in which a warehouse r
 
 Each entry records the seconds its fit took. A policy that reuses a fit is charged those seconds instead of
 the load (``charged_seconds``), so the replay's compute comparison between policies stays honest. A search
-(tuning) is not cached: a replay tunes once, on the base.
+(tuning) is not cached: a replay tunes once, on the base. Nor is a warm-started refit (from
+``warm_start_min_ratings`` training ratings, recommender/training.py): it starts from the policy's own champion, so
+another policy could reuse it only with the same champion, and keying it would sort and hash 17M+ rows (6 s at the
+25M replay's size) for a fit that takes about 20 s.
 
 A worker fitting ahead claims the rows it is fitting (``claim``: a file naming its process); a trainer that
 needs a fit of claimed rows waits for that fit instead of making it a second time, and is not charged the wait.
@@ -37,7 +40,6 @@ from cinematch import __version__
 from cinematch.core.log import get_logger, log_event
 from cinematch.recommender.als import ALSModel
 from cinematch.recommender.als_params import ALSParams
-from cinematch.recommender.ials import IALS
 from cinematch.recommender.ranker import Ranker
 from cinematch.recommender.trainer import Trainer
 from cinematch.recommender.tuning import Choice, RankingConfig, Selection
@@ -67,19 +69,6 @@ def rows_digest(table: pa.Table) -> str:
         values = np.ascontiguousarray(column.to_numpy(zero_copy_only=False))
         digest.update(name.encode() + str(values.dtype).encode() + values.tobytes())
     return digest.hexdigest()
-
-
-def _digest(*arrays: np.ndarray) -> str:
-    digest = hashlib.sha256()
-    for array in arrays:
-        digest.update(np.ascontiguousarray(array).tobytes())
-    return digest.hexdigest()
-
-
-def factors_digest(ranker: Ranker) -> str:
-    """SHA-256 of a ranker's iALS catalogue and item factors (what a warm start reads), as hex."""
-    return _digest(*(a for c in ranker.components if isinstance(c.model, IALS)
-                     for a in (c.model.item_ids, c.model.item_factors)))  # fmt: skip
 
 
 class CachedTrainer:
@@ -149,20 +138,11 @@ class CachedTrainer:
             self._read(self._entry("als", als)) is not None and self._read(self._entry("ranking", ranking)) is not None
         )
 
-    def _als_key(self, digest: str, params: ALSParams, warm: tuple[ALSModel, int] | None = None) -> str:
-        """A warm-started fit also depends on the model it starts from and its iterations: both are in the key."""
-        start = None
-        if warm is not None:
-            m = warm[0]
-            start = [warm[1], _digest(m.user_ids, m.user_factors, m.user_bias, m.item_ids, m.item_factors, m.item_bias)]
-        return self._key("als", digest, {"params": asdict(params), "warm": start})
+    def _als_key(self, digest: str, params: ALSParams) -> str:
+        return self._key("als", digest, {"params": asdict(params)})
 
-    def _ranking_key(
-        self, digest: str, config: RankingConfig, previous: dict[str, Any], warm: Ranker | None = None
-    ) -> str:
-        """A warm-started refit also depends on the factors it starts from: their digest is part of the key."""
-        return self._key("ranking", digest, {"config": asdict(config), "previous": previous,
-                                             "warm": None if warm is None else factors_digest(warm)})  # fmt: skip
+    def _ranking_key(self, digest: str, config: RankingConfig, previous: dict[str, Any]) -> str:
+        return self._key("ranking", digest, {"config": asdict(config), "previous": previous})
 
     def _stored(self, path: Path, digest: str) -> tuple[dict[str, Any] | None, float]:
         """The entry at ``path`` (after waiting for a claimed fit of these rows) and when its load starts."""
@@ -220,15 +200,17 @@ class CachedTrainer:
         progress: Callable[[int, float], None] | None,
         warm: tuple[ALSModel, int] | None = None,
     ) -> ALSModel:
+        if warm is not None:  # starts from this policy's own champion (see the module docstring): made, not kept
+            return self.inner.fit_ratings(table, params, progress, warm)
         table, digest = self._canonical(table)
-        key = self._als_key(digest, params, warm)
+        key = self._als_key(digest, params)
         path = self._entry("als", key)
         doc, started = self._stored(path, digest)
         if doc is not None:
             model = ALSModel.load(path)
             self._hit("als", key, doc, started)
             return model
-        model = self.inner.fit_ratings(table, params, progress, warm)
+        model = self.inner.fit_ratings(table, params, progress)
         self._put(path, model.save, {"seconds": time.perf_counter() - started})
         return model
 
@@ -241,17 +223,17 @@ class CachedTrainer:
         progress: Callable[[str], None] | None,
         warm: Ranker | None = None,
     ) -> Selection:
-        if full or previous is None:
+        if full or previous is None or warm is not None:
             return self.inner.fit_ranking(train, config, previous, full, progress, warm)
         train, digest = self._canonical(train)
-        key = self._ranking_key(digest, config, previous, warm)
+        key = self._ranking_key(digest, config, previous)
         path = self._entry("ranking", key)
         doc, started = self._stored(path, digest)
         if doc is not None:
             ranker = Ranker.load(path)
             self._hit("ranking", key, doc, started)
             return Selection(ranker, Choice.from_dict(doc["choice"]), [], doc["catalogue"], float(doc["seconds"]))
-        selection = self.inner.fit_ranking(train, config, previous, full, progress, warm)
+        selection = self.inner.fit_ranking(train, config, previous, full, progress)
         doc = {"seconds": time.perf_counter() - started, "choice": selection.choice.as_dict(),
                "catalogue": selection.catalogue}  # fmt: skip
         self._put(path, selection.ranker.save, doc)
