@@ -245,3 +245,9 @@ def test_most_popular_lists_are_the_first_unseen_items_of_the_popularity_order(
             assert (ids[row][len(want) :] == -1).all() and np.isnan(scores[row][len(want) :]).all()
         everyone, _ = model.recommend(asked, n, exclude_seen=False)
         assert (everyone == everyone[0]).all()
+    # built for some users only (their seen items indexed, the counts from everyone): the same lists for them
+    some = np.unique(users)[::3]
+    partial = m.MostPopular(pa.table({"user_id": users, "movie_id": items, "rating": np.full(rows, 4.0)}), users=some)
+    assert np.array_equal(partial.item_counts, model.item_counts)
+    for n in (1, 10):
+        assert np.array_equal(partial.recommend(some[::-1], n)[0], model.recommend(some[::-1], n)[0])

@@ -187,11 +187,8 @@ class ALSModel:
 
     # ------------------------------------------------------------- predict
     def _index(self, ids: np.ndarray, known: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        ids = np.asarray(ids, dtype=np.int64).ravel()
-        pos = np.searchsorted(known, ids)
-        pos_c = np.minimum(pos, max(len(known) - 1, 0))
-        found = (pos < len(known)) & (known[pos_c] == ids) if len(known) else np.zeros(len(ids), bool)
-        return pos_c, found
+        """Position of each id in the sorted ``known`` and whether it is there (a dense table for many ids)."""
+        return lookup(known, np.asarray(ids, dtype=np.int64).ravel())
 
     def predict(self, user_ids: np.ndarray, item_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Predicted ratings clipped to [0.5, 5.0] and a boolean 'fallback' mask (unknown user or item).

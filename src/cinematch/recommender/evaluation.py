@@ -68,10 +68,11 @@ def served_lists(als: ALSModel, ranker: Ranker | None, train: pa.Table, users: n
     if ranker is None:
         ids, _ = als.recommend(users, k, exclude_seen=True)
         return ids
-    hist = histories(train, ranker.item_ids)
-    known = unique_ids(_col(train, "user_id", np.int64))[0]
+    mine = _rows_of(train, np.unique(users))  # a list reads its own user's history only: 20k of 160k users' rows
+    hist = histories(mine, ranker.item_ids)
+    known = unique_ids(_col(mine, "user_id", np.int64))[0]
     pos, present = lookup(known, users)
-    prints = np.where(present, list_cache.fingerprints(train, known)[pos], np.uint64(0))
+    prints = np.where(present, list_cache.fingerprints(mine, known)[pos], np.uint64(0))
     before = _EVALUATED.get(id(ranker))
     stored = before[1] if before is not None and before[0]() is ranker and before[1].k == k else None
     ids = np.full((len(users), k), -1, np.int64)
@@ -128,7 +129,7 @@ def _baseline(train: pa.Table, users: np.ndarray, k: int) -> np.ndarray:
     """Most-popular top-k per user, excluding what the user rated in ``train``."""
     from cinematch.recommender.metrics import MostPopular
 
-    ids, _ = MostPopular(train).recommend(users, k, exclude_seen=True)
+    ids, _ = MostPopular(train, users=np.unique(users)).recommend(users, k, exclude_seen=True)
     return ids
 
 

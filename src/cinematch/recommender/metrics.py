@@ -334,24 +334,23 @@ def evaluate(
 
 
 class MostPopular:
-    """Recommends the most-rated train items a user has not rated yet (same interface as ALSModel).
+    """Recommends the most-rated train items a user has not rated yet (same interface as ALSModel). ``item_ids``
+    (sorted) and ``item_counts`` give every train item's number of train ratings."""
 
-    ``item_ids`` (sorted) and ``item_counts`` give every train item's number of train ratings.
-    """
-
-    def __init__(self, train: pa.Table | pd.DataFrame) -> None:
-        users, items, _ = _columns(train)
-        if len(users) == 0:
+    def __init__(self, train: pa.Table | pd.DataFrame, users: np.ndarray | None = None) -> None:
+        raters, items, _ = _columns(train)
+        if len(raters) == 0:
             raise BadInput("cannot build a most-popular recommender from zero train ratings")
         self.item_ids, counts = unique_ids(items)
         self.item_counts, self.scores = counts.astype(np.int64), counts.astype(np.float32)
-        self.user_ids, _ = unique_ids(users)
+        if users is not None:  # (sorted) the only users that will be asked for: only their seen items are indexed
+            mine = lookup(np.asarray(users, np.int64), raters)[1]
+            raters, items = raters[mine], items[mine]
+        self.user_ids, _ = unique_ids(raters)
         # who rated what: a user x item CSR by a counting pass (a sort of 15M pairs took seconds); pairs merged
-        rows, cols = lookup(self.user_ids, users)[0].astype(np.int32), lookup(self.item_ids, items)[0].astype(np.int32)
-        seen = sp.coo_matrix((np.ones(len(rows), np.float32), (rows, cols)), (len(self.user_ids), len(counts)))
-        seen = seen.tocsr()
-        self.seen_indices = seen.indices.astype(np.int64)
-        self.seen_indptr = seen.indptr.astype(np.int64)
+        rows, cols = lookup(self.user_ids, raters)[0].astype(np.int32), lookup(self.item_ids, items)[0].astype(np.int32)
+        seen = sp.coo_matrix((np.ones(len(rows), np.float32), (rows, cols)), (len(self.user_ids), len(counts))).tocsr()
+        self.seen_indices, self.seen_indptr = seen.indices.astype(np.int64), seen.indptr.astype(np.int64)
 
     def recommend(self, user_ids: np.ndarray, n: int = 10, exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Per user, the first ``n`` items of the popularity order (most rated first, ties: lower id) that the user
