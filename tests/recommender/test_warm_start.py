@@ -71,6 +71,23 @@ def test_a_warm_refit_starts_from_the_champions_factors_and_matches_a_cold_fit(d
     assert corr > corr_short
 
 
+def test_a_warm_unit_confidence_refit_starts_from_the_given_factors(data) -> None:
+    """α = 1 is solved by CineMatch's exact alternating solves: a warm start runs them from the given factors."""
+    train = data[1]
+    params = replace(PARAMS, alpha=1.0)
+    hist = histories(train)
+    cold = IALS.fit(hist.binary, hist.item_ids, params)
+    assert cold.trainer == "cinematch"
+    init = cold.warm_start_factors(hist.item_ids, params)
+    assert init is not None
+    np.testing.assert_array_equal(init, cold.item_factors)
+    # from the cold fit's own (converged) factors one more pass moves them little; from the seeded start it would not
+    again = IALS.fit(hist.binary, hist.item_ids, params, warm=(init, 1))
+    one = IALS.fit(hist.binary, hist.item_ids, replace(params, iterations=1))
+    drift = np.abs(again.item_factors - cold.item_factors).max()
+    assert drift < 0.1 * np.abs(one.item_factors - cold.item_factors).max()
+
+
 def test_a_refit_of_the_champions_choice_is_warm_only_from_the_size_threshold(data) -> None:
     early, train = data
     champion = Ranker([Component("ials", IALS.fit(histories(early).binary, histories(early).item_ids, PARAMS))])
