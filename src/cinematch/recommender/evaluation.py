@@ -103,7 +103,10 @@ def evaluation_users(test: pa.Table, max_users: int | None = None, seed: int = 0
     user sampled once stays sampled while the data grows (until pushed out by a new user of smaller hash), and
     the champion's lists of unchanged users are reused from its last evaluation (``_EVALUATED``).
     """
-    users = unique_ids(_col(test, "user_id", np.int64))[0]
+    return _sampled(unique_ids(_col(test, "user_id", np.int64))[0], max_users, seed)
+
+
+def _sampled(users: np.ndarray, max_users: int | None, seed: int) -> np.ndarray:
     if max_users is None or len(users) <= max_users:
         return users
     keys = seeded_user_keys(users, seed)
@@ -116,13 +119,15 @@ def _rows_of(test: pa.Table, users: np.ndarray) -> pa.Table:
     return test if present.all() else test.filter(pa.array(present))
 
 
-def _sample_info(users: np.ndarray, test: pa.Table, max_users: int | None, seed: int) -> dict[str, Any]:
-    total = len(unique_ids(_col(test, "user_id", np.int64))[0])
-    info: dict[str, Any] = {"n_test_users": total}
-    if len(users) < total:
-        info["eval_user_sample"] = {"users": len(users), "of": total, "max_users": max_users, "seed": seed,
+def _ranked(test: pa.Table, max_users: int | None, seed: int) -> tuple[np.ndarray, pa.Table, dict[str, Any]]:
+    """(the users whose lists are scored, their test rows, what the sample was): ``evaluation_users`` and its rows."""
+    everyone = unique_ids(_col(test, "user_id", np.int64))[0]
+    users = _sampled(everyone, max_users, seed)
+    info: dict[str, Any] = {"n_test_users": len(everyone)}
+    if len(users) < len(everyone):
+        info["eval_user_sample"] = {"users": len(users), "of": len(everyone), "max_users": max_users, "seed": seed,
                                     "rule": SAMPLE_RULE}  # fmt: skip
-    return info
+    return users, _rows_of(test, users), info
 
 
 def _baseline(train: pa.Table, users: np.ndarray, k: int) -> np.ndarray:
@@ -159,8 +164,7 @@ def evaluate_version(
     are scored on a seeded sample of them (``evaluation_users``: the held-out-users practice of Liang et al. 2018
     and Steck 2019 on ML-20M, 10k users each); RMSE and MAE always cover every test rating.
     """
-    users = evaluation_users(test, max_users, seed)
-    ranked = _rows_of(test, users)
+    users, ranked, sample = _ranked(test, max_users, seed)
     ids = served_lists(als, ranker, train, users, k)
     predicted, _ = als.predict(_col(test, "user_id", np.int64), _col(test, "movie_id", np.int64))
     truth = _col(test, "rating", np.float64)
@@ -172,7 +176,7 @@ def evaluate_version(
         **{key: value for key, value in ranking.items() if key != "n_users_evaluated"},
         "n_test": int(test.num_rows),
         "n_users_evaluated": ranking["n_users_evaluated"],
-        **_sample_info(users, test, max_users, seed),
+        **sample,
         "relevance_min_rating": threshold,
         "k": k,
         "ranking_model": ranker.name if ranker is not None else "als",
@@ -198,8 +202,7 @@ def compare(
     ``evaluate_version`` returns for the same ``train``, ``test``, k and sample), so they are not scored twice.
     NDCG is over the same users as ``evaluate_version`` (``max_users``, ``seed``); RMSE over every test rating.
     """
-    users = evaluation_users(test, max_users, seed)
-    ranked = _rows_of(test, users)
+    users, ranked, _ = _ranked(test, max_users, seed)
     tu, ti, tr = _col(test, "user_id", np.int64), _col(test, "movie_id", np.int64), _col(test, "rating", np.float64)
     ru, ri, rr = (_col(ranked, name, dtype) for name, dtype in (("user_id", np.int64), ("movie_id", np.int64),
                                                                 ("rating", np.float64)))  # fmt: skip
