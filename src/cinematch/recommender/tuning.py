@@ -112,15 +112,16 @@ def catalogue(train: pa.Table, config: RankingConfig) -> tuple[np.ndarray, bool,
 
 def _fit_component(
     kind: str, params: dict[str, Any], hist: Histories, train: pa.Table, config: RankingConfig, warm: Ranker | None
-) -> EASE | IALS:
+) -> tuple[EASE | IALS, bool]:
+    """The fitted component and whether it started from ``warm``'s factors."""
     if kind == "ials":
         chosen = IALSParams(**params)
         previous = next((c.model for c in warm.components if isinstance(c.model, IALS)), None) if warm else None
         init = previous.warm_start_factors(hist.item_ids, chosen) if previous and config.warm_iterations else None
         start = None if init is None else (init, config.warm_iterations)
-        return IALS.fit(hist.binary, hist.item_ids, chosen, warm=start)
+        return IALS.fit(hist.binary, hist.item_ids, chosen, warm=start), start is not None
     x = hist.binary if kind == "ease" else sessions(train, hist.item_ids)
-    return EASE.fit(x, hist.item_ids, EASEParams(**{**params, "keep_per_item": config.keep_per_item})).compact()
+    return EASE.fit(x, hist.item_ids, EASEParams(**{**params, "keep_per_item": config.keep_per_item})).compact(), False
 
 
 def build(
@@ -132,10 +133,15 @@ def build(
     warm: Ranker | None = None,
 ) -> Ranker:
     """Fit the chosen components on ``train`` and assemble the ranker; ``warm``: the model whose iALS item factors
-    an iALS refit of the same parameters starts from (``config.warm_iterations`` iterations; EASE is closed-form)."""
+    an iALS refit of the same parameters starts from (``config.warm_iterations`` iterations; EASE is closed-form),
+    recorded as ``info["catalogue"]["warm_start"]`` when one did."""
     hist = histories(train, item_ids)
-    comps = [Component(kind, _fit_component(kind, choice.params[kind], hist, train, config, warm), w)
-             for kind, w in choice.weights.items() if w != 0]  # fmt: skip
+    fitted = {kind: _fit_component(kind, choice.params[kind], hist, train, config, warm)
+              for kind, w in choice.weights.items() if w != 0}  # fmt: skip
+    if warm is not None and any(started for _, started in fitted.values()):
+        info.setdefault("catalogue", {})["warm_start"] = {"iterations": config.warm_iterations,
+                                                          "from_items": warm.n_items}  # fmt: skip
+    comps = [Component(kind, model, choice.weights[kind]) for kind, (model, _) in fitted.items()]
     return Ranker(comps, choice.rating_weight, info)
 
 
@@ -334,9 +340,6 @@ def select(
         choice = default_choice(ease_ok, config)
     if "ials" in choice.params:
         choice.params["ials"] = asdict(replace(IALSParams(**choice.params["ials"]), seed=config.seed))
-    warm = warm if reuse else None
-    if warm is not None and "ials" in choice.weights and config.warm_iterations:
-        info["warm_start"] = {"iterations": config.warm_iterations, "from_items": warm.n_items}
-    ranker = build(choice, train, item_ids, config, {"catalogue": info}, warm)
+    ranker = build(choice, train, item_ids, config, {"catalogue": info}, warm if reuse else None)
     seconds = time.perf_counter() - start
     return Selection(ranker, choice, candidates, info, seconds)
