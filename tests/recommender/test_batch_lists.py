@@ -94,3 +94,10 @@ def test_histories_average_a_pair_rated_twice_and_keep_single_ratings_exact() ->
     row = int(np.searchsorted(twice.user_ids, user))
     assert twice.binary.nnz == hist.binary.nnz and twice.binary[row, movie - 1] == 1.0
     assert twice.ratings[row, movie - 1] == pytest.approx((rating + 0.5) / 2)
+
+
+def test_because_text_names_one_two_or_no_movies_per_slot() -> None:
+    from cinematch.recommender.batch import _because_text
+
+    first, second = np.array([3, -1, 5, 7, -1]), np.array([4, -1, -1, 8, -1])
+    assert _because_text(first, second).to_pylist() == ["3,4", "", "5", "7,8", ""]  # every slot kept, in order

@@ -150,10 +150,11 @@ def test_ials_fold_in_solves_the_normal_equations() -> None:
 def test_ials_lists_over_many_blocks_in_two_threads_equal_a_sort_of_each_users_scores(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Blocks of 7-8 users written into one reused score matrix per thread: every list is still the user's own."""
+    """One user a block (the budget is below one block of the first norm stage), two threads: every list is still
+    the user's own."""
     from cinematch.recommender import ranker as ranker_module
 
-    monkeypatch.setattr(ranker_module, "_SCORE_ELEMENTS", 8 * 20)  # 8 users x 20 items a block
+    monkeypatch.setattr(ranker_module, "_SCORE_ELEMENTS", 8 * 20)
     monkeypatch.setattr(ranker_module, "default_threads", lambda: 2)
     rng = np.random.default_rng(3)
     users, items = rng.integers(1, 90, 700), rng.integers(201, 221, 700)
@@ -169,7 +170,7 @@ def test_ials_lists_over_many_blocks_in_two_threads_equal_a_sort_of_each_users_s
         seen = set(items[users == user].tolist())
         order = [j for j in np.lexsort((np.arange(20), -full[row])) if hist.item_ids[j] not in seen][:5]
         assert ids[row][ids[row] >= 0].tolist() == hist.item_ids[order].tolist(), user
-        np.testing.assert_allclose(scores[row][: len(order)], full[row][order], rtol=1e-6)
+        np.testing.assert_allclose(scores[row][: len(order)], full[row][order], rtol=1e-5, atol=1e-7)
 
 
 @pytest.mark.parametrize("kinds", [("ease",), ("ials",), ("ease", "ials")])

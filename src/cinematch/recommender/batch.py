@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import scipy.sparse as sp
 
 from cinematch.core.log import get_logger, timed
@@ -143,15 +144,21 @@ def top_n_table(
             because[put, n - 1] = -1
             info.update(new_movie_slots=int(put.sum()))
         valid = ids.reshape(-1) >= 0
-        first, second = because[:, :, 0].reshape(-1), because[:, :, 1].reshape(-1)
-        text = np.where(first >= 0, first.astype(str), "")
-        text = np.where(second >= 0, np.char.add(np.char.add(text, ","), second.astype(str)), text)
+        text = _because_text(because[:, :, 0].reshape(-1), because[:, :, 1].reshape(-1))
         table = pa.table({
             "user_id": np.repeat(users, n)[valid],
             "rank": np.tile(np.arange(1, n + 1, dtype=np.int32), len(users))[valid],
             "movie_id": ids.reshape(-1)[valid],
             "score": np.nan_to_num(scores.reshape(-1)[valid].astype(np.float64), nan=0.0),  # 0: fallback items
-            "because": pa.array(text[valid], pa.string()),
+            "because": text.filter(pa.array(valid)),
         })  # fmt: skip
         info.update(rows=table.num_rows)
     return table
+
+
+def _because_text(first: np.ndarray, second: np.ndarray) -> pa.Array:
+    """ "first,second", "first" or "" per slot (ids, -1 where none; a second id only comes with a first), joined
+    by Arrow (NumPy's string functions took 3 s for 1.6M slots)."""
+    one, two = (pc.cast(pa.array(ids, mask=ids < 0), pa.string()) for ids in (first, second))
+    both = pc.binary_join_element_wise(one, two, ",")  # null unless both ids are there
+    return pc.coalesce(both, one, pa.scalar(""))

@@ -73,7 +73,14 @@ def lookup(known: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return pos, known[pos] == ids
     table = np.full(span, -1, np.int64)
     table[known[::-1] - lo] = np.arange(len(known) - 1, -1, -1)  # reversed: a repeated id keeps its first position
-    pos = np.where((ids >= lo) & (ids <= hi), table[np.clip(ids - lo, 0, span - 1)], -1)
+    offset = ids - lo
+    inside = offset.view(np.uint64) < np.uint64(span)  # one comparison: a negative offset is a huge unsigned one
+    if inside.all():
+        pos = table[offset]  # np.clip on 20M int64 cost 5x this gather
+    else:
+        offset[~inside] = 0
+        pos = table[offset]
+        pos[~inside] = -1
     ok = pos >= 0
     if not ok.all():
         pos[~ok] = np.minimum(np.searchsorted(known, ids[~ok]), len(known) - 1)

@@ -13,7 +13,6 @@ similar to the recommended item's. Only positive contributions are named.
 from __future__ import annotations
 
 import json
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,15 +27,15 @@ from cinematch.recommender.ease import EASE
 from cinematch.recommender.ials import IALS, one_blas_thread
 from cinematch.recommender.interactions import Histories
 from cinematch.recommender.model_files import read_meta
+from cinematch.recommender.norm_bound import FIRST_STAGE, NormIndex, top_n_inner
 from cinematch.recommender.padded import padded, row_blocks, values
-from cinematch.recommender.top_n import top_n_from_scores
+from cinematch.recommender.top_n import top_n_chunked
 
 META = "ranker.json"
 FORMAT_VERSION = 1
 KINDS = ("ease", "session_ease", "ials")
 BECAUSE = 2
 _SCORE_ELEMENTS = 16_000_000  # users x items float32 scores per block (64 MB)
-_CHUNK = 256  # columns per chunk when the top-n is preselected by chunk maxima (large catalogues)
 
 
 @dataclass
@@ -84,29 +83,25 @@ class Ranker:
         return out
 
     def _parts(
-        self,
-        binary: sp.csr_matrix,
-        ratings: sp.csr_matrix | None,
-        folded: dict[int, np.ndarray] | None = None,
-        scratch: np.ndarray | None = None,
+        self, binary: sp.csr_matrix, ratings: sp.csr_matrix | None, folded: dict[int, np.ndarray] | None = None
     ) -> list[tuple[Component, np.ndarray]]:
-        """Each used component's scores; ``folded`` holds iALS user factors already solved for these rows.
-
-        ``scratch``: a (rows, catalogue) float32 array the scores of a model with one used iALS component are
-        written into (``recommend`` keeps one per thread: a fresh 64 MB block per GEMM made it 40 % slower, in
-        the kernel zeroing new pages)."""
+        """Each used component's scores; ``folded`` holds iALS user factors already solved for these rows."""
         x = self._inputs(binary, ratings)
         out = []
-        alone = sum(c.weight != 0 for c in self.components) == 1
         for c in self.components:
             if c.weight == 0:
                 continue
             if folded is not None and id(c) in folded and isinstance(c.model, IALS):
-                into = scratch if alone and scratch is not None else None
-                out.append((c, np.matmul(folded[id(c)], c.model.item_factors.T, out=into)))
+                out.append((c, folded[id(c)] @ c.model.item_factors.T))
             else:
                 out.append((c, c.model.scores(x if c.kind != "ials" else binary)))
         return out
+
+    def _alone_ials(self) -> tuple[int, IALS] | None:
+        """(component id, model) of the one used component when it is an iALS model (its lists need no full
+        score matrix), else None."""
+        used = [c for c in self.components if c.weight != 0]
+        return (id(used[0]), used[0].model) if len(used) == 1 and isinstance(used[0].model, IALS) else None
 
     @staticmethod
     def _scale(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -150,27 +145,28 @@ class Ranker:
             raise BadInput("histories must be built over the ranker's catalogue")
         users = np.asarray(users, dtype=np.int64)
         binary, ratings = hist.rows(users), hist.rating_rows(users)
-        out_ids = np.full((len(users), n), -1, np.int64)
-        out_scores = np.full((len(users), n), np.nan, np.float64)
-        out_because = np.full((len(users), n, BECAUSE), -1, np.int64)
+        out = (np.full((len(users), n), -1, np.int64), np.full((len(users), n), np.nan, np.float64),
+               np.full((len(users), n, BECAUSE), -1, np.int64))  # fmt: skip
         counts = np.diff(binary.indptr)
         # iALS fold-in of every user in one solver call (per block, its fixed costs added up to minutes)
         folded = {id(c): c.model.user_factors(binary) for c in self.components
                   if c.weight != 0 and isinstance(c.model, IALS)}  # fmt: skip
-        # users in blocks of equal size within the score budget, by history length (little padding in _because)
-        per_block = max(1, _SCORE_ELEMENTS // max(1, self.n_items))
+        # one iALS model: exact lists by norm bounds over the items sorted by factor norm (norm_bound), no full
+        # score matrix; otherwise users in blocks within the score budget, by history length (little padding)
+        alone = self._alone_ials()
+        index = NormIndex.build(alone[1].item_factors) if alone is not None else None
+        per_block = max(1, _SCORE_ELEMENTS // (FIRST_STAGE if index is not None else max(1, self.n_items)))
         order = np.argsort(counts, kind="stable")
         blocks = np.array_split(order, -(-len(order) // per_block)) if len(order) else []
 
-        scratch = threading.local()  # per thread: the block's score matrix, reused from block to block
-        widest = max((len(b) for b in blocks), default=0)
-
         def block(rows: np.ndarray) -> None:
             xb, rb = binary[rows], ratings[rows]
-            if getattr(scratch, "scores", None) is None:
-                scratch.scores = np.empty((widest, self.n_items), np.float32)
-            parts = self._parts(xb, rb, {key: f[rows] for key, f in folded.items()}, scratch.scores[: len(rows)])
             scales: dict[int, np.ndarray]  # per component (by id): the factor of its scores in the blend
+            if alone is not None and index is not None:
+                idx, vals = top_n_inner(index, folded[alone[0]][rows], xb, n)
+                self._write(rows, idx, vals, xb, rb, {alone[0]: np.ones((len(rows), 1), np.float32)}, because, out)
+                return
+            parts = self._parts(xb, rb, {key: f[rows] for key, f in folded.items()})
             if len(parts) == 1:
                 total, scales = parts[0][1], {id(parts[0][0]): np.ones((len(rows), 1), np.float32)}
             else:
@@ -182,11 +178,8 @@ class Ranker:
                     scales[id(comp)] = np.float32(comp.weight) / std
             r = np.repeat(np.arange(len(rows)), np.diff(xb.indptr))
             total[r, xb.indices] = -np.inf
-            idx, vals = _top_n(total, n)
-            out_ids[rows] = np.where(idx >= 0, self.item_ids[np.maximum(idx, 0)], -1)
-            out_scores[rows] = vals
-            if because and xb.nnz:
-                out_because[rows] = self._because(xb, self._inputs(xb, rb), idx, scales)
+            idx, vals = top_n_chunked(total, n)
+            self._write(rows, idx, vals, xb, rb, scales, because, out)
 
         # one block per core at a time, BLAS single-threaded: most of a block's work is single-threaded NumPy,
         # and waking BLAS threads for the many tiny GEMMs of the explanations costs more than it saves
@@ -199,8 +192,25 @@ class Ranker:
                 with ThreadPoolExecutor(threads) as pool:
                     list(pool.map(block, blocks))
         if fallback is not None:
-            fill_cold(out_ids, out_scores, counts == 0, fallback)
-        return out_ids, out_scores, out_because
+            fill_cold(out[0], out[1], counts == 0, fallback)
+        return out
+
+    def _write(
+        self,
+        rows: np.ndarray,
+        idx: np.ndarray,
+        vals: np.ndarray,
+        xb: sp.csr_matrix,
+        rb: sp.csr_matrix,
+        scales: dict[int, np.ndarray],
+        because: bool,
+        out: tuple[np.ndarray, np.ndarray, np.ndarray],
+    ) -> None:
+        """A block's lists (catalogue columns ``idx``) into ``out`` as item ids, scores and explanations."""
+        out[0][rows] = np.where(idx >= 0, self.item_ids[np.maximum(idx, 0)], -1)
+        out[1][rows] = vals
+        if because and xb.nnz:
+            out[2][rows] = self._because(xb, self._inputs(xb, rb), idx, scales)
 
     def _because(
         self, xb: sp.csr_matrix, inputs: sp.csr_matrix, idx: np.ndarray, scales: dict[int, np.ndarray]
@@ -276,27 +286,3 @@ def fill_cold(ids: np.ndarray, scores: np.ndarray, cold: np.ndarray, fallback: n
     ids[cold] = -1
     ids[np.ix_(np.flatnonzero(cold), np.arange(take))] = np.asarray(fallback[:take], np.int64)[None, :]
     scores[cold] = np.nan
-
-
-def _top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """``top_n_from_scores`` of each row, reading only the row's ``n`` best chunks of ``_CHUNK`` columns.
-
-    Every one of a row's n best scores lies in a chunk whose maximum is among the n largest chunk maxima, so
-    one vectorized maximum per chunk and a top-n over n·_CHUNK gathered scores (kept in column order) give the
-    same lists as a partition of the whole row (~10 ns a score), up to the order of exactly equal scores.
-    """
-    rows, cols = scores.shape
-    if cols <= 4 * n * _CHUNK:
-        return top_n_from_scores(scores, n)
-    full = cols - cols % _CHUNK
-    maxima = scores[:, :full].reshape(rows, -1, _CHUNK).max(axis=2)  # (rows, chunks)
-    if full < cols:
-        maxima = np.concatenate([maxima, scores[:, full:].max(axis=1, keepdims=True)], axis=1)
-    chunks, _ = top_n_from_scores(maxima, n)  # -1 where a chunk holds only -inf
-    chunks = np.sort(np.where(chunks >= 0, chunks, maxima.shape[1]), axis=1)  # ascending: columns stay ordered
-    columns = (chunks[:, :, None] * _CHUNK + np.arange(_CHUNK)).reshape(rows, -1)
-    inside = columns < cols
-    gathered = np.where(inside, np.take_along_axis(scores, np.minimum(columns, cols - 1), axis=1), -np.inf)
-    pos, vals = top_n_from_scores(gathered, n)
-    idx = np.where(pos >= 0, np.take_along_axis(columns, np.maximum(pos, 0), axis=1), -1)
-    return idx, vals
