@@ -1,7 +1,7 @@
 """Ranking models (issue 15): accuracy by protocol on ml-latest-small, and fit / top-N / fold-in at 25M ratings.
 
     .venv/bin/python benchmarks/bench_ranking.py [--quick] [--json PATH] [--parts accuracy,ials_alpha1,scale]
-                                                 [--steps fit,top_n,implicit,fold_in,ease]
+                                                 [--steps fit,top_n,norm_bound,implicit,fold_in,ease]
 
 Accuracy (skipped with a message when ../shared/data is absent): explicit ALS (default parameters), most popular,
 plain EASE and ``implicit``'s iALS (each with the parameters its family won in the validation search) and the
@@ -21,11 +21,14 @@ under benchmarks/.data), each step in a fresh child process so that its peak RSS
 * fit: the served ranking model without the search, ``tuning.build(default_choice(...))`` (iALS, α = 1: 62k
   movies exceed EASE's 20k bound); the model is saved under benchmarks/.data for the next steps;
 * top_n: ``batch.top_n_table(ranker, ratings, 10)``, every user's top-10 with ``because`` (fold-in included);
+* norm_bound: the top-10 of 20,000 users (every k-th) from the served iALS factors on one core, by a full scoring
+  (one GEMM over the catalogue per block, seen items masked, ``top_n_chunked``) and by ``norm_bound.top_n_inner``
+  (items by factor norm, stopped by the Cauchy-Schwarz bound): seconds, items scored per user, same lists;
 * implicit: ``implicit.cpu.als.AlternatingLeastSquares(factors=64)`` on the same matrix, s/iteration, and its
   ``recommend`` for every user; then ``IALS.fit`` with the default parameters on it, s/iteration;
 * fold_in: every user's factors against the served item factors: the shared-system solve used at α = 1, and
   the per-user solves needed at α ≠ 1 (timed at α = 4): ``implicit``'s ``recalculate_user`` (models it
-  trained) and CineMatch's NumPy batches (``reg_per_rating``, Spark MLlib models); plus the item half of one
+  trained) and CineMatch's NumPy batches (what ``IALS`` folds in with); plus the item half of one
   NumPy iALS iteration (the same solve with users and items swapped);
 * ease: EASE (DLAE, the served default) fitted and compacted on the 20,000 most rated movies.
 
@@ -53,7 +56,7 @@ import pyarrow.parquet as pq
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import MOVIELENS, SCRATCH, machine, peak_rss_gb, write_json
 
-STEPS = ("fit", "top_n", "implicit", "fold_in", "ease")
+STEPS = ("fit", "top_n", "norm_bound", "implicit", "fold_in", "ease")
 EASE_ITEMS = 20_000  # RankingConfig().ease_max_items: the largest catalogue EASE is fitted on
 QUICK_USERS = 30
 METRICS = ("precision_at_10", "recall_at_10", "ndcg_at_10", "map_at_10", "coverage", "avg_rec_popularity")
@@ -345,6 +348,57 @@ def step_top_n(data: Path, model_dir: Path) -> dict[str, Any]:
     }
 
 
+def step_norm_bound(data: Path, model_dir: Path) -> dict[str, Any]:
+    """Full scoring against norm bounds for the same users' top-10, one core (BLAS single-threaded)."""
+    from threadpoolctl import threadpool_limits
+
+    from cinematch.recommender import norm_bound
+    from cinematch.recommender.ials import IALS
+    from cinematch.recommender.interactions import histories
+    from cinematch.recommender.ranker import Ranker
+    from cinematch.recommender.top_n import SCORE_ELEMENTS, top_n_chunked
+
+    ranker = Ranker.load(model_dir)
+    model = next(c.model for c in ranker.components if c.kind == "ials")
+    assert isinstance(model, IALS)
+    x = histories(_ratings(data), model.item_ids).binary
+    x = x[:: max(1, x.shape[0] // 20_000)][:20_000]
+    factors, y = model.user_factors(x), model.item_factors
+    scored: list[int] = []
+    stage = norm_bound._score_stage
+
+    def counting(index: Any, users: Any, group: Any, lo: int, hi: int, *rest: Any) -> None:
+        scored.append(len(group) * (hi - lo))
+        stage(index, users, group, lo, hi, *rest)
+
+    norm_bound._score_stage = counting
+    with threadpool_limits(limits=1, user_api="blas"):
+        t0 = time.perf_counter()
+        full = []
+        for rows in np.array_split(np.arange(x.shape[0]), -(-x.shape[0] * y.shape[0] // SCORE_ELEMENTS)):
+            scores = factors[rows] @ y.T
+            xb = x[rows]
+            scores[np.repeat(np.arange(len(rows)), np.diff(xb.indptr)), xb.indices] = -np.inf
+            full.append(top_n_chunked(scores, 10)[0])
+        full_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        index = norm_bound.NormIndex.build(y)
+        bound = [norm_bound.top_n_inner(index, factors[rows], x[rows], 10)[0]
+                 for rows in np.array_split(np.arange(x.shape[0]), -(-x.shape[0] // 8_000))]  # fmt: skip
+        bound_s = time.perf_counter() - t0
+    same = (np.vstack(full) == np.vstack(bound)).all(axis=1)
+    return {
+        "users": x.shape[0],
+        "items": y.shape[0],
+        "factors": y.shape[1],
+        "full_s": full_s,
+        "norm_bound_s": bound_s,
+        "speedup": full_s / bound_s,
+        "items_scored_per_user": sum(scored) / x.shape[0],
+        "same_lists_share": float(same.mean()),
+    }
+
+
 def _binary(data: Path) -> Any:
     from cinematch.recommender.interactions import histories
 
@@ -394,10 +448,11 @@ def step_fold_in(data: Path, model_dir: Path) -> dict[str, Any]:
     """Every user's factors against the served model's item factors, by each solver CineMatch has.
 
     α = 1 (the served default): every user shares one system, solved for all at once (``_shared_system``).
-    α ≠ 1 needs one k x k solve per user: ``implicit``'s ``recalculate_user`` (models it trained) or the NumPy
-    padded batches (``reg_per_rating``, Spark MLlib models); timed here at α = 4 on the same factors, with the
-    item half of one NumPy iALS iteration (the same solve, users and items swapped).
+    α ≠ 1 needs one k x k solve per user: CineMatch's NumPy padded batches over the cores (what ``IALS`` uses),
+    timed at α = 4 on the same factors beside ``implicit``'s ``recalculate_user`` (its per-user Cholesky solves,
+    all cores), with the item half of one NumPy iALS iteration (the same solve, users and items swapped).
     """
+    from implicit.cpu.als import AlternatingLeastSquares
     from threadpoolctl import threadpool_limits
 
     from cinematch.recommender.ials import IALS
@@ -415,18 +470,29 @@ def step_fold_in(data: Path, model_dir: Path) -> dict[str, Any]:
     def solver(**changes: Any) -> IALS:
         return IALS(dataclasses.replace(model.params, **changes), model.item_ids, model.item_factors, "bench")
 
+    def library(alpha: float, rows: Any) -> tuple[float, np.ndarray]:
+        p = model.params
+        lib = AlternatingLeastSquares(factors=p.factors, regularization=p.regularization, alpha=alpha,
+                                      random_state=p.seed)  # fmt: skip
+        lib.item_factors = model.item_factors
+        t0 = time.perf_counter()
+        with threadpool_limits(limits=1, user_api="blas"):
+            out = np.asarray(lib.recalculate_user(np.arange(rows.shape[0]), rows))
+        return time.perf_counter() - t0, out
+
     def timed_factors(m: IALS, rows: Any) -> tuple[float, np.ndarray]:
         t0 = time.perf_counter()
         out = m.user_factors(rows)
         return time.perf_counter() - t0, out
 
+    def rel_diff(a: np.ndarray, b: np.ndarray) -> float:
+        return float(np.abs(a - b).max() / np.abs(b).max())
+
     shared_s, shared = timed_factors(solver(alpha=1.0, reg_per_rating=False), x)
     sample = x[: min(5_000, x.shape[0])]  # implicit's own per-user solve at α = 1, for agreement
-    with threadpool_limits(limits=1, user_api="blas"):
-        reference = np.asarray(solver(alpha=1.0)._solver().recalculate_user(np.arange(sample.shape[0]), sample))
-    agreement = float(np.abs(shared[: sample.shape[0]] - reference).max() / np.abs(reference).max())
-    lib_s, p_lib = timed_factors(solver(alpha=4.0, reg_per_rating=False), x)
-    own_s, p_own = timed_factors(solver(alpha=4.0, reg_per_rating=True), x)
+    agreement = rel_diff(shared[: sample.shape[0]], library(1.0, sample)[1])
+    lib_s, p_lib = library(4.0, x)
+    own_s, p_own = timed_factors(solver(alpha=4.0, reg_per_rating=False), x)
     items = IALS(dataclasses.replace(model.params, alpha=4.0, reg_per_rating=True), np.arange(x.shape[0]), p_own, "x")
     items_s, _ = timed_factors(items, x.T.tocsr())
     return {
@@ -439,6 +505,7 @@ def step_fold_in(data: Path, model_dir: Path) -> dict[str, Any]:
         "shared_vs_implicit_max_rel_diff": agreement,
         "implicit_recalculate_user_s": lib_s,
         "numpy_fold_in_s": own_s,
+        "numpy_vs_implicit_max_rel_diff": rel_diff(p_own, p_lib),
         "numpy_item_side_s": items_s,
         "numpy_iteration_s": own_s + items_s,
         "finite": bool(np.isfinite(p_lib).all() and np.isfinite(p_own).all()),
@@ -501,7 +568,7 @@ def scale(quick: bool, steps: list[str]) -> dict[str, Any]:
     meta = pq.read_metadata(data)
     out: dict[str, Any] = {"data": str(data.name), "ratings": meta.num_rows}
     model_dir = SCRATCH / f"ranking_model_{meta.num_rows}"  # written by the fit step, read by top_n and fold_in
-    if ("top_n" in steps or "fold_in" in steps) and "fit" not in steps and not model_dir.is_dir():
+    if {"top_n", "norm_bound", "fold_in"} & set(steps) and "fit" not in steps and not model_dir.is_dir():
         steps = ["fit", *steps]
     for step in STEPS:
         if step in steps:
@@ -538,13 +605,21 @@ def print_scale(s: dict[str, Any]) -> None:
             f"{i['own_trainer']}): {i['own_s_per_iter']:.2f} s/iter (fit {i['own_fit_s']:.1f} s); "
             f"peak RSS {i['peak_rss_gb']:.2f} GB ({ld(i)})"
         )
+    if "norm_bound_s" in s.get("norm_bound", {}):
+        b = s["norm_bound"]
+        print(
+            f"  top-10 of {b['users']:,} users over {b['items']:,} items ({b['factors']} factors), one core: full "
+            f"scoring {b['full_s']:.2f} s, norm bounds {b['norm_bound_s']:.2f} s ({b['speedup']:.1f}x; "
+            f"{b['items_scored_per_user']:,.0f} items scored per user; same lists for {b['same_lists_share']:.2%})"
+        )
     if "numpy_fold_in_s" in s.get("fold_in", {}):
         d = s["fold_in"]
         print(
             f"  fold-in of {d['users']:,} users, {d['factors']} factors, served α = {d['served_alpha']:g}: one shared "
             f"system {d['shared_system_s']:.1f} s (max relative difference to implicit's per-user solve "
             f"{d['shared_vs_implicit_max_rel_diff']:.1e}); per-user solves at α = 4: implicit recalculate_user "
-            f"{d['implicit_recalculate_user_s']:.1f} s, CineMatch NumPy (reg_per_rating) {d['numpy_fold_in_s']:.1f} s; "
+            f"{d['implicit_recalculate_user_s']:.1f} s, CineMatch NumPy batches {d['numpy_fold_in_s']:.1f} s (max "
+            f"relative difference {d.get('numpy_vs_implicit_max_rel_diff', float('nan')):.1e}); "
             f"NumPy item side {d['numpy_item_side_s']:.1f} s, so one NumPy iALS iteration ~ "
             f"{d['numpy_iteration_s']:.1f} s ({ld(d)})"
         )
@@ -580,6 +655,7 @@ def main(argv: list[str] | None = None) -> int:
         step = {
             "fit": step_fit,
             "top_n": step_top_n,
+            "norm_bound": step_norm_bound,
             "implicit": step_implicit,
             "fold_in": step_fold_in,
             "ease": step_ease,

@@ -111,3 +111,18 @@ def test_drift_on_files(home: Settings, data) -> None:
     assert loud["score"] > 1.0 > quiet["score"]
     ratings = pq.read_table(data["ratings"]).column("rating")
     assert abs(quiet["mean_shift"]) < 0.1 and pc.mean(ratings).as_py() > 3.0
+
+
+def test_the_stored_reference_equals_the_snapshot_of_the_champions_rows(trained, data) -> None:
+    """Counted by the warehouse (GROUP BY), the reference is the one of the training rows read one by one."""
+    from cinematch.drift.check import _movie_genres, champion_reference
+    from cinematch.drift.stats import reference_stats
+    from cinematch.recommender.training_set import ratings_of
+
+    settings, con = trained
+    champion = registry.champion(con)
+    rows = ratings_of(con, champion["batch_ids"])
+    expected = reference_stats(rows.column("rating").to_numpy(), rows.column("user_id").to_numpy(),
+                               rows.column("movie_id").to_numpy(), movie_genres=_movie_genres(con))  # fmt: skip
+    assert champion_reference(con, settings, champion) == expected
+    assert expected.n == rows.num_rows  # (genres: this warehouse has no movies file; test_stats covers them)

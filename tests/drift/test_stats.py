@@ -360,3 +360,24 @@ def test_ratings_of_movies_missing_from_the_catalog_are_ignored(catalog_ids: lis
     }
     with pytest.raises(BadInput):
         MovieGenres.from_arrays(np.array([1, 1]), ["Drama", "Drama"])
+
+
+@pytest.mark.parametrize("off_grid", [False, True])
+def test_counted_ratings_give_the_snapshot_of_the_ratings_one_by_one(off_grid: bool) -> None:
+    """reference_stats(weights=...) on (movie, rating) counts and distinct users equals it on every rating."""
+    rng = np.random.default_rng(11)
+    n = 20_000
+    movies, users, ratings = rng.integers(1, 60, n), rng.integers(1, 900, n), sample(n, 3)
+    if off_grid:
+        ratings[::7] = rng.uniform(-1.0, 6.0, len(ratings[::7])).round(2)  # off the grid, some out of range
+    catalog = MovieGenres.from_arrays(np.arange(1, 50), ["Drama|Comedy" if m % 3 else "Horror" for m in range(1, 50)])
+    one_by_one = reference_stats(ratings, users, movies, movie_genres=catalog)
+    pairs, counts = np.unique(np.stack([movies, ratings]), axis=1, return_counts=True)
+    counted = reference_stats(pairs[1], np.unique(users), pairs[0].astype(np.int64), movie_genres=catalog,
+                              weights=counts)  # fmt: skip
+    assert counted.histogram == one_by_one.histogram and counted.n == n
+    assert counted.genre_histograms == one_by_one.genre_histograms
+    np.testing.assert_array_equal(counted.user_ids, one_by_one.user_ids)
+    np.testing.assert_array_equal(counted.movie_ids, one_by_one.movie_ids)
+    assert counted.median == one_by_one.median
+    assert counted.mean == (pytest.approx(one_by_one.mean, rel=1e-12) if off_grid else one_by_one.mean)

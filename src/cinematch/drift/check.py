@@ -23,6 +23,7 @@ from cinematch.recommender.metrics import rmse
 from cinematch.recommender.training_set import ratings_of, unmerged_batches
 from cinematch.storage.audit import new_run_id, utcnow
 from cinematch.storage.protocol import Warehouse
+from cinematch.storage.warehouse import batch_table
 
 log = get_logger(__name__)
 
@@ -38,18 +39,25 @@ def _movie_genres(con: Warehouse) -> MovieGenres | None:
 
 
 def champion_reference(con: Warehouse, settings: Settings, champion: registry.ModelRecord) -> ReferenceStats:
-    """Reference statistics of the champion's training data: computed once per version, then read from disk."""
+    """Reference statistics of the champion's training data: computed once per version, then read from disk.
+
+    Counted by the warehouse (ratings per distinct movie and rating, the distinct users), not read row by row:
+    at 22.5M ratings the rows' read and binning took 5 s of a retrain week."""
     folder = registry.model_dir(settings, champion.version) / REFERENCE_DIR
     if (folder / "reference.json").is_file():
         return ReferenceStats.load(folder)
-    data = ratings_of(con, champion["batch_ids"])
-    if data.num_rows == 0:
+    batch_table(con, "_reference_batches", list(champion["batch_ids"]))
+    trained = "from silver.ratings where batch_id in (select batch_id from _reference_batches)"
+    counted = con.sql(f"select movie_id, rating, count(*) as n {trained} group by movie_id, rating").to_arrow_table()
+    users = con.sql(f"select distinct user_id {trained}").to_arrow_table()
+    if counted.num_rows == 0:
         raise BadInput(f"the champion {champion['version']} has no training data left in silver; retrain it")
     stats = reference_stats(
-        data.column("rating").to_numpy(),
-        data.column("user_id").to_numpy(),
-        data.column("movie_id").to_numpy(),
+        counted.column("rating").to_numpy(),
+        users.column("user_id").to_numpy(),
+        counted.column("movie_id").to_numpy(),
         movie_genres=_movie_genres(con),
+        weights=counted.column("n").to_numpy(),
     )
     stats.save(folder)
     log_event(log, "reference_stats_stored", version=champion["version"], n=stats.n)

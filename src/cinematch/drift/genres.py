@@ -47,7 +47,9 @@ def _codes(indices: pa.Array) -> np.ndarray:
     return codes
 
 
-def _hist_by_group(group: np.ndarray, idx: np.ndarray, group_genres: pa.Array) -> dict[str, np.ndarray]:
+def _hist_by_group(
+    group: np.ndarray, idx: np.ndarray, group_genres: pa.Array, weights: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
     """Per-genre histograms when every rating belongs to a group (a movie, a genre string) with a genre list.
 
     One bincount builds a (groups × bins) matrix; a sparse (genres × groups) incidence matrix then sums
@@ -58,7 +60,8 @@ def _hist_by_group(group: np.ndarray, idx: np.ndarray, group_genres: pa.Array) -
         return {}
     key = group.astype(np.intp) * N_BINS
     key += idx  # in place: one 8-byte temporary per rating instead of two
-    per_group = np.bincount(key, minlength=n_groups * N_BINS).reshape(n_groups, N_BINS)
+    per_group = np.bincount(key, weights=weights, minlength=n_groups * N_BINS).astype(np.int64)
+    per_group = per_group.reshape(n_groups, N_BINS)
     flat = pc.utf8_trim_whitespace(pc.list_flatten(group_genres))
     parents = pc.list_parent_indices(group_genres).to_numpy(zero_copy_only=False).astype(np.intp)
     encoded = flat.dictionary_encode()
@@ -124,12 +127,16 @@ class MovieGenres:
             raise BadInput("catalog movie ids must be unique")
         return cls(ids, lists.take(pa.array(order)))
 
-    def histograms(self, idx: np.ndarray, movie_ids: np.ndarray) -> dict[str, np.ndarray]:
+    def histograms(
+        self, idx: np.ndarray, movie_ids: np.ndarray, weights: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
+        """Per-genre histograms of ratings in bins ``idx`` of ``movie_ids`` (each standing for ``weights``)."""
         pos = _positions(self.movie_ids, movie_ids)
         found = pos >= 0  # ratings of movies missing from the catalog are ignored
         if not found.all():
             pos, idx = pos[found], idx[found]
-        return _hist_by_group(pos, idx, self.genres)
+            weights = None if weights is None else weights[found]
+        return _hist_by_group(pos, idx, self.genres, weights)
 
 
 def _positions(sorted_ids: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -162,9 +169,11 @@ def genre_histograms(
     if genres is not None and movie_genres is not None:
         raise BadInput("pass genres per rating or a movie catalog (movie_genres), not both")
     if genres is not None:
+        if binned.weights is not None:
+            raise BadInput("weighted ratings take their genres from a movie catalog (movie_genres)")
         return _genre_hist_per_rating(binned.idx, genres)
     if movie_genres is not None:
         if movie_ids is None:
             raise BadInput("movie_genres needs the movie id of every rating")
-        return movie_genres.histograms(binned.idx, movie_ids)
+        return movie_genres.histograms(binned.idx, movie_ids, binned.weights)
     return {}

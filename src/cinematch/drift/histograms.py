@@ -45,13 +45,14 @@ def to_numpy(values: Any, what: str) -> np.ndarray:
 @dataclass(frozen=True)
 class Binned:
     counts: np.ndarray  # int64, one count per half-star bin
-    idx: np.ndarray  # per-rating bin index 0..9 (kept for per-genre grouping)
+    idx: np.ndarray  # per-rating bin index 0..9 (kept for per-genre grouping); per value with ``weights``
     mean: float
     median: float
+    weights: np.ndarray | None = None  # how many ratings each value stands for (None: one each)
 
     @property
     def n(self) -> int:
-        return int(self.idx.size)
+        return int(self.idx.size) if self.weights is None else int(self.counts.sum())
 
 
 def _median_from_counts(counts: np.ndarray) -> float:
@@ -64,18 +65,24 @@ def _median_from_counts(counts: np.ndarray) -> float:
     return float((HALF_STAR_BINS[lo] + HALF_STAR_BINS[hi]) / 2)
 
 
-def bin_ratings(ratings: Any) -> Binned:
+def bin_ratings(ratings: Any, weights: Any = None) -> Binned:
     """Half-star histogram, mean and median of a rating column.
 
     Ratings off the half-star grid are rounded to the nearest half star (np.rint on 2·rating, ties to
     even), and values outside [0.5, 5] fall into the end bins; mean and median then come from the raw
     values. On-grid data (the normal case) gets both from the histogram, which avoids an O(n log n)
     partition over 25M values.
+
+    ``weights``: each value stands for that many ratings (a warehouse's ratings counted per distinct value by
+    SQL, ``check.champion_reference``); the result is the one of the ratings repeated.
     """
     r = to_numpy(ratings, "ratings")
     if r.dtype.kind not in "fiu":
         raise BadInput(f"ratings must be numeric, got dtype {r.dtype}")
-    if r.size == 0:
+    w = None if weights is None else to_numpy(weights, "rating weights").astype(np.int64)
+    if w is not None and (w.size != r.size or (w < 0).any()):
+        raise BadInput("rating weights must be one non-negative count per rating value")
+    if r.size == 0 or (w is not None and not w.sum()):
         return Binned(np.zeros(N_BINS, dtype=np.int64), np.zeros(0, dtype=np.intp), 0.0, 0.0)
     doubled = r * 2.0
     k = np.rint(doubled)
@@ -87,14 +94,28 @@ def bin_ratings(ratings: Any) -> Binned:
         np.clip(k, 1, N_BINS, out=k)
     idx = k.astype(np.intp)
     idx -= 1
-    counts = np.bincount(idx, minlength=N_BINS).astype(np.int64)
+    counts = np.bincount(idx, weights=w, minlength=N_BINS).astype(np.int64)
+    n = int(counts.sum())
     if exact:
-        mean = float(counts @ HALF_STAR_BINS / r.size)
+        mean = float(counts @ HALF_STAR_BINS / n)
         median = _median_from_counts(counts)
-    else:
+    elif w is None:
         mean = float(np.mean(r, dtype=np.float64))
         median = float(np.median(r))
-    return Binned(counts, idx, mean, median)
+    else:
+        mean = float(np.dot(r.astype(np.float64), w) / n)
+        median = _weighted_median(r.astype(np.float64), w)
+    return Binned(counts, idx, mean, median, w)
+
+
+def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
+    """np.median of ``values`` each repeated ``weights`` times: the mean of sorted positions (n−1)//2 and n//2."""
+    order = np.argsort(values, kind="stable")
+    cum = np.cumsum(weights[order])
+    n = int(cum[-1])
+    lo = order[np.searchsorted(cum, (n - 1) // 2, side="right")]
+    hi = order[np.searchsorted(cum, n // 2, side="right")]
+    return float((values[lo] + values[hi]) / 2)
 
 
 def half_star_histogram(ratings: Any) -> np.ndarray:

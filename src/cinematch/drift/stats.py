@@ -11,7 +11,7 @@ from scipy import special
 
 from cinematch.core.errors import BadInput
 from cinematch.drift.genres import GenresLike, MovieGenres, genre_histograms
-from cinematch.drift.histograms import ArrayLike, as_ids, bin_ratings, new_shares, unique_sorted
+from cinematch.drift.histograms import ArrayLike, as_ids, bin_ratings, new_shares, to_numpy, unique_sorted
 from cinematch.drift.reference import ReferenceStats
 
 __all__ = [
@@ -189,14 +189,22 @@ def reference_stats(
     genres_per_rating: GenresLike | None = None,
     *,
     movie_genres: MovieGenres | None = None,
+    weights: ArrayLike | None = None,
 ) -> ReferenceStats:
     """Snapshot of the training ratings. Genres come either per rating ('A|B' strings or lists, aligned with
-    ``ratings``) or, cheaper, as a ``MovieGenres`` catalog looked up through ``movie_ids``."""
-    binned = bin_ratings(ratings)
+    ``ratings``) or, cheaper, as a ``MovieGenres`` catalog looked up through ``movie_ids``.
+
+    ``weights``: the ratings come counted, one row per distinct (movie, rating) standing for that many ratings
+    (``ratings``, ``movie_ids`` and ``weights`` aligned), and ``user_ids`` lists each user once: the same
+    snapshot as the ratings one by one, from a GROUP BY instead of every row."""
+    binned = bin_ratings(ratings, weights)
     if binned.n == 0:
         raise BadInput("cannot build drift reference stats from 0 ratings")
-    users = as_ids(user_ids, binned.n, "user_ids")
-    movies = as_ids(movie_ids, binned.n, "movie_ids")
+    if weights is None:
+        users = as_ids(user_ids, binned.n, "user_ids")
+    else:
+        users = None if user_ids is None else to_numpy(user_ids, "user_ids")
+    movies = as_ids(movie_ids, binned.idx.size, "movie_ids")
     genres = genre_histograms(binned, genres_per_rating, movies, movie_genres)
     return ReferenceStats(
         n=binned.n,
