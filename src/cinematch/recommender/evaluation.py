@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from cinematch.recommender import list_cache
 from cinematch.recommender.als import ALSModel
-from cinematch.recommender.interactions import histories, lookup, unique_ids
+from cinematch.recommender.interactions import histories, lookup, present, unique_ids
 from cinematch.recommender.metrics import mae, per_user_ndcg, ranking_metrics, rmse
 from cinematch.recommender.protocols import paired_bootstrap
 from cinematch.recommender.ranker import Ranker
@@ -115,8 +115,8 @@ def _sampled(users: np.ndarray, max_users: int | None, seed: int) -> np.ndarray:
 
 def _rows_of(test: pa.Table, users: np.ndarray) -> pa.Table:
     """The rows of ``test`` whose user is in the sorted ``users``."""
-    _, present = lookup(users, _col(test, "user_id", np.int64))
-    return test if present.all() else test.filter(pa.array(present))
+    mine = present(users, _col(test, "user_id", np.int64))
+    return test if mine.all() else test.filter(pa.array(mine))
 
 
 def _ranked(test: pa.Table, max_users: int | None, seed: int) -> tuple[np.ndarray, pa.Table, dict[str, Any]]:

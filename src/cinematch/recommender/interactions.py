@@ -87,6 +87,25 @@ def lookup(known: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return pos, ok
 
 
+def present(known: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Whether each id is in the sorted array ``known``: ``lookup``'s second result without the insertion points of
+    absent ids (a binary search each: most of the 18M training rows when ``known`` is a 20,000-user sample)."""
+    ids = np.asarray(ids, dtype=np.int64)
+    if len(known) == 0 or len(ids) == 0:
+        return np.zeros(len(ids), bool)
+    lo, hi = int(known[0]), int(known[-1])
+    span = hi - lo + 1
+    if not _dense_range(len(ids), span):
+        return np.isin(ids, known)
+    table = np.zeros(span, bool)
+    table[known - lo] = True
+    offset = ids - lo
+    inside = offset.view(np.uint64) < np.uint64(span)
+    out = np.zeros(len(ids), bool)
+    out[inside] = table[offset[inside]]
+    return out
+
+
 @dataclass
 class Histories:
     """Binary user x item matrix over a fixed item index, plus each entry's rating (same structure)."""

@@ -30,7 +30,7 @@ import pyarrow as pa
 import scipy.sparse as sp
 
 from cinematch.core.errors import BadInput
-from cinematch.recommender.interactions import lookup, unique_ids
+from cinematch.recommender.interactions import lookup, present, unique_ids
 from cinematch.recommender.top_n import SCORE_ELEMENTS, seen_positions
 
 
@@ -344,7 +344,7 @@ class MostPopular:
         self.item_ids, counts = unique_ids(items)
         self.item_counts, self.scores = counts.astype(np.int64), counts.astype(np.float32)
         if users is not None:  # (sorted) the only users that will be asked for: only their seen items are indexed
-            mine = lookup(np.asarray(users, np.int64), raters)[1]
+            mine = present(np.asarray(users, np.int64), raters)
             raters, items = raters[mine], items[mine]
         self.user_ids, _ = unique_ids(raters)
         # who rated what: a user x item CSR by a counting pass (a sort of 15M pairs took seconds); pairs merged
