@@ -103,8 +103,9 @@ def bin_ratings(ratings: Any, weights: Any = None) -> Binned:
         mean = float(np.mean(r, dtype=np.float64))
         median = float(np.median(r))
     else:
-        mean = float(np.dot(r.astype(np.float64), w) / n)
-        median = _weighted_median(r.astype(np.float64), w)
+        values = r.astype(np.float64)
+        mean = float(np.dot(values, w) / n)
+        median = _weighted_median(values, w)
     return Binned(counts, idx, mean, median, w)
 
 

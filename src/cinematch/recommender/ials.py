@@ -194,8 +194,9 @@ class IALS:
         """Exact fold-in: p_u = (YᵀY + (α−1)·Σ y_i y_iᵀ + λ_u I)⁻¹ · α·Σ y_i over the user's rated items i.
 
         α = 1 shares one system (``_shared_system``); otherwise users are solved in padded blocks of similar
-        history length, one batched GEMM and one batched solve each, the blocks spread over the cores (2.4x
-        faster than ``implicit``'s ``recalculate_user`` on the T2 history's users, the same factors to 1e-4).
+        history length, one batched GEMM and one batched solve each, the blocks spread over the cores (2.0x
+        faster than ``implicit``'s ``recalculate_user`` on every user of 25M ratings, the same factors to 4.4e-5
+        relative: BENCHMARKS.md).
         """
         x = sp.csr_matrix(x, dtype=np.float32)
         x.data[:] = 1.0

@@ -76,9 +76,10 @@ def top_n_inner(index: NormIndex, users: np.ndarray, seen: sp.csr_matrix, n: int
     for lo, hi in index.stages(n):
         width = hi - lo
         in_stage = (seen_pos >= lo) & (seen_pos < hi)
+        stage_rows, stage_pos = seen_row[in_stage], seen_pos[in_stage]
         for group in np.array_split(active, -(-len(active) * width // SCORE_ELEMENTS) or 1):
             if len(group):
-                _score_stage(index, users, group, lo, hi, seen_row[in_stage], seen_pos[in_stage], best_vals, best_cols)
+                _score_stage(index, users, group, lo, hi, stage_rows, stage_pos, best_vals, best_cols)
         if hi >= index.n_items:
             break
         threshold = best_vals[active, n - 1].astype(np.float64)
