@@ -150,12 +150,10 @@ def test_ials_fold_in_solves_the_normal_equations() -> None:
 def test_ials_lists_over_many_blocks_in_two_threads_equal_a_sort_of_each_users_scores(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """One user a block (the budget is below one block of the first norm stage), two threads: every list is still
-    the user's own."""
+    """One user a block (the budget is below one block of the first norm stage), one user an explanation block, two
+    threads: every list is still the user's own, and the explanations are those of one block of everyone."""
     from cinematch.recommender import ranker as ranker_module
 
-    monkeypatch.setattr(ranker_module, "_SCORE_ELEMENTS", 8 * 20)
-    monkeypatch.setattr(ranker_module, "default_threads", lambda: 2)
     rng = np.random.default_rng(3)
     users, items = rng.integers(1, 90, 700), rng.integers(201, 221, 700)
     table = pa.table({"user_id": users, "movie_id": items, "rating": np.full(700, 4.0),
@@ -164,7 +162,14 @@ def test_ials_lists_over_many_blocks_in_two_threads_equal_a_sort_of_each_users_s
     model = IALS(IALSParams(factors=3, alpha=2.0), hist.item_ids, rng.standard_normal((20, 3)).astype(np.float32), "t")
     ranker = Ranker([Component("ials", model)])
     asked = hist.user_ids[::-1]
-    ids, scores, _ = ranker.recommend(hist, asked, 5)
+    whole = ranker.recommend(hist, asked, 5)
+    monkeypatch.setattr(ranker_module, "_STAGE_ELEMENTS", 8 * 20)
+    monkeypatch.setattr(ranker_module, "_BECAUSE_ELEMENTS", 1)
+    monkeypatch.setattr(ranker_module, "default_threads", lambda: 2)
+    ids, scores, because = ranker.recommend(hist, asked, 5)
+    np.testing.assert_array_equal(ids, whole[0])
+    np.testing.assert_allclose(scores, whole[1], rtol=1e-5)  # BLAS sums blocks of other shapes in another order
+    np.testing.assert_array_equal(because, whole[2])
     full = model.user_factors(hist.rows(asked)) @ model.item_factors.T
     for row, user in enumerate(asked):
         seen = set(items[users == user].tolist())

@@ -36,6 +36,12 @@ FORMAT_VERSION = 1
 KINDS = ("ease", "session_ease", "ials")
 BECAUSE = 2
 _SCORE_ELEMENTS = 16_000_000  # users x items float32 scores per block (64 MB)
+# Norm-bound stages and explanations work in blocks whose largest temporary stays near 8 MB of float32: under
+# glibc's largest mmap threshold (32 MB) a freed block's memory is reused by the next one instead of fresh pages
+# being mapped and faulted in each time (on this kind of virtual machine first touches cost more than the
+# arithmetic; 150,000 users' lists with explanations: 11.1 s -> 8.0 s, BENCHMARKS.md).
+_STAGE_ELEMENTS = 2_000_000  # users x first-stage items per block of the norm-bound path
+_BECAUSE_ELEMENTS = 2_000_000  # users x history x (factors, or n per EASE component) per explanation block
 
 
 @dataclass
@@ -155,7 +161,9 @@ class Ranker:
         # score matrix; otherwise users in blocks within the score budget, by history length (little padding)
         alone = self._alone_ials()
         index = NormIndex.build(alone[1].item_factors) if alone is not None else None
-        per_block = max(1, _SCORE_ELEMENTS // (FIRST_STAGE if index is not None else max(1, self.n_items)))
+        per_block = max(
+            1, _STAGE_ELEMENTS // FIRST_STAGE if index is not None else _SCORE_ELEMENTS // max(1, self.n_items)
+        )
         order = np.argsort(counts, kind="stable")
         blocks = np.array_split(order, -(-len(order) // per_block)) if len(order) else []
 
@@ -220,7 +228,11 @@ class Ranker:
         out = np.full((xb.shape[0], n, BECAUSE), -1, np.int64)
         eases = [c for c in self.components if c.weight != 0 and c.kind != "ials"]
         counts = np.diff(xb.indptr)
-        for sub in row_blocks(counts, n * max(1, len(eases))):
+        # the largest temporary: EASE's weights (rows, history, n) per component, iALS's gathered factors
+        # (rows, history, factors)
+        ials = None if eases else next(c.model for c in self.components if c.weight != 0)
+        width = max(n, ials.item_factors.shape[1]) if isinstance(ials, IALS) else n * len(eases)
+        for sub in row_blocks(counts, width, budget=_BECAUSE_ELEMENTS):
             cols, valid = padded(xb, sub, fill=0)
             rec = np.maximum(idx[sub], 0)
             if eases:
@@ -230,8 +242,8 @@ class Ranker:
                     w += comp.model.pair_weights(cols, rec) * scales[id(comp)][sub][:, :, None]
                 w *= weight_in[:, :, None]
             else:
-                ials = next(c for c in self.components if c.weight != 0)
-                w = ials.model.pair_weights(cols, rec)
+                assert isinstance(ials, IALS)
+                w = ials.pair_weights(cols, rec)
             w[~valid] = -np.inf
             # BECAUSE passes of argmax (first position of the maximum): a stable descending sort's first picks
             picks, best_values = [], []
