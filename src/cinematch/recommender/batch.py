@@ -24,7 +24,7 @@ import scipy.sparse as sp
 
 from cinematch.core.log import get_logger, timed
 from cinematch.recommender import list_cache
-from cinematch.recommender.interactions import Histories, epoch_seconds, histories, lookup, unique_ids
+from cinematch.recommender.interactions import Histories, epoch_seconds, histories, lookup, positions, unique_ids
 from cinematch.recommender.ranker import Ranker, fill_cold
 
 log = get_logger(__name__)
@@ -62,7 +62,7 @@ def new_movie_slot(
     a new movie scores Σ_g taste_g · [movie in g] · log(1 + its ratings). A user with no rating in any of the
     new movies' genres, or who has rated them all, gets none.
     """
-    movies = ratings.column("movie_id").to_numpy().astype(np.int64)
+    movies = ratings.column("movie_id").to_numpy().astype(np.int64, copy=False)
     # per distinct rated movie (one gather maps every rating to it): outside the catalogue or not, its genres
     rated, rated_counts = unique_ids(movies)
     is_new = ~np.isin(rated, catalogue)
@@ -73,8 +73,9 @@ def new_movie_slot(
     names = sorted(genres)
     member = np.stack([np.isin(rated, genres[g]) for g in names], axis=1).astype(np.float32)  # (rated, genres)
     new_score = member[is_new] * np.log1p(counts).astype(np.float32)[:, None]
-    mpos, _ = lookup(rated, movies)
-    uidx, ok = lookup(users, ratings.column("user_id").to_numpy().astype(np.int64))
+    mpos = positions(rated, movies)  # every rated movie is among them
+    uidx = positions(users, ratings.column("user_id").to_numpy().astype(np.int64, copy=False))
+    ok = uidx >= 0
     if not ok.all():
         uidx, mpos = uidx[ok], mpos[ok]
     # the user's genre mix: user x movie counts times the movies' genres (one sparse product)

@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from cinematch.core.log import get_logger, log_event
-from cinematch.recommender.interactions import lookup
+from cinematch.recommender.interactions import positions
 from cinematch.storage.files import atomic_write
 
 log = get_logger(__name__)
@@ -60,11 +60,14 @@ def rating_hashes(movie: np.ndarray, rating: np.ndarray) -> np.ndarray:
 
 def fingerprints(ratings: pa.Table, users: np.ndarray) -> np.ndarray:
     """One uint64 per user of the sorted ``users``: the wrapping sum of hash(movie, rating) over their ratings."""
-    user = ratings.column("user_id").to_numpy().astype(np.int64)
-    movie = ratings.column("movie_id").to_numpy().astype(np.int64).view(np.uint64)
-    rating = ratings.column("rating").to_numpy().astype(np.float64).view(np.uint64)
+    user = ratings.column("user_id").to_numpy().astype(np.int64, copy=False)
+    movie = ratings.column("movie_id").to_numpy().astype(np.int64, copy=False).view(np.uint64)
+    rating = ratings.column("rating").to_numpy().astype(np.float64, copy=False).view(np.uint64)
     out = np.zeros(len(users), np.uint64)
-    np.add.at(out, lookup(users, user)[0], rating_hashes(movie, rating))  # dense positions, not binary searches
+    pos, hashes = positions(users, user), rating_hashes(movie, rating)  # dense positions, not binary searches
+    if len(pos) and pos.min() < 0:  # ratings of users not asked for count nowhere
+        pos, hashes = pos[pos >= 0], hashes[pos >= 0]
+    np.add.at(out, pos, hashes)
     return out
 
 
