@@ -72,3 +72,33 @@ def test_unknown_user_has_no_rows(served_home: Settings) -> None:
     assert views is not None
     data = views.user_profile(987_654_321)
     assert data.summary is None and data.recent == [] and data.genres == [] and len(data.population) == 7
+
+
+def test_recent_ratings_cut_by_the_top_n_aggregate_equal_the_plain_window() -> None:
+    """DuckDB's cut (ratings at or after the user's n-th newest time) keeps ties at that time, so the window's
+    movie-id tie-break still decides: the same rows as the window over every rating, for users with fewer than n
+    ratings, exactly n, and many sharing the n-th newest time."""
+    import duckdb
+    import numpy as np
+    import pyarrow as pa
+
+    from cinematch.serving.user_sql import _recent_ratings_sql
+
+    rng = np.random.default_rng(4)
+    users = np.repeat(np.arange(1, 61), rng.integers(1, 3 * RECENT_RATINGS, 60))
+    users = np.concatenate([users, np.full(RECENT_RATINGS, 61), np.full(40, 62)])
+    seconds = rng.integers(0, 50, len(users))  # few distinct times: many ties
+    seconds[users == 62] = 7  # one time for all of them: the movie id decides
+    ratings = pa.table({
+        "user_id": users, "movie_id": rng.permutation(len(users)) + 1, "rating": rng.integers(1, 11, len(users)) / 2,
+        "rated_at": pa.array(1_700_000_000 + seconds, pa.timestamp("s")).cast(pa.timestamp("us")),
+        "batch_id": np.full(len(users), "b"),
+    })  # fmt: skip
+    con = duckdb.connect()
+    con.execute("create schema silver")
+    con.register("_r", ratings)
+    con.execute("create table silver.ratings as select * from _r")
+    plain = con.execute(_recent_ratings_sql(top_n_aggregate=False)).fetchall()
+    cut = con.execute(_recent_ratings_sql(top_n_aggregate=True)).fetchall()
+    assert cut == plain and len({r[0] for r in plain}) == 62
+    assert sum(1 for r in plain if r[0] == 62) == RECENT_RATINGS

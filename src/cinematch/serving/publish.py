@@ -127,7 +127,8 @@ def publish(con: Warehouse, settings: Settings, lists_current: bool = False) -> 
             batch_table(con, f"{ALIAS}_reference", reference)  # empty before the first training run
             performance = table_exists(con, "gold", "content_performance")
             users = table_exists(con, "silver", "users")  # viewing users: known, maybe without a rating
-            for name, (sql, params) in view_sql(version, latest, performance, users).items():
+            native = isinstance(con, duckdb.DuckDBPyConnection)  # PostgreSQL reads the same views in its own SQL
+            for name, (sql, params) in view_sql(version, latest, performance, users, duckdb=native).items():
                 con.execute(f"create table {ALIAS}.{name} as {sql}", params)
                 counts[name] = con.execute(f"select count(*) from {ALIAS}.{name}").fetchall()[0][0]
             generated = con.execute(f"select max(generated_at) from {ALIAS}.recommendations").fetchall()[0][0]

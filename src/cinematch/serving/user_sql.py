@@ -24,8 +24,30 @@ __all__ = ["RECENT_RATINGS", "user_view_sql"]
 RECENT_RATINGS = 20  # the user page shows the newest ratings; older ones only count in the genre mix
 
 
-def user_view_sql(alias: str, has_users: bool) -> dict[str, tuple[str, list[Any]]]:
-    """One ``select`` per user view; ``population_genres`` reads ``user_genres`` of the file being written."""
+def _recent_ratings_sql(top_n_aggregate: bool) -> str:
+    """Every user's ``RECENT_RATINGS`` newest ratings, by a window over each user's ratings.
+
+    With DuckDB's top-n aggregate (``max(x, n)``) the window only sees the ratings at or after the user's n-th newest
+    time (ties included, so the movie-id tie-break is the window's): at 25M ratings 4.0 s -> 1.7 s, the same rows.
+    PostgreSQL has no such aggregate and windows over all of them.
+    """
+    window = "row_number() over (partition by r.user_id order by r.rated_at desc, r.movie_id desc)"
+    cut = (
+        f"""join (select user_id, list_min(max(rated_at, {RECENT_RATINGS})) as since
+                  from silver.ratings group by user_id) c
+                on r.user_id = c.user_id and r.rated_at >= c.since"""
+        if top_n_aggregate
+        else ""
+    )
+    return f"""select r.user_id, cast({window} as integer) as position, r.movie_id, r.rating, r.rated_at, r.batch_id
+               from silver.ratings r {cut}
+               qualify position <= {RECENT_RATINGS}
+               order by r.user_id, position"""
+
+
+def user_view_sql(alias: str, has_users: bool, top_n_aggregate: bool = False) -> dict[str, tuple[str, list[Any]]]:
+    """One ``select`` per user view; ``population_genres`` reads ``user_genres`` of the file being written.
+    ``top_n_aggregate``: the warehouse is DuckDB (see ``_recent_ratings_sql``)."""
     rated = """select user_id, count(*) as n_ratings, avg(rating) as avg_rating, min(rated_at) as first_rated_at,
                       max(rated_at) as last_rated_at
                from silver.ratings group by user_id"""
@@ -40,18 +62,9 @@ def user_view_sql(alias: str, has_users: bool) -> dict[str, tuple[str, list[Any]
     )
     return {
         "user_summary": (summary, []),
-        "user_ratings": (
-            # ids only, sorted: titles and genres are joined from movie_details when a user is read (sorting
-            # the wide rows cost as much again as the window at 5M ratings)
-            f"""select user_id,
-                       cast(row_number() over (partition by user_id order by rated_at desc, movie_id desc) as integer)
-                           as position,
-                       movie_id, rating, rated_at, batch_id
-                from silver.ratings
-                qualify position <= {RECENT_RATINGS}
-                order by user_id, position""",
-            [],
-        ),
+        # ids only, sorted: titles and genres are joined from movie_details when a user is read (sorting the wide
+        # rows cost as much again as the window at 5M ratings)
+        "user_ratings": (_recent_ratings_sql(top_n_aggregate), []),
         "user_genres": (
             # explode the (small) catalogue, not the ratings, then one hash join and one aggregation
             # (a genre listed twice for one movie counts once; PostgreSQL has no list_distinct)

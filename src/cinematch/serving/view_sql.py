@@ -43,9 +43,10 @@ _PERFORMANCE_COLUMNS = (
 )
 
 
-def view_sql(version: str | None, latest: str | None, has_performance: bool = True,
-             has_users: bool = False) -> dict[str, tuple[str, list[Any]]]:  # fmt: skip
-    """One ``select`` per view table (run against the warehouse, written into the attached views file, in order)."""
+def view_sql(version: str | None, latest: str | None, has_performance: bool = True, has_users: bool = False,
+             duckdb: bool = False) -> dict[str, tuple[str, list[Any]]]:  # fmt: skip
+    """One ``select`` per view table (run against the warehouse, written into the attached views file, in order);
+    ``duckdb``: the warehouse is DuckDB, whose own functions some views use."""
     v = ALIAS
     recs_filter = "r.model_version = ?" if version else "false"
     return {
@@ -188,5 +189,5 @@ def view_sql(version: str | None, latest: str | None, has_performance: bool = Tr
                   from silver.movies where false""",
             [],
         ),
-        **user_view_sql(v, has_users),
+        **user_view_sql(v, has_users, top_n_aggregate=duckdb),
     }
