@@ -66,18 +66,23 @@ def user_view_sql(alias: str, has_users: bool, top_n_aggregate: bool = False) ->
         # rows cost as much again as the window at 5M ratings)
         "user_ratings": (_recent_ratings_sql(top_n_aggregate), []),
         "user_genres": (
-            # explode the (small) catalogue, not the ratings, then one hash join and one aggregation
+            # explode the (small) catalogue, not the ratings, then one hash join and one aggregation by a small
+            # integer genre id, named afterwards (grouping by the genre's text cost a third more at 25M ratings)
             # (a genre listed twice for one movie counts once; PostgreSQL has no list_distinct)
             """with movie_genres as (
                     select distinct movie_id, genre from (select movie_id, unnest(genres) as genre from silver.movies) g),
+                names as (
+                    select genre, cast(row_number() over (order by genre) as smallint) as genre_id
+                    from (select distinct genre from movie_genres) d),
+                movie_genre_ids as (select g.movie_id, n.genre_id from movie_genres g join names n using (genre)),
                 counts as (
-                    select r.user_id, g.genre, count(*) as n_ratings, avg(r.rating) as avg_rating
-                    from silver.ratings r join movie_genres g using (movie_id)
-                    group by r.user_id, g.genre)
-                select user_id, genre, n_ratings, avg_rating,
-                       n_ratings / sum(n_ratings) over (partition by user_id) as share
-                from counts
-                order by user_id, n_ratings desc, genre""",
+                    select r.user_id, g.genre_id, count(*) as n_ratings, avg(r.rating) as avg_rating
+                    from silver.ratings r join movie_genre_ids g using (movie_id)
+                    group by r.user_id, g.genre_id)
+                select c.user_id, n.genre, c.n_ratings, c.avg_rating,
+                       c.n_ratings / sum(c.n_ratings) over (partition by c.user_id) as share
+                from counts c join names n using (genre_id)
+                order by c.user_id, c.n_ratings desc, n.genre""",
             [],
         ),
         "population_genres": (
