@@ -101,3 +101,23 @@ def test_because_text_names_one_two_or_no_movies_per_slot() -> None:
 
     first, second = np.array([3, -1, 5, 7, -1]), np.array([4, -1, -1, 8, -1])
     assert _because_text(first, second).to_pylist() == ["3,4", "", "5", "7,8", ""]  # every slot kept, in order
+
+
+def test_new_movie_slot_from_histories_equals_the_matrix_of_every_rating() -> None:
+    """The taste from the caller's histories plus the new movies' own ratings gives the same slots as the matrix of
+    every rating; with a repeated (user, movie) pair it falls back to that matrix (which counts the pair twice)."""
+    from cinematch.recommender.interactions import histories
+
+    table = ratings_table(seed=9, n=8_000)
+    key = table.column("user_id").to_numpy() * 10_000 + table.column("movie_id").to_numpy()
+    single = table.take(np.sort(np.unique(key, return_index=True)[1]))
+    catalogue = np.arange(1, 700)
+    rng = np.random.default_rng(10)
+    genres = {g: np.sort(rng.choice(np.arange(1, 901), 250, replace=False)) for g in ("A", "B", "C", "D")}
+    for data in (single, table):
+        users = np.unique(data.column("user_id").to_numpy())
+        hist = histories(data, catalogue, users)
+        got = new_movie_slot(data, users, catalogue, genres, hist)
+        np.testing.assert_array_equal(got, new_movie_slot(data, users, catalogue, genres))
+        assert (got >= 0).sum() > 50
+    assert single.num_rows < table.num_rows  # the second table repeats pairs

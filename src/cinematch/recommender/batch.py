@@ -24,7 +24,15 @@ import scipy.sparse as sp
 
 from cinematch.core.log import get_logger, timed
 from cinematch.recommender import list_cache
-from cinematch.recommender.interactions import Histories, epoch_seconds, histories, lookup, positions, unique_ids
+from cinematch.recommender.interactions import (
+    Histories,
+    epoch_seconds,
+    histories,
+    lookup,
+    positions,
+    present,
+    unique_ids,
+)
 from cinematch.recommender.ranker import Ranker, fill_cold
 
 log = get_logger(__name__)
@@ -55,12 +63,15 @@ def new_movie_slot(
     users: np.ndarray,
     catalogue: np.ndarray,
     genres: dict[str, np.ndarray],
+    hist: Histories | None = None,
 ) -> np.ndarray:
     """Per user, the best movie outside ``catalogue`` by genre taste x popularity, or -1.
 
     ``genres`` maps a genre to the movie ids that have it. Taste is the user's share of ratings per genre;
     a new movie scores Σ_g taste_g · [movie in g] · log(1 + its ratings). A user with no rating in any of the
-    new movies' genres, or who has rated them all, gets none.
+    new movies' genres, or who has rated them all, gets none. ``hist``: the histories of ``users`` over
+    ``catalogue`` when the caller has them (the in-catalogue part of the taste then comes from them, without
+    another user x movie matrix of every rating; used when no (user, movie) pair repeats, as in silver).
     """
     movies = ratings.column("movie_id").to_numpy().astype(np.int64, copy=False)
     # per distinct rated movie (one gather maps every rating to it): outside the catalogue or not, its genres
@@ -73,16 +84,20 @@ def new_movie_slot(
     names = sorted(genres)
     member = np.stack([np.isin(rated, genres[g]) for g in names], axis=1).astype(np.float32)  # (rated, genres)
     new_score = member[is_new] * np.log1p(counts).astype(np.float32)[:, None]
-    mpos = positions(rated, movies)  # every rated movie is among them
-    uidx = positions(users, ratings.column("user_id").to_numpy().astype(np.int64, copy=False))
-    ok = uidx >= 0
-    if not ok.all():
-        uidx, mpos = uidx[ok], mpos[ok]
-    # the user's genre mix: user x movie counts times the movies' genres (one sparse product)
-    counts_matrix = sp.csr_matrix((np.ones(len(uidx), np.float32), (uidx, mpos)), shape=(len(users), len(rated)))
-    taste = counts_matrix @ member
+    user_col = ratings.column("user_id").to_numpy().astype(np.int64, copy=False)
+    taste_seen = _taste_from_histories(hist, users, catalogue, user_col, movies, new_ids, member[is_new], genres, names)
+    if taste_seen is None:
+        mpos = positions(rated, movies)  # every rated movie is among them
+        uidx = positions(users, user_col)
+        ok = uidx >= 0
+        if not ok.all():
+            uidx, mpos = uidx[ok], mpos[ok]
+        # the user's genre mix: user x movie counts times the movies' genres (one sparse product)
+        shape = (len(users), len(rated))
+        counts_matrix = sp.csr_matrix((np.ones(len(uidx), np.float32), (uidx, mpos)), shape=shape)
+        taste_seen = counts_matrix @ member, counts_matrix[:, np.flatnonzero(is_new)]
+    taste, seen = taste_seen  # seen: (users, new), the new movies each user has rated
     taste /= np.maximum(taste.sum(axis=1, keepdims=True), 1.0)
-    seen = counts_matrix[:, np.flatnonzero(is_new)]  # (users, new): the new movies each user has rated
     for s in range(0, len(users), _AFFINITY_BLOCK):
         scores = taste[s : s + _AFFINITY_BLOCK] @ new_score.T  # (block, new)
         r, c = seen[s : s + _AFFINITY_BLOCK].nonzero()
@@ -91,6 +106,35 @@ def new_movie_slot(
         has = scores[np.arange(len(best)), best] > 0
         out[s : s + _AFFINITY_BLOCK] = np.where(has, new_ids[best], -1)
     return out
+
+
+def _taste_from_histories(
+    hist: Histories | None,
+    users: np.ndarray,
+    catalogue: np.ndarray,
+    user_col: np.ndarray,
+    movies: np.ndarray,
+    new_ids: np.ndarray,
+    new_member: np.ndarray,
+    genres: dict[str, np.ndarray],
+    names: list[str],
+) -> tuple[np.ndarray, sp.csr_matrix] | None:
+    """(taste counts per user and genre, users x new movies rated) from ``hist`` and the new movies' own ratings,
+    or None when ``hist`` is not over these users and catalogue or a (user, movie) pair repeats (counts differ)."""
+    if hist is None or not (np.array_equal(hist.user_ids, users) and np.array_equal(hist.item_ids, catalogue)):
+        return None
+    new_pos = positions(new_ids, movies)
+    on_new = np.flatnonzero(new_pos >= 0)
+    uidx = positions(users, user_col[on_new])
+    known = present(users, user_col)
+    if hist.binary.nnz != int(np.count_nonzero(known)) - len(on_new) + int(np.count_nonzero(uidx < 0)):
+        return None  # a repeated pair (or a rating outside both): the matrix of every rating counts it
+    ok = uidx >= 0
+    seen = sp.csr_matrix((np.ones(int(ok.sum()), np.float32), (uidx[ok], new_pos[on_new][ok])),
+                         shape=(len(users), len(new_ids)))  # fmt: skip
+    member = np.stack([np.isin(hist.item_ids, genres[g]) for g in names], axis=1).astype(np.float32)
+    taste = np.asarray(hist.binary @ member) + np.asarray(seen @ new_member)
+    return taste, seen
 
 
 def _model_lists(
@@ -138,7 +182,7 @@ def top_n_table(
         ids, scores, because = _model_lists(ranker, ratings, hist, n, cache, info)
         fill_cold(ids, scores, np.diff(hist.binary.indptr) == 0, popular_recent(ratings, n, placeholders))
         if genres:
-            extra = new_movie_slot(ratings, users, ranker.item_ids, genres)
+            extra = new_movie_slot(ratings, users, ranker.item_ids, genres, hist)
             put = (extra >= 0) & (np.diff(hist.binary.indptr) > 0)
             ids[put, n - 1] = extra[put]
             scores[put, n - 1] = np.nan
