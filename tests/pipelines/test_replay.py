@@ -228,9 +228,16 @@ def test_a_replay_killed_midway_finishes_identically(
             "--workers", "2"]  # fmt: skip
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     assert proc.stdout is not None
-    for line in proc.stdout:  # period 2 is done: kill while period 3 is ingested, checked or trained
+    for line in proc.stdout:  # period 2 is done: kill while period 3 is scored, ingested, checked or trained
         if line.startswith("always period 2/"):
-            time.sleep(3)
+            # the policy's home names the period it plays (pipelines/replay.py mark_period); a fixed sleep was
+            # outrun once the remaining periods took under 3 s
+            marks = (tmp_path / "home" / "replays").glob("*/always/PERIOD")
+            deadline = time.monotonic() + 60
+            while not any(m.read_text() == "3" for m in marks) and time.monotonic() < deadline:
+                time.sleep(0.01)
+                marks = (tmp_path / "home" / "replays").glob("*/always/PERIOD")
+            time.sleep(0.2)
             proc.send_signal(signal.SIGKILL)
             break
     proc.wait(timeout=600)

@@ -231,3 +231,31 @@ def test_leave_last_n_split_picks_the_latest(kind: str) -> None:
     assert _pairs(test3) == {(1, 13), (1, 11), (1, 10)}  # only user 1 has more than 3 ratings
     with pytest.raises(BadInput):
         leave_last_n_split(data, n=0)
+
+
+def test_blocked_hash_equals_the_whole_array_formula_across_blocks_and_dtypes() -> None:
+    """The split's hash, computed in blocks in place, against the formula written on whole arrays (the split every
+    stored version was evaluated on): more ratings than one block, negative and int32 ids."""
+    import pyarrow as pa
+
+    from cinematch.recommender.training_set import stable_split
+
+    rng = np.random.default_rng(11)
+    n = 200_001
+    users, movies = rng.integers(-50, 10**6, n), rng.integers(1, 10**5, n).astype(np.int32)
+    ts = rng.integers(0, 2 * 10**15, n)
+    table = pa.table({"user_id": users, "movie_id": movies, "rating": np.full(n, 3.0),
+                      "rated_at": pa.array(ts, pa.timestamp("us"))})  # fmt: skip
+    u, m, t = users.astype(np.uint64), movies.astype(np.uint64), ts.astype(np.uint64)
+    with np.errstate(over="ignore"):
+        h = u * np.uint64(0x9E3779B97F4A7C15) ^ m * np.uint64(0xC2B2AE3D27D4EB4F)
+        h ^= t * np.uint64(0x165667B19E3779F9) ^ np.uint64(42) * np.uint64(0x27D4EB2F165667C5)
+        h ^= h >> np.uint64(30)
+        h *= np.uint64(0xBF58476D1CE4E5B9)
+        h ^= h >> np.uint64(27)
+        h *= np.uint64(0x94D049BB133111EB)
+        h ^= h >> np.uint64(31)
+    held = (h >> np.uint64(11)).astype(np.float64) / float(1 << 53) < 0.2
+    train, test = stable_split(table)
+    np.testing.assert_array_equal(test.column("user_id").to_numpy(), users[held])
+    np.testing.assert_array_equal(train.column("movie_id").to_numpy(), movies[~held])
