@@ -67,7 +67,7 @@ def prefetch(settings: Settings, plan: ReplayPlan, policies: list[Policy]) -> in
                     BASE_BATCH,
                     *(q.batch_id for q in plan.periods if q.path is not None and q.number <= period.number),
                 ]
-                train, _ = stable_split(ratings_of(con, batches).drop_columns(["batch_id"]))  # as training splits
+                train, _ = stable_split(ratings_of(con, batches, with_batch=False))  # as training reads them
                 if warm_starts(target_settings, train):  # both refits start from the policy's own champion
                     continue
                 if fits.cached(train, params, config, choice):  # another policy made both (every:N for always)

@@ -183,8 +183,8 @@ def train_warehouse(
     registry.write_alias(con, settings)  # heals an alias left behind by a kill between commit and alias write
     to_merge = unmerged_batches(con) if merge is None else merge
     batch_ids = sorted(set(training_batches(con)) | set(to_merge))
-    data = ratings_of(con, batch_ids)
-    train, test = stable_split(data.drop_columns(["batch_id"]))  # no model reads the batch: half the split's copying
+    data = ratings_of(con, batch_ids, with_batch=False)
+    train, test = stable_split(data)
     if train.num_rows == 0 or test.num_rows == 0:
         raise BadInput(f"too few ratings to train and evaluate ({data.num_rows}); ingest more data first")
     current = registry.champion(con)
