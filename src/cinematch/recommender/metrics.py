@@ -30,6 +30,7 @@ import pyarrow as pa
 import scipy.sparse as sp
 
 from cinematch.core.errors import BadInput
+from cinematch.recommender.als_solver import index_ids
 from cinematch.recommender.interactions import lookup, present, unique_ids
 from cinematch.recommender.top_n import SCORE_ELEMENTS, seen_positions
 
@@ -90,8 +91,8 @@ def _hits(
     rel_items = np.asarray(test_items, dtype=np.int64)[relevant]
 
     # Re-code ids densely so that user * n_items + item keys cannot overflow whatever the raw ids.
-    user_codes, inv_u = np.unique(np.concatenate([rel_users, users]), return_inverse=True)
-    item_codes, inv_i = np.unique(np.concatenate([rel_items, rec.ravel()]), return_inverse=True)
+    user_codes, inv_u = index_ids(np.concatenate([rel_users, users]))  # np.unique's inverse, by a dense table
+    item_codes, inv_i = index_ids(np.concatenate([rel_items, rec.ravel()]))
     n_codes = np.int64(len(item_codes))
     rel_keys = np.unique(inv_u[: len(rel_users)] * n_codes + inv_i[: len(rel_items)])
     row_codes = inv_u[len(rel_users) :]
