@@ -44,6 +44,7 @@ def _excluding_all_rated(model: ALSModel, con: Warehouse) -> ALSModel:
     i = np.searchsorted(model.item_ids, items).clip(0, max(model.n_items - 1, 0))
     known = (model.user_ids[u] == users) & (model.item_ids[i] == items)
     seen = user_item_csr(u[known], i[known], np.ones(int(known.sum()), np.float32), model.n_users, model.n_items)
+    _ = model.rank_bias  # made now, from the training ratings, before the copy's seen set changes
     out = copy.copy(model)
     out.seen_indptr, out.seen_indices = seen.indptr, seen.indices
     return out
