@@ -39,6 +39,9 @@ def test_positions_equal_lookup_with_absent_ids_at_minus_one() -> None:
             pos, ok = lookup(known, ids)
             np.testing.assert_array_equal(positions(known, ids), np.where(ok, pos, -1))
     assert positions(known[:0], np.array([1])).tolist() == [-1] and positions(known, np.array([], np.int64)).size == 0
+    repeated = np.array([1, 3, 3, 3, 7])  # a repeated id gives its first position, by the table or a binary search
+    for ids in (np.full(5_000, 3), np.array([3])):
+        assert set(positions(repeated, ids).tolist()) == {1} and set(lookup(repeated, ids)[0].tolist()) == {1}
 
 
 def _scipy_histories(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, user_ids: np.ndarray,

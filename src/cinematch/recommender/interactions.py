@@ -61,22 +61,12 @@ def lookup(known: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Position of each id in the sorted array ``known`` and whether it is there.
 
     Absent ids get their insertion point (clipped to the last position). Many ids over a compact id range
-    go through a dense position table (one gather): binary search over 25M ids took seconds in cache misses.
+    go through a dense position table (``positions``): binary search over 25M ids took seconds in cache misses.
     """
     ids = np.asarray(ids, dtype=np.int64)
     if len(known) == 0:
         return np.zeros(len(ids), np.int64), np.zeros(len(ids), bool)
-    lo, hi = int(known[0]), int(known[-1])
-    span = hi - lo + 1
-    if not _dense_range(len(ids), span):
-        pos = np.minimum(np.searchsorted(known, ids), len(known) - 1)
-        return pos, known[pos] == ids
-    table = np.full(span, -1, np.int64)
-    table[known[::-1] - lo] = np.arange(len(known) - 1, -1, -1)  # reversed: a repeated id keeps its first position
-    offset, inside = _offsets(ids, lo, span)
-    pos = table[offset]
-    if inside is not None:
-        pos[~inside] = -1
+    pos = positions(known, ids)
     ok = pos >= 0
     if not ok.all():
         pos[~ok] = np.minimum(np.searchsorted(known, ids[~ok]), len(known) - 1)
@@ -84,9 +74,9 @@ def lookup(known: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def positions(known: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """Position of each id in the sorted distinct ``known``, -1 where absent: ``lookup`` without the insertion points
-    of absent ids (a binary search each) and, for ids that start near 0, with a table indexed by the id itself (no
-    offset array: at 25M ratings each temporary of their size costs more than the gather)."""
+    """Position of each id in the sorted ``known`` (the first of a repeated one), -1 where absent: ``lookup`` without
+    the insertion points of absent ids (a binary search each). Ids that start near 0 index the table by the id itself
+    (no offset array: at 25M ratings each temporary of their size costs more than the gather)."""
     ids = np.asarray(ids, dtype=np.int64)
     if len(known) == 0 or len(ids) == 0:
         return np.full(len(ids), -1, np.int64)
@@ -98,7 +88,7 @@ def positions(known: np.ndarray, ids: np.ndarray) -> np.ndarray:
         nearest[known[nearest] != ids] = -1
         return nearest
     table = np.full(span, -1, np.int64)
-    table[known - base] = np.arange(len(known))
+    table[known[::-1] - base] = np.arange(len(known) - 1, -1, -1)  # reversed: a repeated id keeps its first position
     if int(ids.min()) >= base and int(ids.max()) <= hi:
         found: np.ndarray = table[ids - base] if base else table[ids]
         return found
