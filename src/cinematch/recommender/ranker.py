@@ -39,7 +39,7 @@ _SCORE_ELEMENTS = 16_000_000  # users x items float32 scores per block (64 MB)
 # Norm-bound stages and explanations work in blocks whose largest temporary stays near 8 MB of float32: under
 # glibc's largest mmap threshold (32 MB) a freed block's memory is reused by the next one instead of fresh pages
 # being mapped and faulted in each time (on this kind of virtual machine first touches cost more than the
-# arithmetic; 150,000 users' lists with explanations: 11.1 s -> 8.0 s, BENCHMARKS.md).
+# arithmetic; 150,000 users' lists with explanations: 11.1 s -> 8.0-9.0 s, BENCHMARKS.md).
 _STAGE_ELEMENTS = 2_000_000  # users x first-stage items per block of the norm-bound path
 _BECAUSE_ELEMENTS = 2_000_000  # users x history x (factors, or n per EASE component) per explanation block
 
