@@ -7,7 +7,9 @@ ETL, the first model tuned once on the base, views published). Then for each per
 1. score the champion's published top-10 and its predicted ratings against what users rated in the period
    (stored at once as a ``scored`` row, so a rerun never scores a later champion on it);
 2. ingest the period's batch (exactly once), ETL, drift check;
-3. the policy's retrain decision (reusing the base's tuned choice), publish; the row becomes ``done``.
+3. the policy's retrain decision (reusing the base's tuned choice), publish; the row becomes ``done``. The user
+   views of the publication are written from silver beside the drift check and the retrain
+   (serving/early_views.py).
 
 Every step is idempotent or detected as done, so a replay killed anywhere and run again continues where it
 stopped with the same metrics. The user's warehouse is written only to copy the rows into ``ops.replay_periods``.
@@ -32,6 +34,7 @@ from cinematch.pipelines.replay_score import score_period
 from cinematch.recommender import registry
 from cinematch.recommender.training import params_from_settings
 from cinematch.recommender.training_set import unmerged_batches
+from cinematch.serving.early_views import early_user_views
 from cinematch.serving.publish import publish
 from cinematch.storage import records, replay_rows
 from cinematch.storage.protocol import Warehouse
@@ -100,8 +103,9 @@ def build_base(settings: Settings, plan: ReplayPlan, say: Callable[[str], None])
             ingest_file(con, plan.movies_file, kind="movies")
         ingest_file(con, plan.base_path, batch_id=BASE_BATCH)
         run_etl(con, base, write_lake=False)
-        first = train_warehouse(con, base, params_from_settings(base), tune=True)
-        publish(con, base, lists_current=bool(first["promoted"]))
+        with early_user_views(con, base) as early:  # written beside the training (serving/early_views.py)
+            first = train_warehouse(con, base, params_from_settings(base), tune=True)
+            publish(con, base, lists_current=bool(first["promoted"]), early=early)
     done.write_text(first["version"])
     say(f"base: {plan.n_base:,} ratings before {plan.start:%Y-%m-%d}, first model {first['version']} "
         f"(rmse {first['rmse']:.4f}, ndcg@10 {first['ndcg_at_10']:.4f}) in {time.perf_counter() - t0:.0f} s")  # fmt: skip
@@ -146,9 +150,12 @@ def run_period(
     if period.path is not None:
         ingest_file(con, period.path, batch_id=period.batch_id)
         run_etl(con, settings, write_lake=False)
-        decision.update(_decide(con, settings, plan, policy, period))
-        # a retrain made here that promoted has just written the lists from these ratings (not one before a kill)
-        publish(con, settings, lists_current=bool(decision["promoted"]) and decision["train_seconds"] is not None)
+        # the user views are written from silver beside the drift check, the retrain and the lists
+        with early_user_views(con, settings) as early:
+            decision.update(_decide(con, settings, plan, policy, period))
+            # a retrain made here that promoted has just written the lists from these ratings (not one before a kill)
+            current = bool(decision["promoted"]) and decision["train_seconds"] is not None
+            publish(con, settings, lists_current=current, early=early)
     charged = decision.pop("charged_seconds", 0.0)
     seconds = row["seconds"] + time.perf_counter() - started + charged
     row.update(decision, status="done", seconds=round(seconds, 3))

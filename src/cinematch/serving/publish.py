@@ -19,6 +19,7 @@ from cinematch.core.results import Result
 from cinematch.core.settings import Settings
 from cinematch.recommender import registry
 from cinematch.recommender.recommendations import write_recommendations
+from cinematch.serving.early_views import UserViews
 from cinematch.serving.layout import PREFIX, current_views, new_views_path, point_current
 from cinematch.serving.view_sql import ALIAS, view_sql
 from cinematch.storage.audit import utcnow
@@ -82,7 +83,9 @@ def _remove_old(settings: Settings, keep: set[str]) -> list[str]:
     return removed
 
 
-def publish(con: Warehouse, settings: Settings, lists_current: bool = False) -> Publication:
+def publish(
+    con: Warehouse, settings: Settings, lists_current: bool = False, early: UserViews | None = None
+) -> Publication:
     """Materialize every serving view into a new DuckDB file and point ``HOME/serving/CURRENT`` at it.
 
     Args:
@@ -91,6 +94,8 @@ def publish(con: Warehouse, settings: Settings, lists_current: bool = False) -> 
         lists_current: the caller has just written the champion's lists from the current silver ratings (a
             training that promoted, with nothing ingested since), so they are not rebuilt (at 25M ratings that
             re-check cost 7 s); ignored unless ``serving.recommendations`` holds the champion's lists.
+        early: the user views already being written into the new views file since ETL
+            (serving/early_views.py); this publish writes the other views into that file and waits for them.
 
     Returns:
         ``path``, ``views_version``, ``model_version`` (None without a champion), ``previous`` views file,
@@ -117,20 +122,27 @@ def publish(con: Warehouse, settings: Settings, lists_current: bool = False) -> 
     reference = _reference_batches(con, champ, latest)
     published_at = utcnow()
     settings.serving_dir.mkdir(parents=True, exist_ok=True)
-    path = new_views_path(settings, published_at)
+    path = early.path if early is not None else new_views_path(settings, published_at)
     previous = current_views(settings)
 
     counts: dict[str, int] = {}
     with timed(log, "publish", path=path.name, model_version=version) as info:
-        con.execute(f"attach '{str(path).replace(chr(39), chr(39) * 2)}' as {ALIAS}")
+        if early is not None:
+            early.consumed = True  # attached already; removed below if this publish fails
+        else:
+            con.execute(f"attach '{str(path).replace(chr(39), chr(39) * 2)}' as {ALIAS}")
         try:
             batch_table(con, f"{ALIAS}_reference", reference)  # empty before the first training run
             performance = table_exists(con, "gold", "content_performance")
-            users = table_exists(con, "silver", "users")  # viewing users: known, maybe without a rating
+            users = early.has_users if early is not None else table_exists(con, "silver", "users")  # viewing users
             native = isinstance(con, duckdb.DuckDBPyConnection)  # PostgreSQL reads the same views in its own SQL
             for name, (sql, params) in view_sql(version, latest, performance, users, duckdb=native).items():
+                if early is not None and name in early.tables:
+                    continue
                 con.execute(f"create table {ALIAS}.{name} as {sql}", params)
                 counts[name] = con.execute(f"select count(*) from {ALIAS}.{name}").fetchall()[0][0]
+            if early is not None:
+                counts.update(early.wait())
             generated = con.execute(f"select max(generated_at) from {ALIAS}.recommendations").fetchall()[0][0]
             n_users = con.execute(f"select count(distinct user_id) from {ALIAS}.recommendations").fetchall()[0][0]
             meta = {
@@ -153,6 +165,8 @@ def publish(con: Warehouse, settings: Settings, lists_current: bool = False) -> 
             counts["meta"] = 1
             con.execute(f"checkpoint {ALIAS}")
         except BaseException:
+            if early is not None:
+                early.discard()  # stops its thread, detaches and deletes the file
             with contextlib.suppress(duckdb.Error):
                 con.execute(f"detach {ALIAS}")
             for leftover in (path, path.with_name(path.name + ".wal")):
