@@ -20,6 +20,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from cinematch import __version__
+from cinematch.core.arrow_pool import use_system_pool
 from cinematch.core.errors import CineMatchError
 from cinematch.core.log import configure
 from cinematch.core.settings import Settings, get_settings
@@ -122,6 +123,7 @@ def command(
         @functools.wraps(fn)
         def wrapper(*args: Any, json_: bool, debug: bool, **kw: Any) -> Any:
             configure("DEBUG" if debug else None)
+            use_system_pool()  # core/arrow_pool.py: Arrow's buffers from malloc, not mimalloc
             ctx = Ctx(json_, debug)
             if not (os.environ.get("CINEMATCH_OPENLINEAGE_URL") or os.environ.get("OPENLINEAGE_CONFIG")):
                 return fn(ctx, *args, **kw)

@@ -22,6 +22,7 @@ from typing import Any
 
 from threadpoolctl import threadpool_limits
 
+from cinematch.core.arrow_pool import use_system_pool
 from cinematch.core.log import get_logger, log_event
 from cinematch.core.settings import Settings
 from cinematch.pipelines.replay import replay_policy
@@ -64,6 +65,7 @@ def _start_worker(started: Any, cores: list[int]) -> None:
     it; OpenMP starts after it is set); the BLAS already loaded is limited to one thread.
     """
     _die_with_parent()
+    use_system_pool()  # a spawned process starts with Arrow's default pool (core/arrow_pool.py)
     if hasattr(os, "sched_setaffinity") and len(cores) > 1:
         with started.get_lock():
             index, started.value = started.value, started.value + 1
