@@ -29,7 +29,7 @@ import duckdb
 
 from cinematch.core.log import get_logger, log_event
 from cinematch.core.settings import Settings
-from cinematch.serving.layout import new_views_path
+from cinematch.serving.layout import attach_views, drop_views_file, new_views_path
 from cinematch.serving.user_sql import user_view_sql
 from cinematch.serving.view_sql import ALIAS
 from cinematch.storage.protocol import Warehouse
@@ -44,9 +44,11 @@ class UserViews:
     """The user views being written into ``path`` (attached as ``ALIAS``) by a thread of their own."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, path: Path, has_users: bool) -> None:
+        """Start writing into ``path``, already attached to ``con`` as ``ALIAS``."""
         self.path = path
         self.has_users = has_users
-        self.tables = tuple(user_view_sql(ALIAS, has_users, top_n_aggregate=True))
+        self._views = user_view_sql(ALIAS, has_users, top_n_aggregate=True)
+        self.tables = tuple(self._views)
         self.consumed = False  # publish took the file over
         self._con = con
         self._cursor = con.cursor()
@@ -55,10 +57,11 @@ class UserViews:
         self._started = time.perf_counter()
         self._seconds = 0.0
         self._thread = threading.Thread(target=self._write, name="cinematch-user-views", daemon=True)
+        self._thread.start()
 
     def _write(self) -> None:
         try:
-            for name, (sql, params) in user_view_sql(ALIAS, self.has_users, top_n_aggregate=True).items():
+            for name, (sql, params) in self._views.items():
                 self._cursor.execute(f"create table {ALIAS}.{name} as {sql}", params)
                 self._counts[name] = self._cursor.execute(f"select count(*) from {ALIAS}.{name}").fetchall()[0][0]
         except BaseException as exc:  # handed to the waiting thread
@@ -77,17 +80,18 @@ class UserViews:
                   **{f"{name}_rows": n for name, n in self._counts.items()})  # fmt: skip
         return dict(self._counts)
 
-    def discard(self) -> None:
-        """Stop the thread, detach the file and delete it (a step that failed before its publish)."""
+    def stop(self) -> None:
+        """Interrupt the thread's query and wait for the thread (a publish or step that failed)."""
         with contextlib.suppress(duckdb.Error):
             self._cursor.interrupt()
         self._thread.join()
         with contextlib.suppress(duckdb.Error):
             self._cursor.close()
-        with contextlib.suppress(duckdb.Error):
-            self._con.execute(f"detach {ALIAS}")
-        for leftover in (self.path, self.path.with_name(self.path.name + ".wal")):
-            leftover.unlink(missing_ok=True)
+
+    def discard(self) -> None:
+        """Stop the thread, detach the file and delete it (a step that failed before its publish)."""
+        self.stop()
+        drop_views_file(self._con, self.path, ALIAS)
 
 
 def start_user_views(con: Warehouse, settings: Settings) -> UserViews | None:
@@ -97,10 +101,8 @@ def start_user_views(con: Warehouse, settings: Settings) -> UserViews | None:
         return None
     settings.serving_dir.mkdir(parents=True, exist_ok=True)
     path = new_views_path(settings)
-    con.execute(f"attach '{str(path).replace(chr(39), chr(39) * 2)}' as {ALIAS}")
-    views = UserViews(con, path, has_users=table_exists(con, "silver", "users"))
-    views._thread.start()
-    return views
+    attach_views(con, path, ALIAS)
+    return UserViews(con, path, has_users=table_exists(con, "silver", "users"))
 
 
 @contextmanager

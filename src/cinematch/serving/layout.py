@@ -8,15 +8,28 @@ A reader that stats ``CURRENT`` sees either the old or the new publication, neve
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from datetime import datetime
 from pathlib import Path
 
+import duckdb
+
 from cinematch.core.settings import Settings
 from cinematch.storage.audit import utcnow
+from cinematch.storage.protocol import Warehouse
 
-__all__ = ["CURRENT", "PREFIX", "VIEW_TABLES", "current_views", "new_views_path", "point_current"]
+__all__ = [
+    "CURRENT",
+    "PREFIX",
+    "VIEW_TABLES",
+    "attach_views",
+    "current_views",
+    "drop_views_file",
+    "new_views_path",
+    "point_current",
+]
 
 CURRENT = "CURRENT"
 PREFIX = "views_"
@@ -50,3 +63,16 @@ def point_current(settings: Settings, path: Path) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, settings.serving_dir / CURRENT)
+
+
+def attach_views(con: Warehouse, path: Path, alias: str) -> None:
+    """Attach the views file ``path`` (created if absent) to ``con`` as ``alias``, to write its tables."""
+    con.execute(f"attach '{str(path).replace(chr(39), chr(39) * 2)}' as {alias}")
+
+
+def drop_views_file(con: Warehouse, path: Path, alias: str) -> None:
+    """Detach ``alias`` if it is attached and delete ``path`` and its WAL: a publication that did not complete."""
+    with contextlib.suppress(duckdb.Error):
+        con.execute(f"detach {alias}")
+    for leftover in (path, path.with_name(path.name + ".wal")):
+        leftover.unlink(missing_ok=True)

@@ -20,7 +20,14 @@ from cinematch.core.settings import Settings
 from cinematch.recommender import registry
 from cinematch.recommender.recommendations import write_recommendations
 from cinematch.serving.early_views import UserViews
-from cinematch.serving.layout import PREFIX, current_views, new_views_path, point_current
+from cinematch.serving.layout import (
+    PREFIX,
+    attach_views,
+    current_views,
+    drop_views_file,
+    new_views_path,
+    point_current,
+)
 from cinematch.serving.view_sql import ALIAS, view_sql
 from cinematch.storage.audit import utcnow
 from cinematch.storage.protocol import Warehouse
@@ -130,7 +137,7 @@ def publish(
         if early is not None:
             early.consumed = True  # attached already; removed below if this publish fails
         else:
-            con.execute(f"attach '{str(path).replace(chr(39), chr(39) * 2)}' as {ALIAS}")
+            attach_views(con, path, ALIAS)
         try:
             batch_table(con, f"{ALIAS}_reference", reference)  # empty before the first training run
             performance = table_exists(con, "gold", "content_performance")
@@ -166,11 +173,8 @@ def publish(
             con.execute(f"checkpoint {ALIAS}")
         except BaseException:
             if early is not None:
-                early.discard()  # stops its thread, detaches and deletes the file
-            with contextlib.suppress(duckdb.Error):
-                con.execute(f"detach {ALIAS}")
-            for leftover in (path, path.with_name(path.name + ".wal")):
-                leftover.unlink(missing_ok=True)
+                early.stop()
+            drop_views_file(con, path, ALIAS)
             raise
         finally:
             with contextlib.suppress(duckdb.Error):
